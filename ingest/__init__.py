@@ -1,0 +1,1 @@
+"""Documents in, points out: sources, validation, chunking, hashes and the write path (to come)."""

@@ -1,0 +1,146 @@
+"""The ColBERT-XM encoder: texts in any language to per-token multivectors, exact to the reference.
+
+One forward pass per batch, each text with its own language adapter (XMOD `lang_ids`); documents are
+sorted by length so that padding is small, and results come back in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retriever.checkpoint import CheckpointSpec, locate, read_spec
+from retriever.errors import InvalidInputError
+from retriever.languages import LanguageResolver, Resolution
+from retriever.model import LoadedModel, load_model, pick_device, pick_dtype
+from retriever.settings import Settings, get_settings
+from retriever.tokenization import ColbertTokenizer, TokenBatch
+
+log = logging.getLogger(__name__)
+
+Languages = str | Sequence[str | None] | None
+
+
+class Encoder:
+    """Encodes queries and documents with a ColBERT-XM checkpoint.
+
+    >>> encoder = Encoder.from_pretrained("antoinelouis/colbert-xm")  # doctest: +SKIP
+    >>> q = encoder.encode_queries(["wie alt ist der Eiffelturm"], languages=["de"])  # doctest: +SKIP
+    >>> q[0].shape  # doctest: +SKIP
+    (32, 128)
+    """
+
+    def __init__(self, spec: CheckpointSpec, loaded: LoadedModel, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.model = loaded
+        self.tokenizer = ColbertTokenizer(spec, settings.marker_convention)
+        self.languages = LanguageResolver(
+            spec.languages, settings.unknown_language, settings.fallback_language
+        )
+        self._detector: Callable[[list[str]], list[Resolution]] | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path | None = None, settings: Settings | None = None
+    ) -> Encoder:
+        """Load a checkpoint from a local folder or the hub; unset arguments come from the settings."""
+        settings = settings or get_settings()
+        name = str(name_or_path or settings.model)
+        spec = read_spec(locate(name), name)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        device = pick_device(settings.device)
+        return cls(spec, load_model(spec, device, pick_dtype(settings.precision, device)), settings)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def encode_queries(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
+        """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
+        texts = _check_texts(texts)
+        rows = self.tokenizer.query_rows(texts)
+        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.query_batch)
+
+    def encode_documents(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
+        """One (kept tokens, dim) float32 array per document: pad and punctuation rows dropped."""
+        texts = _check_texts(texts)
+        rows = self.tokenizer.document_rows(texts)
+        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.document_batch)
+
+    def resolve_languages(self, texts: Sequence[str], languages: Languages = None) -> list[Resolution]:
+        """The adapter of each text: given (resolved through the checkpoint's languages), else detected,
+        else the fallback adapter."""
+        wanted = _per_text(languages, len(texts))
+        out: list[Resolution | None] = [
+            None if code is None else self.languages.resolve(code) for code in wanted
+        ]
+        unknown = [i for i, r in enumerate(out) if r is None]
+        if unknown:
+            for i, found in zip(unknown, self._detect([texts[i] for i in unknown]), strict=True):
+                out[i] = found
+        return [r for r in out if r is not None]
+
+    def _detect(self, texts: list[str]) -> list[Resolution]:
+        if not self.settings.detect_language:
+            return [Resolution("", self.languages.fallback, fallback=True) for _ in texts]
+        if self._detector is None:
+            from retriever.langid import make_detector
+
+            self._detector = make_detector(self.languages, self.settings.langid_min_confidence)
+        return self._detector(texts)
+
+    def _encode(
+        self,
+        rows: list[list[int]],
+        langs: list[Resolution],
+        to_batch: Callable[[list[list[int]]], TokenBatch],
+    ) -> list[np.ndarray]:
+        lang_ids = np.array([self.languages.index[r.adapter] for r in langs], dtype=np.int64)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        out: list[np.ndarray] = [np.empty(0)] * len(rows)
+        size = self.settings.batch_size
+        for chunk in (order[i : i + size] for i in range(0, len(order), size)):
+            vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk])
+            for i, v in zip(chunk, vectors, strict=True):
+                out[i] = v
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, batch: TokenBatch, lang_ids: np.ndarray) -> list[np.ndarray]:
+        device = self.model.device
+        hidden = self.model.backbone(
+            input_ids=torch.from_numpy(batch.input_ids).to(device),
+            attention_mask=torch.from_numpy(batch.attention_mask).to(device),
+            lang_ids=torch.from_numpy(lang_ids).to(device),
+        ).last_hidden_state
+        keep = torch.from_numpy(batch.keep).to(device)
+        vectors = (hidden.float() @ self.model.projection.T) * keep.unsqueeze(-1)
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=2).cpu().numpy()
+        return [v[k] for v, k in zip(vectors, batch.keep, strict=True)]
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a list of strings, not a single string")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text {i} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise InvalidInputError(f"text {i} is empty or only whitespace")
+    return texts
+
+
+def _per_text(languages: Languages, n: int) -> list[str | None]:
+    if languages is None or isinstance(languages, str):
+        return [languages] * n
+    codes = list(languages)
+    if len(codes) != n:
+        raise InvalidInputError(f"{len(codes)} languages given for {n} texts")
+    return codes

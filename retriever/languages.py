@@ -1,0 +1,120 @@
+"""Language codes to XMOD adapters.
+
+Callers name a language as an ISO 639-1/639-3 code (`fr`, `fra`), a BCP-47 tag (`pt-BR`, `zh-Hant`,
+`sr-Latn`) or an adapter code (`fr_XX`); the checkpoint's `config.languages` lists its adapters. A
+language with no adapter follows the configured policy: the fallback adapter (logged once per code)
+or an UnknownLanguageError. A malformed or unknown code is always an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import langcodes
+
+from retriever.errors import CheckpointError, UnknownLanguageError
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["fallback", "error"]
+# Languages whose adapter goes by another code: Filipino/Tagalog, Norwegian Bokmål/Nynorsk.
+_ALIASES = {"fil": "tl", "nb": "no", "nn": "no"}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The adapter chosen for a requested language, and whether the fallback policy chose it."""
+
+    requested: str
+    adapter: str
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class _Tag:
+    language: str
+    script: str | None
+
+
+@lru_cache(maxsize=4096)
+def _parse(code: str) -> _Tag | None:
+    """Base language and script of a tag, or None when it is not a real language code."""
+    tag = code.strip().replace("_", "-")
+    if not tag:
+        return None
+    try:
+        lang = langcodes.Language.get(langcodes.standardize_tag(tag, macro=True), normalize=True)
+    except (langcodes.tag_parser.LanguageTagError, ValueError):
+        return None
+    if not lang.language or lang.language == "und" or not lang.is_valid():
+        return None
+    base = _ALIASES.get(lang.language, lang.language)
+    return _Tag(language=base, script=lang.maximize().script)
+
+
+def _parse_adapter(code: str) -> _Tag | None:
+    """An adapter code such as zh_TW, or eo_EO whose region is not a real one."""
+    return _parse(code) or _parse(code.split("_")[0])
+
+
+class LanguageResolver:
+    """Maps language codes onto the adapters of one checkpoint."""
+
+    def __init__(self, adapters: Sequence[str], policy: Policy = "fallback", fallback: str = "en") -> None:
+        self.adapters = tuple(adapters)
+        self.index = {code: i for i, code in enumerate(self.adapters)}
+        self.policy = policy
+        self._by_language: dict[str, list[str]] = {}
+        for code in self.adapters:
+            parsed = _parse_adapter(code)
+            if parsed is not None:
+                self._by_language.setdefault(parsed.language, []).append(code)
+        self._warned: set[str] = set()
+        found = self._lookup(fallback)
+        if found is None:
+            raise CheckpointError(
+                f"fallback language {fallback!r} has no adapter in this checkpoint; "
+                f"choose one of {', '.join(self.adapters)}"
+            )
+        self.fallback = found
+
+    def resolve(self, code: str) -> Resolution:
+        """The adapter for `code`, applying the policy when the checkpoint has none for it."""
+        if not isinstance(code, str):
+            raise UnknownLanguageError(f"a language code must be a string, not {type(code).__name__}")
+        found = self._lookup(code)
+        if found is not None:
+            return Resolution(code, found)
+        if _parse(code) is None:
+            raise UnknownLanguageError(
+                f"{code!r} is not a language code (use ISO 639-1/639-3, BCP-47 such as pt-BR, or an "
+                f"adapter code such as fr_XX)"
+            )
+        return self.no_adapter(code, f"language {code!r} has no adapter in this checkpoint")
+
+    def no_adapter(self, code: str, reason: str) -> Resolution:
+        """Apply the policy: the fallback adapter (logged once per code) or an error."""
+        if self.policy == "error":
+            raise UnknownLanguageError(f"{reason}; adapters: {', '.join(self.adapters)}")
+        if code not in self._warned:
+            self._warned.add(code)
+            log.warning("%s; using the fallback adapter %s", reason, self.fallback)
+        return Resolution(code, self.fallback, fallback=True)
+
+    def _lookup(self, code: str) -> str | None:
+        if code in self.index:
+            return code
+        parsed = _parse(code)
+        if parsed is None:
+            return None
+        candidates = self._by_language.get(parsed.language, [])
+        if len(candidates) > 1:  # e.g. zh_CN (Hans) and zh_TW (Hant): choose by script
+            for candidate in candidates:
+                tag = _parse_adapter(candidate)
+                if tag is not None and tag.script == parsed.script:
+                    return candidate
+        return candidates[0] if candidates else None

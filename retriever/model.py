@@ -1,0 +1,69 @@
+"""Loading the XMOD backbone and the ColBERT projection onto a device, in a chosen precision."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from safetensors import safe_open
+from transformers import XmodConfig, XmodModel
+from transformers.utils import logging as hf_logging
+
+from retriever.checkpoint import PROJECTION_KEY, WEIGHTS_FILE, CheckpointSpec
+from retriever.errors import CheckpointError, InvalidInputError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The backbone (eval mode, on its device and dtype) and the fp32 projection [dim, hidden]."""
+
+    backbone: XmodModel
+    projection: torch.Tensor
+    device: torch.device
+    dtype: torch.dtype
+
+
+def pick_device(name: str) -> torch.device:
+    """auto -> the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} was asked for but torch sees no CUDA device")
+    return device
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """auto -> fp16 on CUDA (as the reference encodes documents), fp32 on CPU."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise InvalidInputError("precision fp16 is for CUDA devices; on the CPU use bf16 or fp32")
+    return _DTYPES[precision]
+
+
+def load_model(spec: CheckpointSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Load the backbone (prefix `roberta.` stripped by transformers) and the projection."""
+    config = XmodConfig.from_pretrained(spec.path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the unused `linear.weight` is expected, not worth a warning
+    hf_logging.disable_progress_bar()
+    try:
+        backbone = XmodModel.from_pretrained(
+            spec.path, config=config, dtype=dtype, attn_implementation="sdpa"
+        )
+    except Exception as exc:
+        raise CheckpointError(f"cannot load the XMOD backbone from {spec.path}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    with safe_open(spec.path / WEIGHTS_FILE, framework="pt") as weights:
+        projection = weights.get_tensor(PROJECTION_KEY).to(device=device, dtype=torch.float32)
+    backbone.to(device).eval()
+    log.info("loaded %s on %s in %s", spec.model_id, device, str(dtype).removeprefix("torch."))
+    return LoadedModel(backbone, projection, device, dtype)

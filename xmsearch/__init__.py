@@ -1,0 +1,1 @@
+"""The `xmsearch` command line: the one place that sees every package (workers -> ingest -> retriever)."""
