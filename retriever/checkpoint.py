@@ -62,9 +62,7 @@ def locate(name: str) -> Path:
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise CheckpointError(
-                f"{name} is a file; a checkpoint is a folder holding {', '.join(REQUIRED_FILES)}"
-            )
+            raise CheckpointError(f"{name} is a file; a checkpoint is a folder holding {', '.join(REQUIRED_FILES)}")
         return path
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise CheckpointError(f"checkpoint folder {name} does not exist")
@@ -79,8 +77,7 @@ def _download(repo_id: str) -> Path:
     except Exception as exc:  # the hub raises many types for "cannot reach" / "offline" / "not found"
         raise CheckpointUnavailableError(
             f"cannot load checkpoint {repo_id!r} from the Hugging Face hub and it is not in the local "
-            f"cache ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). "
-            + LOCAL_HINT
+            f"cache ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). " + LOCAL_HINT
         ) from exc
 
 
@@ -95,9 +92,7 @@ def read_spec(path: Path, name: str | None = None) -> CheckpointSpec:
     config = _read_json(path / CONFIG_FILE)
     meta = _read_json(path / METADATA_FILE)
     if config.get("model_type") != "xmod":
-        raise CheckpointError(
-            f"{path / CONFIG_FILE}: model_type is {config.get('model_type')!r}, expected 'xmod'"
-        )
+        raise CheckpointError(f"{path / CONFIG_FILE}: model_type is {config.get('model_type')!r}, expected 'xmod'")
     dim, hidden_size = _positive(meta, "dim", path), _positive(config, "hidden_size", path)
     _check_weights(path, dim, hidden_size)
     spec = CheckpointSpec(

@@ -39,15 +39,11 @@ class Encoder:
         self.settings = settings
         self.model = loaded
         self.tokenizer = ColbertTokenizer(spec, settings.marker_convention)
-        self.languages = LanguageResolver(
-            spec.languages, settings.unknown_language, settings.fallback_language
-        )
+        self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
         self._detector: Callable[[list[str]], list[Resolution]] | None = None
 
     @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | Path | None = None, settings: Settings | None = None
-    ) -> Encoder:
+    def from_pretrained(cls, name_or_path: str | Path | None = None, settings: Settings | None = None) -> Encoder:
         """Load a checkpoint from a local folder or the hub; unset arguments come from the settings."""
         settings = settings or get_settings()
         name = str(name_or_path or settings.model)
@@ -77,9 +73,7 @@ class Encoder:
         """The adapter of each text: given (resolved through the checkpoint's languages), else detected,
         else the fallback adapter."""
         wanted = _per_text(languages, len(texts))
-        out: list[Resolution | None] = [
-            None if code is None else self.languages.resolve(code) for code in wanted
-        ]
+        out: list[Resolution | None] = [None if code is None else self.languages.resolve(code) for code in wanted]
         unknown = [i for i, r in enumerate(out) if r is None]
         if unknown:
             for i, found in zip(unknown, self._detect([texts[i] for i in unknown]), strict=True):

@@ -54,9 +54,7 @@ def load_model(spec: CheckpointSpec, device: torch.device, dtype: torch.dtype) -
     hf_logging.set_verbosity_error()  # the unused `linear.weight` is expected, not worth a warning
     hf_logging.disable_progress_bar()
     try:
-        backbone = XmodModel.from_pretrained(
-            spec.path, config=config, dtype=dtype, attn_implementation="sdpa"
-        )
+        backbone = XmodModel.from_pretrained(spec.path, config=config, dtype=dtype, attn_implementation="sdpa")
     except Exception as exc:
         raise CheckpointError(f"cannot load the XMOD backbone from {spec.path}: {exc}") from exc
     finally:

@@ -17,13 +17,9 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 class Settings(BaseSettings):
     """Configuration shared by the encoder, the CLI and (later) the store, ingestion and workers."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="XMSEARCH_", env_file=".env", extra="ignore", protected_namespaces=()
-    )
+    model_config = SettingsConfigDict(env_prefix="XMSEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
 
-    model: str = Field(
-        DEFAULT_MODEL, description="Hub id or local folder of a ColBERT-XM (colbert-ai) checkpoint."
-    )
+    model: str = Field(DEFAULT_MODEL, description="Hub id or local folder of a ColBERT-XM (colbert-ai) checkpoint.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = fp32 on CPU and fp16 on CUDA (as the reference encodes documents)."

@@ -54,9 +54,7 @@ def build_tokenizer(max_words: int = 600) -> Tokenizer:
     chars.update({c: 1 for c in string.punctuation + string.digits} | {"▁" + c: 1 for c in "([{-\"'«¿¡"})
     counts = chars + Counter(dict(sorted(words.items(), key=lambda wn: (-wn[1], wn[0]))[:max_words]))
     total = sum(counts.values())
-    pieces = sorted(
-        ((p, round(math.log(n / total), 6)) for p, n in counts.items()), key=lambda p: (-p[1], p[0])
-    )
+    pieces = sorted(((p, round(math.log(n / total), 6)) for p, n in counts.items()), key=lambda p: (-p[1], p[0]))
     specials = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     tokenizer = Tokenizer(models.Unigram(specials + pieces, unk_id=3))
     tokenizer.normalizer = normalizer
@@ -111,9 +109,7 @@ def make_tiny(
     _write_json(out / CONFIG_FILE, {**config.to_diff_dict(), "architectures": ["HF_ColBERT"]})
     _write_json(out / METADATA_FILE, _metadata(dim, query_maxlen, doc_maxlen, attend_to_mask_tokens))
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        extra = (
-            {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512} if "config" in name else {}
-        )
+        extra = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512} if "config" in name else {}
         _write_json(out / name, {**SPECIAL_TOKENS, **extra})
     save_file(_weights(config, dim, seed), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     return out
@@ -128,9 +124,7 @@ def _weights(config: XmodConfig, dim: int, seed: int) -> dict[str, torch.Tensor]
         # Random init makes adapters near-identity; widen them so that languages visibly differ.
         if ".adapter_modules." in key and key.endswith("weight"):
             tensors[key] = torch.randn(value.shape, generator=generator) * 0.3
-    tensors[PROJECTION_KEY] = (
-        torch.randn(dim, config.hidden_size, generator=generator) / config.hidden_size**0.5
-    )
+    tensors[PROJECTION_KEY] = torch.randn(dim, config.hidden_size, generator=generator) / config.hidden_size**0.5
     return {k: v.contiguous() for k, v in tensors.items()}
 
 

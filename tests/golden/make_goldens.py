@@ -115,9 +115,7 @@ LONG_QUERY = (
 
 PUNCT_ALL = " ".join(string.punctuation)  # every punctuation character, standalone
 PUNCT_SPACED = "Hello , world . a | b \\ c ; d : e ! f ? g \" h ' i ( j ) [ k ] { l } < m > n # o"
-PUNCT_GLUED = (
-    'word. another, third; fourth: fifth! sixth? "quoted" (paren) [bracket] {brace} e-mail a/b c\\d x|y'
-)
+PUNCT_GLUED = 'word. another, third; fourth: fifth! sixth? "quoted" (paren) [bracket] {brace} e-mail a/b c\\d x|y'
 PUNCT_RUNS = "... --- !!! ??? ,,, ;; :: || \\\\ ** ~~ .,.,"
 PUNCT_ABBREV = "U.S.A. e.g. i.e. 3.14 1,000,000 $5 50% C++ C# node.js user@example.com http://x.org/a?b=c"
 
@@ -155,9 +153,7 @@ GROUPS = [
             "Le ciel est bleu à cause de la diffusion de Rayleigh.",
         ],
     ),
-    dict(
-        group="lang_de", kind="query", lang="de_DE", texts=["Wie hoch ist die Zugspitze?", "Größe der Straße"]
-    ),
+    dict(group="lang_de", kind="query", lang="de_DE", texts=["Wie hoch ist die Zugspitze?", "Größe der Straße"]),
     dict(
         group="lang_de",
         kind="doc",
@@ -216,9 +212,7 @@ GROUPS = [
         ],
     ),
     # --- truncation and batches of mixed lengths ---
-    dict(
-        group="trunc", kind="query", lang="en_XX", texts=[LONG_QUERY, "short", LONG_QUERY + " " + LONG_QUERY]
-    ),
+    dict(group="trunc", kind="query", lang="en_XX", texts=[LONG_QUERY, "short", LONG_QUERY + " " + LONG_QUERY]),
     dict(
         group="trunc",
         kind="doc",
@@ -302,9 +296,7 @@ def detect_convention():
     v = tuple(int(x) for x in colbert_version().split(".")[:3])
     by_version = "current" if v >= (0, 2, 21) else "legacy"
     if by_source != by_version:
-        raise SystemExit(
-            f"colbert-ai {colbert_version()}: source says {by_source}, version says {by_version}"
-        )
+        raise SystemExit(f"colbert-ai {colbert_version()}: source says {by_source}, version says {by_version}")
     return by_source
 
 
@@ -480,9 +472,9 @@ def main():
                 ids, att = dtok.tensorize(texts)
                 D, doclens = ckpt.docFromText(texts, bsize=len(texts), keep_dims="flatten")
                 Dl = ckpt.docFromText(texts, keep_dims=False)  # per-doc lists, same batch
-                offs = np.cumsum([0] + list(doclens))
+                offs = np.cumsum([0, *doclens])
                 vecs = [D[offs[i] : offs[i + 1]] for i in range(len(texts))]
-                for a, b in zip(vecs, Dl):
+                for a, b in zip(vecs, Dl, strict=True):
                     assert torch.equal(a, b)
                 keep = torch.tensor(ckpt.mask(ids, skiplist=ckpt.skiplist if cfg.mask_punctuation else []))
                 assert keep.sum(-1).tolist() == list(doclens)

@@ -1,0 +1,111 @@
+"""`xmsearch bench encode`: the encoder against the bare XmodModel forward on the same inputs.
+
+Both sides see the same token batches (length-sorted, as the encoder builds them); the bare side is
+timed on the model call alone, the encoder side end to end (tokenise, language ids, forward,
+projection, normalisation, splitting). The ratio of the two throughputs is the figure to read.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+import numpy as np
+import torch
+
+from retriever.encoder import Encoder
+
+
+@dataclass(frozen=True)
+class EncodeFigures:
+    precision: str
+    documents: int
+    tokens: int
+    docs_per_s: float
+    tokens_per_s: float
+    bare_docs_per_s: float
+    bare_unsorted_docs_per_s: float
+    ratio: float
+    query_p50_ms: float
+    bare_query_p50_ms: float
+    query_ratio: float
+    mean_cosine_vs_fp32: float | None = None
+    worst_cosine_vs_fp32: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def sample_texts(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Documents of varied length (2-40 sentences) and short queries from the bundled corpus."""
+    lines = resources.files("retriever").joinpath("data/tiny_corpus.txt").read_text(encoding="utf-8").splitlines()
+    sentences = [s for s in lines if s and not s.startswith(("Numbers", "abc"))]
+    rng = np.random.default_rng(seed)
+    docs = [" ".join(rng.choice(sentences, size=int(rng.integers(2, 40)))) for _ in range(n_docs)]
+    queries = [" ".join(s.split()[: int(rng.integers(2, 9))]) for s in rng.choice(sentences, size=n_queries)]
+    return docs, queries
+
+
+def _best_of(repeats: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_encoder(encoder: Encoder, docs: list[str], queries: list[str], repeats: int = 3) -> EncodeFigures:
+    """Throughput and query latency of `encoder` next to the bare backbone forward, same inputs."""
+    tok = encoder.tokenizer
+    langs = encoder.resolve_languages(docs, "en")
+    lang_id = encoder.languages.index[langs[0].adapter]
+    rows = tok.document_rows(docs)
+    size = encoder.settings.batch_size
+    by_len = sorted(rows, key=len, reverse=True)
+    sorted_batches = [tok.document_batch(by_len[i : i + size]) for i in range(0, len(rows), size)]
+    unsorted_batches = [tok.document_batch(rows[i : i + size]) for i in range(0, len(rows), size)]
+    backbone, device = encoder.model.backbone, encoder.model.device
+
+    @torch.inference_mode()
+    def bare(batches: list) -> None:
+        for b in batches:
+            ids = torch.from_numpy(b.input_ids).to(device)
+            lang_ids = torch.full((ids.shape[0],), lang_id, device=device)
+            backbone(input_ids=ids, attention_mask=torch.from_numpy(b.attention_mask).to(device), lang_ids=lang_ids)
+
+    encoder.encode_documents(docs[:size], "en")  # warm-up
+    t_enc = _best_of(repeats, lambda: encoder.encode_documents(docs, "en"))
+    t_bare = _best_of(repeats, lambda: bare(sorted_batches))
+    t_unsorted = _best_of(repeats, lambda: bare(unsorted_batches))
+    q_batches = [tok.query_batch(tok.query_rows([q])) for q in queries]
+    q_enc = [_best_of(1, lambda q=q: encoder.encode_queries([q], "en")) for q in queries]
+    q_bare = [_best_of(1, lambda b=b: bare([b])) for b in q_batches]
+    tokens = sum(len(r) for r in rows)
+    return EncodeFigures(
+        precision=str(encoder.model.dtype).removeprefix("torch."),
+        documents=len(docs),
+        tokens=tokens,
+        docs_per_s=len(docs) / t_enc,
+        tokens_per_s=tokens / t_enc,
+        bare_docs_per_s=len(docs) / t_bare,
+        bare_unsorted_docs_per_s=len(docs) / t_unsorted,
+        ratio=t_bare / t_enc,
+        query_p50_ms=statistics.median(q_enc) * 1000,
+        bare_query_p50_ms=statistics.median(q_bare) * 1000,
+        query_ratio=statistics.median(q_bare) / statistics.median(q_enc),
+    )
+
+
+def agreement(reference: list[np.ndarray], other: list[np.ndarray]) -> tuple[float, float]:
+    """Mean and worst cosine between matching token vectors of two encodings of the same texts."""
+    cosines = np.concatenate(
+        [
+            np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            for a, b in zip(reference, other, strict=True)
+        ]
+    )
+    return float(cosines.mean()), float(cosines.min())

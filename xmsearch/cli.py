@@ -1,0 +1,235 @@
+"""The `xmsearch` command: the demo (README command 1), model tools and benchmarks.
+
+Human output by default, `--json` for scripts; errors are one line without a traceback unless
+`--debug`. Exit codes: 0 ok, 1 an xmsearch error (bad input, bad checkpoint, unreachable hub), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retriever.errors import XmsearchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
+model_app = typer.Typer(no_args_is_help=True, help="Make and inspect ColBERT-XM checkpoints.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (ratios measured side by side).")
+app.add_typer(model_app, name="model")
+app.add_typer(bench_app, name="bench")
+console = Console()
+_state = {"debug": False}
+
+DEMO_TEXTS = [
+    ("en", "How do I renew my passport before travelling abroad?"),
+    ("fr", "Comment renouveler mon passeport avant de voyager à l'étranger ?"),
+    ("de", "Wie verlängere ich meinen Reisepass vor einer Auslandsreise?"),
+    ("es", "¿Cómo renuevo mi pasaporte antes de viajar al extranjero?"),
+    ("zh-Hans", "出国旅行前如何更新护照？"),
+    ("ar", "كيف أجدد جواز سفري قبل السفر إلى الخارج؟"),
+    ("ru", "Как продлить паспорт перед поездкой за границу?"),
+    ("en", "The river flows past the old mill, and children play on the bridge."),
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def demo(
+    model: Annotated[str | None, typer.Option(help="Checkpoint folder or hub id (default: XMSEARCH_MODEL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Encode a few multilingual texts and show their MaxSim scores against one another.
+
+    Example: xmsearch demo --model ./tiny-model
+    """
+    import numpy as np
+
+    from retriever import Encoder
+
+    with console.status("loading the model", spinner="dots"):
+        encoder = Encoder.from_pretrained(model)
+    langs = [lang for lang, _ in DEMO_TEXTS]
+    texts = [text for _, text in DEMO_TEXTS]
+    queries = encoder.encode_queries(texts, langs)
+    docs = encoder.encode_documents(texts, langs)
+    scores = np.array([[float((q @ d.T).max(axis=1).sum()) for d in docs] for q in queries])
+    if as_json:
+        print(json.dumps({"model": encoder.spec.model_id, "texts": texts, "maxsim": scores.round(4).tolist()}))
+        return
+    table = Table(title=f"MaxSim of each query (row) against each document (column) - {encoder.spec.model_id}")
+    table.add_column("query")
+    for i in range(len(texts)):
+        table.add_column(f"d{i}", justify="right")
+    for i, row in enumerate(scores):
+        best = int(row.argmax())
+        cells = [f"[bold]{v:.1f}[/bold]" if j == best else f"{v:.1f}" for j, v in enumerate(row)]
+        table.add_row(f"q{i} ({langs[i]})", *cells)
+    console.print(table)
+    for i, text in enumerate(texts):
+        console.print(f"d{i}/q{i} ({langs[i]}): {text}")
+
+
+@model_app.command("make-tiny")
+def make_tiny_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write the checkpoint into.")],
+    languages: Annotated[str, typer.Option(help="Comma-separated adapter codes; 'all' = ColBERT-XM's 81.")] = "",
+    tokenizer: Annotated[Path | None, typer.Option(help="A tokenizer.json to use (e.g. the real XLM-R).")] = None,
+    hidden_size: Annotated[int, typer.Option(help="Hidden size (768 = XMOD-base).")] = 32,
+    layers: Annotated[int, typer.Option(help="Transformer layers (12 = XMOD-base).")] = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads (12 = XMOD-base).")] = 2,
+    dim: Annotated[int, typer.Option(help="ColBERT vector size (128 = ColBERT-XM).")] = 16,
+    query_maxlen: Annotated[int, typer.Option(help="Query length in tokens.")] = 32,
+    doc_maxlen: Annotated[int, typer.Option(help="Document length in tokens.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+) -> None:
+    """Write a checkpoint with random weights in the exact on-disk format of antoinelouis/colbert-xm.
+
+    Examples:
+      xmsearch model make-tiny ./tiny-model
+      xmsearch model make-tiny ./base-random --languages all --tokenizer xlmr/tokenizer.json
+        --hidden-size 768 --layers 12 --heads 12 --dim 128 --doc-maxlen 256   (real-size, for benchmarks)
+    """
+    from retriever.languages import COLBERT_XM_LANGUAGES
+    from retriever.tiny import DEFAULT_LANGUAGES, make_tiny
+
+    chosen = (
+        COLBERT_XM_LANGUAGES
+        if languages == "all"
+        else tuple(c.strip() for c in languages.split(",") if c.strip()) or DEFAULT_LANGUAGES
+    )
+    with console.status(f"writing {out}", spinner="dots"):
+        make_tiny(
+            out,
+            languages=chosen,
+            tokenizer_json=tokenizer,
+            hidden_size=hidden_size,
+            layers=layers,
+            heads=heads,
+            dim=dim,
+            query_maxlen=query_maxlen,
+            doc_maxlen=doc_maxlen,
+            seed=seed,
+        )
+    console.print(f"wrote {out} ({len(chosen)} adapters); use it with XMSEARCH_MODEL={out}")
+
+
+@model_app.command("info")
+def model_info(
+    model: Annotated[str | None, typer.Argument(help="Checkpoint folder or hub id (default: XMSEARCH_MODEL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a checkpoint says about itself: sizes, lengths, markers and adapters.
+
+    Example: xmsearch model info ./tiny-model
+    """
+    from retriever.checkpoint import locate, read_spec
+    from retriever.settings import get_settings
+
+    name = model or get_settings().model
+    spec = read_spec(locate(name), name)
+    info = {
+        "model_id": spec.model_id,
+        "path": str(spec.path),
+        "dim": spec.dim,
+        "hidden_size": spec.hidden_size,
+        "query_maxlen": spec.query_maxlen,
+        "doc_maxlen": spec.doc_maxlen,
+        "mask_punctuation": spec.mask_punctuation,
+        "attend_to_mask_tokens": spec.attend_to_mask_tokens,
+        "languages": list(spec.languages),
+    }
+    if as_json:
+        print(json.dumps(info))
+        return
+    for key, value in info.items():
+        console.print(f"[bold]{key}[/bold]: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@bench_app.command("encode")
+def bench_encode(
+    model: Annotated[str | None, typer.Option(help="Checkpoint folder or hub id (default: XMSEARCH_MODEL).")] = None,
+    docs: Annotated[int, typer.Option(help="Documents to encode.")] = 256,
+    queries: Annotated[int, typer.Option(help="Single queries to time.")] = 64,
+    repeats: Annotated[int, typer.Option(help="Timed repeats (the best is kept).")] = 3,
+    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, bf16, fp16.")] = "fp32,bf16",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Documents/s, tokens/s and query latency of the encoder next to the bare XmodModel forward.
+
+    Example: xmsearch bench encode --model ./base-random --docs 128
+    """
+    from retriever import Encoder
+    from retriever.bench import agreement, bench_encoder, sample_texts
+    from retriever.settings import get_settings
+
+    texts, qs = sample_texts(docs, queries)
+    rows, reference = [], None
+    for precision in precisions.split(","):
+        settings = get_settings().model_copy(update={"precision": precision.strip()})
+        with console.status(f"benchmarking {precision}", spinner="dots"):
+            encoder = Encoder.from_pretrained(model, settings)
+            figures = bench_encoder(encoder, texts, qs, repeats)
+            vectors = encoder.encode_documents(texts[:64], "en")
+        if reference is None:
+            reference = vectors
+        else:
+            mean, worst = agreement(reference, vectors)
+            figures = figures.__class__(
+                **{**figures.as_dict(), "mean_cosine_vs_fp32": mean, "worst_cosine_vs_fp32": worst}
+            )
+        rows.append(figures)
+        del encoder
+    if as_json:
+        print(json.dumps([f.as_dict() for f in rows]))
+        return
+    table = Table(title=f"encoder vs bare XmodModel forward ({docs} documents, {queries} queries)")
+    for col in (
+        "precision",
+        "docs/s",
+        "tokens/s",
+        "bare docs/s",
+        "ratio",
+        "bare unsorted docs/s",
+        "query p50 ms",
+        "bare query p50 ms",
+        "cos mean/worst vs first",
+    ):
+        table.add_column(col, justify="right")
+    for f in rows:
+        cos = "-" if f.mean_cosine_vs_fp32 is None else f"{f.mean_cosine_vs_fp32:.5f} / {f.worst_cosine_vs_fp32:.5f}"
+        table.add_row(
+            f.precision,
+            f"{f.docs_per_s:.1f}",
+            f"{f.tokens_per_s:.0f}",
+            f"{f.bare_docs_per_s:.1f}",
+            f"{f.ratio:.3f}",
+            f"{f.bare_unsorted_docs_per_s:.1f}",
+            f"{f.query_p50_ms:.2f}",
+            f"{f.bare_query_p50_ms:.2f}",
+            cos,
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning xmsearch errors into one clear line and exit code 1."""
+    try:
+        app()
+    except XmsearchError as exc:
+        if _state["debug"]:
+            raise
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
