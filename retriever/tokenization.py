@@ -48,8 +48,8 @@ class ColbertTokenizer:
         self.mask_id = self._special("<mask>")
         unk_id = self._special("<unk>")
         # Markers absent from the vocabulary ("[unused0]" in XLM-R) become <unk>, as in the reference.
-        self.query_marker_id = self.tokenizer.token_to_id(spec.query_marker) or unk_id
-        self.doc_marker_id = self.tokenizer.token_to_id(spec.doc_marker) or unk_id
+        self.query_marker_id = self._id_or(spec.query_marker, unk_id)
+        self.doc_marker_id = self._id_or(spec.doc_marker, unk_id)
         self.skiplist = np.array(sorted(self._skiplist()) if spec.mask_punctuation else [], dtype=np.int64)
         self._specials = self.tokenizer.num_special_tokens_to_add(is_pair=False)
 
@@ -58,6 +58,10 @@ class ColbertTokenizer:
         if token_id is None:
             raise CheckpointError(f"{self.spec.path / TOKENIZER_FILE} has no {token} token")
         return token_id
+
+    def _id_or(self, token: str, default: int) -> int:
+        token_id = self.tokenizer.token_to_id(token)
+        return default if token_id is None else token_id
 
     def _skiplist(self) -> set[int]:
         """First id of each punctuation character encoded alone, as colbert-ai builds it."""
