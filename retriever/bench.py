@@ -109,3 +109,52 @@ def agreement(reference: list[np.ndarray], other: list[np.ndarray]) -> tuple[flo
         ]
     )
     return float(cosines.mean()), float(cosines.min())
+
+
+@dataclass(frozen=True)
+class LangidFigures:
+    kind: str
+    texts: int
+    accuracy: float
+    threshold: float
+    kept: float
+    kept_accuracy: float
+    per_language_misses: dict[str, int]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def bench_langid(threshold: float) -> list[LangidFigures]:
+    """Accuracy of the detector on the bundled set (6 queries and 2 passages in each of 81 languages):
+    overall, and for the detections at or above `threshold` (the rest go to the fallback policy)."""
+    import json
+
+    from retriever.langid import LanguageDetector
+    from retriever.languages import COLBERT_XM_LANGUAGES, LanguageResolver
+
+    resolver = LanguageResolver(COLBERT_XM_LANGUAGES)
+    detector = LanguageDetector(resolver, threshold)
+    raw = resources.files("retriever").joinpath("data/langid_eval.jsonl").read_text(encoding="utf-8")
+    items = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    out = []
+    for kind in ("query", "passage"):
+        rows = [(item["lang"], detector.detect(item["text"])) for item in items if item["kind"] == kind]
+        right = [resolver.lookup(d.language) == resolver.lookup(lang) for lang, d in rows]
+        kept = [ok for ok, (_, d) in zip(right, rows, strict=True) if d.confidence >= threshold]
+        misses: dict[str, int] = {}
+        for ok, (lang, _) in zip(right, rows, strict=True):
+            if not ok:
+                misses[lang] = misses.get(lang, 0) + 1
+        out.append(
+            LangidFigures(
+                kind=kind,
+                texts=len(rows),
+                accuracy=sum(right) / len(rows),
+                threshold=threshold,
+                kept=len(kept) / len(rows),
+                kept_accuracy=sum(kept) / max(len(kept), 1),
+                per_language_misses=dict(sorted(misses.items(), key=lambda kv: -kv[1])),
+            )
+        )
+    return out

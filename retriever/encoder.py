@@ -84,9 +84,9 @@ class Encoder:
         if not self.settings.detect_language:
             return [Resolution("", self.languages.fallback, fallback=True) for _ in texts]
         if self._detector is None:
-            from retriever.langid import make_detector
+            from retriever.langid import LanguageDetector
 
-            self._detector = make_detector(self.languages, self.settings.langid_min_confidence)
+            self._detector = LanguageDetector(self.languages, self.settings.langid_min_confidence)
         return self._detector(texts)
 
     def _encode(

@@ -32,6 +32,7 @@ class Resolution:
     requested: str
     adapter: str
     fallback: bool = False
+    confidence: float | None = None  # set when the language was detected
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class LanguageResolver:
             if parsed is not None:
                 self._by_language.setdefault(parsed.language, []).append(code)
         self._warned: set[str] = set()
-        found = self._lookup(fallback)
+        found = self.lookup(fallback)
         if found is None:
             raise CheckpointError(
                 f"fallback language {fallback!r} has no adapter in this checkpoint; "
@@ -86,7 +87,7 @@ class LanguageResolver:
         """The adapter for `code`, applying the policy when the checkpoint has none for it."""
         if not isinstance(code, str):
             raise UnknownLanguageError(f"a language code must be a string, not {type(code).__name__}")
-        found = self._lookup(code)
+        found = self.lookup(code)
         if found is not None:
             return Resolution(code, found)
         if _parse(code) is None:
@@ -105,7 +106,8 @@ class LanguageResolver:
             log.warning("%s; using the fallback adapter %s", reason, self.fallback)
         return Resolution(code, self.fallback, fallback=True)
 
-    def _lookup(self, code: str) -> str | None:
+    def lookup(self, code: str) -> str | None:
+        """The adapter for `code`, or None when the checkpoint has none (no policy applied)."""
         if code in self.index:
             return code
         parsed = _parse(code)

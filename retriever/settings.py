@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     fallback_language: str = Field("en", description="Adapter used by the fallback policy.")
     detect_language: bool = Field(True, description="Detect the language of texts given without one.")
     langid_min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0, description="Detections below this confidence follow the fallback policy."
+        0.6, ge=0.0, le=1.0, description="Detections below this confidence follow the unknown-language policy."
     )
 
     @field_validator("device")

@@ -69,7 +69,7 @@ def test_missing_projection(copy: Path) -> None:
     weights = load_file(copy / "model.safetensors")
     del weights["linear.weight"]
     save_file(weights, copy / "model.safetensors")
-    with pytest.raises(CheckpointError, match="no linear.weight"):
+    with pytest.raises(CheckpointError, match=r"no linear\.weight"):
         read_spec(copy)
 
 
@@ -88,14 +88,14 @@ def test_wrong_model_type_and_bad_values(copy: Path) -> None:
 
 def test_corrupt_json_and_weights(copy: Path) -> None:
     (copy / "artifact.metadata").write_text("{not json")
-    with pytest.raises(CheckpointError, match="cannot read .*artifact.metadata"):
+    with pytest.raises(CheckpointError, match=r"cannot read .*artifact\.metadata"):
         read_spec(copy)
 
 
 def test_truncated_weights_file(copy: Path) -> None:
     data = (copy / "model.safetensors").read_bytes()
     (copy / "model.safetensors").write_bytes(data[:1000])
-    with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"cannot read .*model\.safetensors"):
         read_spec(copy)
 
 

@@ -90,12 +90,14 @@ def test_unknown_language_follows_the_policy(tiny_checkpoint: Path, caplog: pyte
     strict = Encoder.from_pretrained(
         tiny_checkpoint, Settings(device="cpu", detect_language=False, unknown_language="error")
     )
-    with pytest.raises(UnknownLanguageError, match="'sw' has no adapter.*adapters: en_XX"):
+    with pytest.raises(UnknownLanguageError, match=r"'sw' has no adapter.*adapters: en_XX"):
         strict.encode_queries(["habari"], "sw")
 
 
 def test_fallback_adapter_is_configurable(tiny_checkpoint: Path) -> None:
-    enc = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", detect_language=False, fallback_language="de"))
+    enc = Encoder.from_pretrained(
+        tiny_checkpoint, Settings(device="cpu", detect_language=False, fallback_language="de")
+    )
     assert enc.resolve_languages(["x"], "sw")[0].adapter == "de_DE"
     assert enc.resolve_languages(["x"])[0].adapter == "de_DE"  # no language and detection off
 
