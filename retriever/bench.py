@@ -9,6 +9,7 @@ figure to read. bench langid: detector accuracy on the bundled 81-language set.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -83,12 +84,12 @@ def bench_encoder(encoder: Encoder, docs: list[str], queries: list[str], repeats
     encoder.encode_documents(docs[:size], "en")  # warm-up
     q_batches = [tok.query_batch(tok.query_rows([q])) for q in queries]
     t_enc = _best_of(repeats, lambda: encoder.encode_documents(docs, "en"))
-    q_enc = [_best_of(1, lambda q=q: encoder.encode_queries([q], "en")) for q in queries]
+    q_enc = [_best_of(1, functools.partial(encoder.encode_queries, [q], "en")) for q in queries]
     set_adapter_routing(backbone, False)  # the bare baseline is transformers' forward as it ships
     try:
         t_bare = _best_of(repeats, lambda: bare(sorted_batches))
         t_unsorted = _best_of(repeats, lambda: bare(unsorted_batches))
-        q_bare = [_best_of(1, lambda b=b: bare([b])) for b in q_batches]
+        q_bare = [_best_of(1, functools.partial(bare, [b])) for b in q_batches]
     finally:
         set_adapter_routing(backbone, True)
     tokens = sum(len(r) for r in rows)

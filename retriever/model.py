@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import types
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -63,7 +64,7 @@ def load_model(spec: CheckpointSpec, device: torch.device, dtype: torch.dtype) -
         hf_logging.enable_progress_bar()
     with safe_open(spec.path / WEIGHTS_FILE, framework="pt") as weights:
         projection = weights.get_tensor(PROJECTION_KEY).to(device=device, dtype=torch.float32)
-    backbone.to(device).eval()
+    backbone.to(device=device).eval()  # type: ignore[call-arg]  # transformers wraps .to in a decorator mypy misreads
     set_adapter_routing(backbone, True)
     log.info("loaded %s on %s in %s", spec.model_id, device, str(dtype).removeprefix("torch."))
     return LoadedModel(backbone, projection, device, dtype)
@@ -86,7 +87,7 @@ def set_adapter_routing(backbone: XmodModel, on: bool) -> None:
             vars(output).pop("lang_adapter", None)
 
 
-def _present_adapters_only(self: torch.nn.Module, lang_ids: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+def _present_adapters_only(self: Any, lang_ids: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
     """XmodOutput.lang_adapter (same layer norm and residual rules), visiting only present languages."""
     if not self.ln_before_adapter:
         residual = hidden_states
