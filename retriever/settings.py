@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
@@ -39,6 +40,37 @@ class Settings(BaseSettings):
     langid_min_confidence: float = Field(
         0.6, ge=0.0, le=1.0, description="Detections below this confidence follow the unknown-language policy."
     )
+
+    store: Literal["auto", "edge", "local", "server"] = Field(
+        "auto", description="auto = server when qdrant_url is set, else Qdrant Edge in data_dir."
+    )
+    data_dir: Path = Field(Path("data"), description="Folder of the embedded stores (Edge, local mode).")
+    qdrant_url: str | None = Field(None, description="URL of a Qdrant server or cluster (distributed mode).")
+    qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
+    qdrant_grpc: bool = Field(False, description="Talk gRPC to the server (port 6334) instead of REST.")
+    qdrant_timeout: float = Field(10.0, gt=0, description="Seconds before a server request is given up.")
+    qdrant_retries: int = Field(3, ge=0, le=10, description="Retries of a server request that did not answer.")
+    collection: str = Field(
+        "xmsearch", pattern=r"^[A-Za-z0-9_-]{1,100}$", description="Alias that readers and writers use."
+    )
+    vector_datatype: Literal["float16", "float32"] = Field("float16", description="Storage type of the token vectors.")
+    quantization: Literal["none", "int8", "binary"] = Field(
+        "none", description="An extra quantized copy of the token vectors kept in RAM (originals on disk)."
+    )
+    metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
+        default_factory=dict, description='Payload indexes on metadata keys, e.g. {"category": "keyword"}.'
+    )
+    first_stage: Literal["auto", "on", "off"] = Field(
+        "auto", description="A single-vector HNSW prefetch before exact MaxSim: auto = from first_stage_min_points."
+    )
+    first_stage_encoding: Literal["mean", "muvera"] = Field(
+        "mean", description="mean = normalised mean of the token vectors (128 dims); muvera needs xmsearch[muvera]."
+    )
+    first_stage_min_points: int = Field(
+        20_000, ge=0, description="Collection size from which `auto` uses the first stage."
+    )
+    first_stage_candidates: int = Field(200, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
+    max_k: int = Field(1000, ge=1, description="The most hits one search may ask for.")
 
     @field_validator("device")
     @classmethod

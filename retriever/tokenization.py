@@ -105,6 +105,10 @@ class ColbertTokenizer:
         """Marked ids of each document, at most doc_maxlen long (truncated as the reference does)."""
         return self._marked(texts, self.spec.doc_maxlen, self.doc_marker_id)
 
+    def query_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts of queries before truncation (marker and special tokens included)."""
+        return [len(row) for row in self._marked(texts, 1 << 30, self.query_marker_id)]
+
     def query_batch(self, rows: list[list[int]]) -> TokenBatch:
         """Exactly query_maxlen ids per query, pads turned into <mask>; every row is kept."""
         ids, attention = self._pad(rows, self.spec.query_maxlen)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retriever import Encoder, Settings
@@ -28,8 +30,24 @@ def encoder(tiny_checkpoint: Path) -> Encoder:
 
 
 @pytest.fixture(scope="session")
+def detecting_encoder(tiny_checkpoint: Path) -> Encoder:
+    """The same, with language detection on (threshold 0.6)."""
+    return Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.6, batch_size=4))
+
+
+@pytest.fixture(scope="session")
 def xlmr_tokenizer() -> Path:
     """The real XLM-R tokenizer from ../shared (absent in a fresh clone: the test is skipped)."""
     if not XLMR_TOKENIZER.is_file():
         pytest.skip(f"the real XLM-R tokenizer is not at {XLMR_TOKENIZER} (../shared is absent in a fresh clone)")
     return XLMR_TOKENIZER
+
+
+def as_stored(backend: str, datatype: str) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
+    """The tolerance of the issue and the rounding an engine applies to what it stores and compares:
+    Qdrant Edge keeps float16 vectors and compares the query in float16 too; qdrant-client's local
+    mode keeps float32 whatever the datatype. The brute-force reference MaxSim runs on the same
+    rounded vectors (the stored ones)."""
+    if datatype == "float16" and backend == "edge":
+        return 1e-3, lambda v: v.astype(np.float16).astype(np.float32)
+    return 1e-5, lambda v: v

@@ -11,8 +11,8 @@ from retriever.bench import bench_langid
 
 
 @pytest.fixture(scope="module")
-def detecting(tiny_checkpoint: Path) -> Encoder:
-    return Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.6))
+def detecting(detecting_encoder: Encoder) -> Encoder:
+    return detecting_encoder
 
 
 def test_accuracy_on_the_81_language_set() -> None:

@@ -1,0 +1,92 @@
+"""The filter form callers use, and its translation to Qdrant filters.
+
+A filter is a JSON object; every key must hold (AND):
+    {"language": "fr"}                         equal
+    {"tenant": ["acme", "globex"]}             any of
+    {"metadata.year": {"gte": 2020, "lt": 2025}}  range (gt, gte, lt, lte)
+    {"metadata.category": "news", "language": ["fr", "de"]}
+Keys: document_id, chunk, language, tenant, content_hash, or metadata.<key> (any key of the documents'
+metadata; index the ones you filter on with XMSEARCH_METADATA_INDEXES for speed). Anything else is an
+InvalidInputError that names the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from retriever.errors import InvalidInputError
+from retriever.schema import FILTERABLE
+
+Scalar = str | int | float | bool
+RANGE_KEYS = ("gt", "gte", "lt", "lte")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One key's condition: exactly one of `equals`, `any_of`, `range` is set."""
+
+    key: str
+    equals: Scalar | None = None
+    any_of: tuple[Scalar, ...] | None = None
+    range: dict[str, float] | None = None
+
+
+def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:
+    """Validate the filter form; every problem is reported with its key."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"a filter is a JSON object of key: condition, not {type(raw).__name__}")
+    return [_condition(key, value) for key, value in raw.items()]
+
+
+def _condition(key: str, value: Any) -> Condition:
+    if key not in FILTERABLE and not (key.startswith("metadata.") and len(key) > len("metadata.")):
+        raise InvalidInputError(f"cannot filter on {key!r}: use one of {', '.join(FILTERABLE)} or metadata.<key>")
+    if isinstance(value, (str, int, float, bool)):
+        return Condition(key, equals=value)
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, (str, int, float, bool)) for v in value):
+            raise InvalidInputError(f"filter {key!r}: a list must hold one or more strings, numbers or booleans")
+        return Condition(key, any_of=tuple(value))
+    if isinstance(value, dict):
+        unknown = set(value) - set(RANGE_KEYS)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+        if not value or unknown or not numbers:
+            raise InvalidInputError(f"filter {key!r}: a range takes numbers under {', '.join(RANGE_KEYS)}")
+        return Condition(key, range={k: float(v) for k, v in value.items()})
+    raise InvalidInputError(f"filter {key!r}: expected a value, a list or a range, not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class FilterVocabulary:
+    """The constructors of one Qdrant binding (qdrant-client models or qdrant-edge), so that one
+    translation serves both."""
+
+    filter: Callable[..., Any]  # Filter(must=[...]) / Filter(should=[...])
+    field: Callable[..., Any]  # FieldCondition(key=..., match=... | range=...)
+    match_value: Callable[[Scalar], Any]
+    match_any: Callable[[list[Any]], Any]
+    range: Callable[..., Any]  # Range(gt=, gte=, lt=, lte=)
+
+
+def translate(conditions: list[Condition] | tuple[Condition, ...], vocabulary: FilterVocabulary) -> Any:
+    """The conditions (AND) as a filter of the given binding, or None for no conditions."""
+    if not conditions:
+        return None
+    return vocabulary.filter(must=[_translate(c, vocabulary) for c in conditions])
+
+
+def _translate(c: Condition, v: FilterVocabulary) -> Any:
+    if c.range is not None:
+        return v.field(key=c.key, range=v.range(**c.range))
+    if c.any_of is not None:
+        if all(isinstance(x, str) for x in c.any_of) or all(type(x) is int for x in c.any_of):
+            return v.field(key=c.key, match=v.match_any(list(c.any_of)))
+        return v.filter(should=[_translate(Condition(c.key, equals=x), v) for x in c.any_of])
+    if isinstance(c.equals, float):  # Qdrant matches keywords, integers and booleans; a float is a range
+        return v.field(key=c.key, range=v.range(gte=c.equals, lte=c.equals))
+    assert c.equals is not None
+    return v.field(key=c.key, match=v.match_value(c.equals))

@@ -1,0 +1,178 @@
+"""The collection schema, in one place: vector fields, payload fields and their indexes, point ids,
+and the record of which model (and vector size) a collection was built with.
+
+Every backend builds its collection from an IndexSpec and stores points shaped by `Point`; searches
+return `Hit`s. Nothing here talks to Qdrant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from retriever.errors import InvalidInputError, PermanentError
+
+TOKENS = "tokens"  # the per-token multivector, compared with MaxSim
+FIRST_STAGE = "first_stage"  # one vector per passage for the optional HNSW prefetch
+SCHEMA_VERSION = 1
+METADATA_KEY = "xmsearch"  # the collection metadata entry that records the spec
+
+# Payload fields and the index each one gets (filters use these; `text` and `metadata` are stored).
+INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
+    "document_id": "keyword",
+    "chunk": "integer",
+    "language": "keyword",
+    "tenant": "keyword",
+    "content_hash": "keyword",
+    "model_id": "keyword",
+}
+FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
+MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
+
+
+class StoreMismatchError(PermanentError):
+    """The collection was built with another model, vector size or schema."""
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """What a collection is built for; recorded in the collection and checked on every open."""
+
+    model_id: str
+    dim: int
+    datatype: Literal["float16", "float32"] = "float16"
+    quantization: Literal["none", "int8", "binary"] = "none"
+    first_stage_dim: int = 0  # 0: no first-stage vector
+    metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "model_id": self.model_id,
+            "dim": self.dim,
+            "first_stage_dim": self.first_stage_dim,
+        }
+
+    def payload_indexes(self) -> dict[str, Literal["keyword", "integer", "float", "bool"]]:
+        return {**INDEXED_FIELDS, **{f"metadata.{k}": v for k, v in self.metadata_indexes.items()}}
+
+    def check(self, recorded: dict[str, Any] | None, collection: str) -> None:
+        """Refuse a collection built for another model: its vectors would be silent garbage."""
+        if not recorded:
+            raise StoreMismatchError(f"collection {collection!r} was not made by xmsearch (no {METADATA_KEY} record)")
+        fingerprint = str(recorded.get("model_id", "")).rpartition("@")[2]
+        if fingerprint != self.model_id.rpartition("@")[2] or recorded.get("dim") != self.dim:
+            raise StoreMismatchError(
+                f"collection {collection!r} holds vectors of model {recorded.get('model_id')} (dim "
+                f"{recorded.get('dim')}), not of {self.model_id} (dim {self.dim}); reindex into a new "
+                "collection or point XMSEARCH_MODEL at the model it was built with"
+            )
+        if recorded.get("first_stage_dim", 0) != self.first_stage_dim:
+            raise StoreMismatchError(
+                f"collection {collection!r} has a first-stage vector of {recorded.get('first_stage_dim', 0)} dims "
+                f"(0 = none), the settings ask for {self.first_stage_dim}: set XMSEARCH_FIRST_STAGE and "
+                "XMSEARCH_FIRST_STAGE_ENCODING as when it was built, or reindex"
+            )
+        if recorded.get("schema") != SCHEMA_VERSION:
+            raise StoreMismatchError(
+                f"collection {collection!r} has schema {recorded.get('schema')}, expected {SCHEMA_VERSION}"
+            )
+
+
+def point_id(collection: str, document_id: str, chunk: int) -> str:
+    """Deterministic id: writing the same chunk twice overwrites it (idempotent writes)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"xmsearch:{collection}:{document_id}:{chunk}"))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One chunk of one document, ready to store."""
+
+    document_id: str
+    chunk: int
+    vectors: np.ndarray  # (tokens, dim) float32, unit rows
+    text: str
+    language: str
+    content_hash: str
+    model_id: str
+    tenant: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    first_stage: np.ndarray | None = None
+
+    @classmethod
+    def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
+        """A stored point back from its payload and its vectors (a dict by name, or the token matrix)."""
+        tokens = vector[TOKENS] if isinstance(vector, dict) else vector
+        return cls(
+            document_id=payload["document_id"],
+            chunk=int(payload["chunk"]),
+            vectors=np.asarray(tokens, dtype=np.float32),
+            text=payload.get("text", ""),
+            language=payload.get("language", ""),
+            content_hash=payload.get("content_hash", ""),
+            model_id=payload.get("model_id", ""),
+            tenant=payload.get("tenant"),
+            metadata=payload.get("metadata") or {},
+        )
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "chunk": self.chunk,
+            "text": self.text,
+            "language": self.language,
+            "content_hash": self.content_hash,
+            "model_id": self.model_id,
+            "tenant": self.tenant,
+            "metadata": self.metadata,
+        }
+
+    def check(self, dim: int) -> None:
+        """Wrong sizes are refused before anything is written."""
+        where, v = f"document {self.document_id!r} chunk {self.chunk}", self.vectors
+        if not isinstance(v, np.ndarray) or v.ndim != 2 or v.shape[1] != dim:
+            shape = getattr(v, "shape", type(v).__name__)
+            raise InvalidInputError(f"{where}: vectors of shape {shape}, expected (n, {dim})")
+        if not 0 < v.shape[0] <= MAX_TOKENS_PER_POINT:
+            raise InvalidInputError(f"{where}: {v.shape[0]} token vectors, expected 1 to {MAX_TOKENS_PER_POINT}")
+        if not np.isfinite(v).all():
+            raise InvalidInputError(f"{where}: vectors hold NaN or infinity")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked passage."""
+
+    score: float
+    document_id: str
+    chunk: int
+    text: str
+    language: str
+    metadata: dict[str, Any]
+    tenant: str | None = None
+
+    @classmethod
+    def from_payload(cls, score: float, payload: dict[str, Any]) -> Hit:
+        return cls(
+            score=float(score),
+            document_id=payload["document_id"],
+            chunk=int(payload["chunk"]),
+            text=payload.get("text", ""),
+            language=payload.get("language", ""),
+            metadata=payload.get("metadata") or {},
+            tenant=payload.get("tenant"),
+        )
+
+
+def check_query(vectors: np.ndarray, dim: int) -> None:
+    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2 or vectors.shape[1] != dim or vectors.shape[0] == 0:
+        shape = getattr(vectors, "shape", type(vectors).__name__)
+        raise InvalidInputError(f"query vectors of shape {shape}, expected (n, {dim})")
+
+
+def check_k(k: int, max_k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise InvalidInputError(f"k must be an integer from 1 to {max_k}, not {k!r}")

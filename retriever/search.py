@@ -1,0 +1,133 @@
+"""The Retriever: a query in any language -> its adapter -> 32 token vectors -> MaxSim search on the
+collection alias (optionally a single-vector prefetch first) -> ranked passages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retriever.encoder import Encoder, Languages
+from retriever.errors import InvalidInputError
+from retriever.filters import parse_filter
+from retriever.first_stage import FirstStage, make_first_stage
+from retriever.languages import Resolution
+from retriever.schema import Hit, IndexSpec, check_k
+from retriever.settings import Settings, get_settings
+from retriever.stores import Store, open_store
+from retriever.stores.base import CollectionNotFoundError
+
+COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits of one query, the language its adapter was chosen for, and where the time went."""
+
+    query: str
+    language: Resolution
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def index_spec(encoder: Encoder, settings: Settings, first_stage: FirstStage | None) -> IndexSpec:
+    """The collection a given encoder and settings write and read."""
+    return IndexSpec(
+        model_id=encoder.spec.model_id,
+        dim=encoder.spec.dim,
+        datatype=settings.vector_datatype,
+        quantization=settings.quantization,
+        first_stage_dim=first_stage.dim if first_stage else 0,
+        metadata_indexes=dict(settings.metadata_indexes),
+    )
+
+
+class Retriever:
+    """Searches one collection with one encoder.
+
+    >>> retriever = Retriever.from_settings()  # doctest: +SKIP
+    >>> retriever.search("wie alt ist der Eiffelturm", k=5).hits[0].text  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder: Encoder, store: Store, settings: Settings, first_stage: FirstStage | None) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.settings = settings
+        self.first_stage = first_stage
+        self._opened = False
+        self._count: tuple[float, int] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
+        """The encoder and store the settings name (the store is opened on first search)."""
+        settings = settings or get_settings()
+        encoder = encoder or Encoder.from_pretrained(settings.model, settings)
+        first_stage = make_first_stage(encoder.spec.dim, settings)
+        return cls(encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage)
+
+    def search(
+        self, query: str, k: int = 10, language: str | None = None, filter: dict[str, Any] | None = None
+    ) -> SearchResult:
+        """The k best passages for one query."""
+        return self.search_batch([query], k, None if language is None else [language], filter)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        languages: Languages = None,
+        filter: dict[str, Any] | None = None,
+    ) -> list[SearchResult]:
+        """The k best passages for each query (one encoder pass, one store round trip)."""
+        check_k(k, self.settings.max_k)
+        conditions = parse_filter(filter)
+        queries = list(queries)
+        self._check_lengths(queries)
+        start = time.perf_counter()
+        langs = self.encoder.resolve_languages(queries, languages)
+        vectors = self.encoder.encode_queries(queries, [r.adapter for r in langs])
+        encoded = time.perf_counter()
+        self._open()
+        prefetch = self._first_stage_vectors(vectors)
+        hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
+        done = time.perf_counter()
+        timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
+        return [SearchResult(q, lang, h, timings) for q, lang, h in zip(queries, langs, hits, strict=True)]
+
+    def _check_lengths(self, queries: list[str]) -> None:
+        if isinstance(queries, str) or not queries:
+            raise InvalidInputError("give one or more queries")
+        for i, query in enumerate(queries):
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidInputError(f"query {i} is empty or not a string")
+        limit = self.encoder.spec.query_maxlen
+        for i, n in enumerate(self.encoder.tokenizer.query_lengths(queries)):
+            if n > limit:
+                raise InvalidInputError(f"query {i} is {n} tokens long; the model reads at most {limit} (query_maxlen)")
+
+    def _open(self) -> None:
+        if not self._opened:
+            self.store.open(create=False)  # CollectionNotFoundError until something is ingested
+            self._opened = True
+
+    def _first_stage_vectors(self, vectors: list[np.ndarray]) -> list[np.ndarray] | None:
+        if self.first_stage is None or self.settings.first_stage == "off":
+            return None
+        if self.settings.first_stage == "auto" and self._size() < self.settings.first_stage_min_points:
+            return None
+        return list(self.first_stage.queries(vectors))
+
+    def _size(self) -> int:
+        now = time.monotonic()
+        if self._count is None or now - self._count[0] > COUNT_TTL_S:
+            self._count = (now, self.store.count())
+        return self._count[1]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["CollectionNotFoundError", "Retriever", "SearchResult", "index_spec"]

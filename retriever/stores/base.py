@@ -1,0 +1,76 @@
+"""The small interface every store backend implements, and what they share.
+
+A store holds one logical collection (the alias readers use) over versioned physical collections, so
+that a reindex can build a new version and swap the alias atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from retriever.errors import PermanentError, TransientError
+from retriever.filters import Condition
+from retriever.schema import Hit, IndexSpec, Point
+
+
+class CollectionNotFoundError(PermanentError):
+    """Searching or reading a collection that has not been created (nothing ingested yet)."""
+
+
+class StoreLockedError(PermanentError):
+    """An embedded store folder is open in another process."""
+
+
+class StoreUnavailableError(TransientError):
+    """The Qdrant server did not answer within the retries."""
+
+
+class Store(Protocol):
+    """A Qdrant collection behind an alias, for one IndexSpec."""
+
+    backend: str
+    alias: str
+    spec: IndexSpec
+
+    def open(self, create: bool = True) -> None:
+        """Check (or, with create, make) the collection behind the alias; refuse a mismatched spec."""
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write points; searchable when the call returns."""
+
+    def delete_documents(self, document_ids: Sequence[str]) -> None:
+        """Remove every chunk of these documents."""
+
+    def count(self, conditions: Sequence[Condition] = ()) -> int:
+        """Exact number of points matching the conditions."""
+
+    def fetch(self, document_id: str) -> list[Point]:
+        """Every chunk of a document, in chunk order, with its vectors."""
+
+    def search(
+        self,
+        queries: Sequence[np.ndarray],
+        k: int,
+        conditions: Sequence[Condition] = (),
+        first_stage: Sequence[np.ndarray] | None = None,
+        candidates: int = 0,
+    ) -> list[list[Hit]]:
+        """Exact MaxSim top-k per query; with first-stage vectors, prefetch `candidates` then rerank."""
+
+    def versions(self) -> list[str]:
+        """The physical collections of this alias, oldest first."""
+
+    def create_version(self) -> str:
+        """Make a new empty physical collection for the spec (for a reindex) and return its name."""
+
+    def swap(self, version: str) -> None:
+        """Point the alias at `version` atomically."""
+
+    def optimize(self) -> None:
+        """Build indexes and reclaim deleted points where the backend needs it done explicitly."""
+
+    def close(self) -> None:
+        """Release the store (files, locks, connections)."""

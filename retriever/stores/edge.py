@@ -1,0 +1,283 @@
+"""The Qdrant Edge backend (qdrant-edge-py: the real Rust engine in process), the embedded default.
+
+Edge has no collections or aliases, so a store folder holds their equivalent:
+
+    <data_dir>/edge/<alias>/
+        .lock              our lock: Edge allows one process per shard, and this names the owner
+        CURRENT            the version readers use, swapped atomically (write, fsync, rename)
+        <alias>-v1/        one Edge shard per version
+        <alias>-v1.json    the IndexSpec record of that version (model id, vector size, schema)
+
+Writes are searchable when `update` returns (synchronous, WAL-backed). Nothing optimises in the
+background: the store calls the optimiser on close after writes (it builds the first-stage HNSW and
+quantized copies and reclaims deleted points), and `optimize()` runs it on demand.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as q
+
+from retriever.filters import Condition, FilterVocabulary, translate
+from retriever.schema import FIRST_STAGE, TOKENS, Hit, IndexSpec, Point, point_id
+from retriever.stores.base import CollectionNotFoundError, StoreLockedError
+
+log = logging.getLogger(__name__)
+UPSERT_BATCH = 256
+EDGE_FILTERS = FilterVocabulary(
+    filter=q.Filter,
+    field=q.FieldCondition,
+    match_value=lambda value: q.MatchValue(value),  # type: ignore[arg-type]  # floats never reach it
+    match_any=q.MatchAny,
+    range=q.RangeFloat,
+)
+_DATATYPES = {"float16": q.VectorStorageDatatype.Float16, "float32": q.VectorStorageDatatype.Float32}
+_INDEX_TYPES = {
+    "keyword": q.PayloadSchemaType.Keyword,
+    "integer": q.PayloadSchemaType.Integer,
+    "float": q.PayloadSchemaType.Float,
+    "bool": q.PayloadSchemaType.Bool,
+}
+
+
+class FolderLock:
+    """An exclusive flock on `<folder>/.lock` holding the owner's pid and command, released on close
+    or when the process dies."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "an unknown process"
+            os.close(fd)
+            raise StoreLockedError(
+                f"the store {self.folder} is in use by process {owner}; Qdrant Edge allows one process per "
+                "store: stop that process, or run a Qdrant server (XMSEARCH_QDRANT_URL) for several processes"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} ({' '.join(sys.argv)[:200]})".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class EdgeStore:
+    """A versioned collection in a folder, through Qdrant Edge."""
+
+    backend = "edge"
+
+    def __init__(self, root: Path, alias: str, spec: IndexSpec) -> None:
+        self.folder = root / alias
+        self.alias = alias
+        self.spec = spec
+        self._lock = FolderLock(self.folder)
+        self._shard: Any = None
+        self._dirty = False
+
+    @property
+    def shard(self) -> Any:
+        if self._shard is None:
+            raise CollectionNotFoundError(f"the store {self.folder} is not open")
+        return self._shard
+
+    def open(self, create: bool = True) -> None:
+        if self._shard is not None:
+            return
+        current = self._current()
+        if current is None and not create:
+            raise CollectionNotFoundError(
+                f"collection {self.alias!r} does not exist in {self.folder}: ingest documents first"
+            )
+        self._lock.acquire()
+        try:
+            if current is None:
+                current = self.create_version()
+                self._write_current(current)
+            self._check(current)
+            self._shard = _edge_call(q.EdgeShard.load, str(self.folder / current), self._config())
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _current(self) -> str | None:
+        pointer = self.folder / "CURRENT"
+        return pointer.read_text().strip() if pointer.is_file() else None
+
+    def _write_current(self, version: str) -> None:
+        tmp = self.folder / "CURRENT.tmp"
+        with tmp.open("w") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.folder / "CURRENT")
+        dir_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _check(self, version: str) -> None:
+        record_file = self.folder / f"{version}.json"
+        record = json.loads(record_file.read_text()) if record_file.is_file() else None
+        self.spec.check(record, self.alias)
+
+    def _config(self) -> Any:
+        quantization: Any = None
+        if self.spec.quantization == "int8":
+            quantization = q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
+        elif self.spec.quantization == "binary":
+            quantization = q.BinaryQuantizationConfig(always_ram=True)
+        vectors = {
+            TOKENS: q.EdgeVectorParams(
+                size=self.spec.dim,
+                distance=q.Distance.Dot,  # unit vectors: dot = cosine, MaxSim as the reference scores
+                multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
+                datatype=_DATATYPES[self.spec.datatype],
+                quantization_config=quantization,
+                hnsw_config=q.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
+            )
+        }
+        if self.spec.first_stage_dim:
+            vectors[FIRST_STAGE] = q.EdgeVectorParams(
+                size=self.spec.first_stage_dim,
+                distance=q.Distance.Dot,
+                hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
+            )
+        return q.EdgeConfig(vectors=vectors)
+
+    def versions(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        mine = [p.name for p in self.folder.iterdir() if p.is_dir() and p.name.rpartition("-v")[0] == self.alias]
+        return sorted((n for n in mine if n.rpartition("-v")[2].isdigit()), key=lambda n: int(n.rpartition("-v")[2]))
+
+    def create_version(self) -> str:
+        existing = self.versions()
+        name = f"{self.alias}-v{int(existing[-1].rpartition('-v')[2]) + 1 if existing else 1}"
+        shard = _edge_call(q.EdgeShard.create, str(self.folder / name), self._config())
+        try:
+            for field, kind in self.spec.payload_indexes().items():
+                shard.update(q.UpdateOperation.create_field_index(field, _INDEX_TYPES[kind]))
+        finally:
+            shard.close()
+        (self.folder / f"{name}.json").write_text(json.dumps(self.spec.record()))
+        return name
+
+    def swap(self, version: str) -> None:
+        if version not in self.versions():
+            raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
+        self._check(version)
+        reopen = self._shard is not None
+        if reopen:
+            self._close_shard()
+        self._write_current(version)
+        if reopen:
+            self._shard = _edge_call(q.EdgeShard.load, str(self.folder / version), self._config())
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        for point in points:
+            point.check(self.spec.dim)
+        for start in range(0, len(points), UPSERT_BATCH):
+            batch = [self._edge_point(p) for p in points[start : start + UPSERT_BATCH]]
+            self.shard.update(q.UpdateOperation.upsert_points(batch))
+            self._dirty = True
+
+    def _edge_point(self, point: Point) -> Any:
+        vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}  # lists convert faster than arrays
+        if self.spec.first_stage_dim and point.first_stage is not None:
+            vectors[FIRST_STAGE] = point.first_stage.tolist()
+        return q.Point(point_id(self.alias, point.document_id, point.chunk), vectors, point.payload())
+
+    def delete_documents(self, document_ids: Sequence[str]) -> None:
+        if document_ids:
+            flt = translate((Condition("document_id", any_of=tuple(document_ids)),), EDGE_FILTERS)
+            self.shard.update(q.UpdateOperation.delete_points_by_filter(flt))
+            self._dirty = True
+
+    def count(self, conditions: Sequence[Condition] = ()) -> int:
+        return int(self.shard.count(q.CountRequest(exact=True, filter=translate(tuple(conditions), EDGE_FILTERS))))
+
+    def fetch(self, document_id: str) -> list[Point]:
+        flt = translate((Condition("document_id", equals=document_id),), EDGE_FILTERS)
+        records, offset = [], None
+        while True:
+            page, offset = self.shard.scroll(
+                q.ScrollRequest(filter=flt, limit=256, offset=offset, with_payload=True, with_vector=[TOKENS])
+            )
+            records += page
+            if offset is None:
+                break
+        return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
+
+    def search(
+        self,
+        queries: Sequence[np.ndarray],
+        k: int,
+        conditions: Sequence[Condition] = (),
+        first_stage: Sequence[np.ndarray] | None = None,
+        candidates: int = 0,
+    ) -> list[list[Hit]]:
+        flt = translate(tuple(conditions), EDGE_FILTERS)
+        params = None
+        if self.spec.quantization != "none":
+            params = q.SearchParams(quantization=q.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        requests = []
+        for i, vectors in enumerate(queries):
+            prefetches = None
+            if first_stage is not None:
+                nearest = q.Query.Nearest(first_stage[i].tolist(), using=FIRST_STAGE)
+                prefetches = [q.Prefetch(limit=max(candidates, k), query=nearest, filter=flt)]
+            query = q.Query.Nearest(vectors.tolist(), using=TOKENS)
+            requests.append(
+                q.QueryRequest(
+                    limit=k, query=query, prefetches=prefetches, filter=flt, params=params, with_payload=True
+                )
+            )
+        results = self.shard.query_batch(q.QueryBatchRequest(requests))
+        return [[Hit.from_payload(p.score, p.payload or {}) for p in points] for points in results]
+
+    def optimize(self) -> None:
+        """Build the first-stage HNSW and quantized copies, merge segments, reclaim deletions."""
+        self.shard.optimize()
+        self._dirty = False
+
+    def _close_shard(self) -> None:
+        if self._dirty:
+            self.optimize()
+        self.shard.close()
+        self._shard = None
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._close_shard()
+        self._lock.release()
+
+
+def _edge_call(fn: Any, *args: Any) -> Any:
+    """Edge raises bare Exceptions; a held WAL lock becomes StoreLockedError."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if "WouldBlock" in str(exc):
+            raise StoreLockedError(f"the Edge shard {args[0]} is open in another process ({exc})") from exc
+        raise

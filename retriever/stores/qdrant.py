@@ -1,0 +1,260 @@
+"""The qdrant-client backend: a Qdrant server or cluster by URL, or qdrant-client's local mode (in
+memory or a folder), which runs the same client code path in pure Python for tests and tiny data."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from retriever.filters import Condition, FilterVocabulary, translate
+from retriever.schema import FIRST_STAGE, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
+from retriever.stores.base import CollectionNotFoundError, StoreLockedError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BATCH_BYTES = 16 * 1024 * 1024  # JSON size per upsert request, well under the server's 32 MB limit
+_INDEX_TYPES = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+    "bool": models.PayloadSchemaType.BOOL,
+}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Errors that mean 'the server did not answer' (worth a retry), not 'the request is wrong'."""
+    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio comes with qdrant-client
+        return False
+    return isinstance(exc, grpc.RpcError) and exc.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+
+QDRANT_FILTERS = FilterVocabulary(
+    filter=models.Filter,
+    field=models.FieldCondition,
+    match_value=lambda value: models.MatchValue(value=value),
+    match_any=lambda values: models.MatchAny(any=values),
+    range=models.Range,
+)
+
+
+def to_qdrant_filter(conditions: Sequence[Condition]) -> models.Filter | None:
+    """The caller's filter form as a qdrant-client filter."""
+    return translate(tuple(conditions), QDRANT_FILTERS)
+
+
+class QdrantStore:
+    """A collection behind an alias, through qdrant-client (server or local mode)."""
+
+    def __init__(self, client: QdrantClient, alias: str, spec: IndexSpec, backend: str, retries: int = 0) -> None:
+        self.client = client
+        self.alias = alias
+        self.spec = spec
+        self.backend = backend
+        self.retries = retries
+        self.where = str(getattr(client, "init_options", {}).get("url") or backend)
+
+    @classmethod
+    def server(cls, url: str, alias: str, spec: IndexSpec, *, api_key: str | None = None, grpc: bool = False,
+               timeout: float = 10.0, retries: int = 3) -> QdrantStore:  # fmt: skip
+        # no version probe at construction: it would be one more request outside the bounded retries
+        client = QdrantClient(
+            url=url, api_key=api_key, prefer_grpc=grpc, timeout=int(timeout), check_compatibility=False
+        )
+        return cls(client, alias, spec, "server", retries)
+
+    @classmethod
+    def local(cls, path: Path | None, alias: str, spec: IndexSpec) -> QdrantStore:
+        """Local mode in memory (path None) or in a folder, which one process at a time may open."""
+        if path is None:
+            return cls(QdrantClient(location=":memory:"), alias, spec, "local")
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as exc:  # qdrant-client's portalocker lock on the folder
+            raise StoreLockedError(f"the local store {path} is open in another process ({exc})") from exc
+        return cls(client, alias, spec, "local")
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a client call, retrying a server that does not answer, then a clear error."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
+            retry=retry_if_exception(_unreachable),
+            reraise=True,
+        )
+        try:
+            return retrying(fn, *args, **kwargs)
+        except Exception as exc:
+            if _unreachable(exc):
+                attempts = self.retries + 1
+                raise StoreUnavailableError(
+                    f"Qdrant at {self.where} did not answer after {attempts} attempts ({type(exc).__name__}: {exc})"
+                ) from exc
+            raise
+
+    def _target(self) -> str | None:
+        aliases = self._call(self.client.get_aliases).aliases
+        return next((a.collection_name for a in aliases if a.alias_name == self.alias), None)
+
+    def open(self, create: bool = True) -> None:
+        target = self._target()
+        if target is None:
+            if not create:
+                raise CollectionNotFoundError(
+                    f"collection {self.alias!r} does not exist in {self.where}: ingest documents first"
+                )
+            self.swap(self.create_version())
+            return
+        info = self._call(self.client.get_collection, target)
+        self.spec.check((info.config.metadata or {}).get(METADATA_KEY), self.alias)
+
+    def versions(self) -> list[str]:
+        names = [c.name for c in self._call(self.client.get_collections).collections]
+        mine = [n for n in names if n.startswith(f"{self.alias}-v") and n.rpartition("-v")[2].isdigit()]
+        return sorted(mine, key=lambda n: int(n.rpartition("-v")[2]))
+
+    def create_version(self) -> str:
+        existing = self.versions()
+        name = f"{self.alias}-v{int(existing[-1].rpartition('-v')[2]) + 1 if existing else 1}"
+        self._call(
+            self.client.create_collection,
+            name,
+            vectors_config=self._vectors_config(),
+            quantization_config=self._quantization(),
+            metadata={METADATA_KEY: self.spec.record()},
+        )
+        with warnings.catch_warnings():  # local mode says, once per index, that it ignores them
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for field, kind in self.spec.payload_indexes().items():
+                self._call(self.client.create_payload_index, name, field_name=field, field_schema=_INDEX_TYPES[kind])
+        return name
+
+    def _vectors_config(self) -> dict[str, models.VectorParams]:
+        config = {
+            TOKENS: models.VectorParams(
+                size=self.spec.dim,
+                distance=models.Distance.DOT,  # the vectors are unit length: dot = cosine, MaxSim as the reference
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
+                datatype=models.Datatype(self.spec.datatype),
+                on_disk=self.spec.quantization != "none",
+            )
+        }
+        if self.spec.first_stage_dim:
+            config[FIRST_STAGE] = models.VectorParams(size=self.spec.first_stage_dim, distance=models.Distance.DOT)
+        return config
+
+    def _quantization(self) -> models.QuantizationConfig | None:
+        if self.spec.quantization == "int8":
+            return models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        if self.spec.quantization == "binary":
+            return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+        return None
+
+    def swap(self, version: str) -> None:
+        operations: list[models.AliasOperations] = [
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=version, alias_name=self.alias))
+        ]
+        if self._target() is not None:
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+        self._call(self.client.update_collection_aliases, change_aliases_operations=operations)
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        for point in points:
+            point.check(self.spec.dim)
+        batch: list[models.PointStruct] = []
+        size = 0
+        for point in points:
+            vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}
+            if self.spec.first_stage_dim and point.first_stage is not None:
+                vectors[FIRST_STAGE] = point.first_stage.tolist()
+            batch.append(
+                models.PointStruct(
+                    id=point_id(self.alias, point.document_id, point.chunk), vector=vectors, payload=point.payload()
+                )
+            )
+            size += point.vectors.size * 12 + len(point.text) * 2
+            if size >= BATCH_BYTES:
+                self._call(self.client.upsert, self.alias, points=batch, wait=True)
+                batch, size = [], 0
+        if batch:
+            self._call(self.client.upsert, self.alias, points=batch, wait=True)
+
+    def delete_documents(self, document_ids: Sequence[str]) -> None:
+        if not document_ids:
+            return
+        selector = models.FilterSelector(
+            filter=to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids))])
+        )
+        self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
+
+    def count(self, conditions: Sequence[Condition] = ()) -> int:
+        return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
+
+    def fetch(self, document_id: str) -> list[Point]:
+        records, _ = self._call(
+            self.client.scroll,
+            self.alias,
+            scroll_filter=to_qdrant_filter([Condition("document_id", equals=document_id)]),
+            limit=100_000,
+            with_payload=True,
+            with_vectors=[TOKENS],
+        )
+        points = [Point.from_record(r.payload or {}, r.vector) for r in records]
+        return sorted(points, key=lambda p: p.chunk)
+
+    def search(
+        self,
+        queries: Sequence[np.ndarray],
+        k: int,
+        conditions: Sequence[Condition] = (),
+        first_stage: Sequence[np.ndarray] | None = None,
+        candidates: int = 0,
+    ) -> list[list[Hit]]:
+        flt = to_qdrant_filter(conditions)
+        params = None
+        if self.spec.quantization != "none":
+            params = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        requests = []
+        for i, q in enumerate(queries):
+            prefetch = None
+            if first_stage is not None:
+                prefetch = models.Prefetch(
+                    query=first_stage[i].tolist(), using=FIRST_STAGE, limit=max(candidates, k), filter=flt
+                )
+            requests.append(
+                models.QueryRequest(
+                    query=q.tolist(),
+                    using=TOKENS,
+                    limit=k,
+                    filter=flt,
+                    params=params,
+                    prefetch=prefetch,
+                    with_payload=True,
+                )
+            )
+        responses = self._call(self.client.query_batch_points, self.alias, requests=requests)
+        return [[Hit.from_payload(p.score, p.payload or {}) for p in r.points] for r in responses]
+
+    def optimize(self) -> None:
+        """Nothing to do: a server optimises in the background, local mode has no indexes."""
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,201 @@
+"""The Retriever end to end on the tiny encoder: exact scores, languages, filters, the first stage,
+and every kind of bad input the issue names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retriever import Encoder, InvalidInputError, Settings
+from retriever.first_stage import MeanPooling
+from retriever.schema import IndexSpec, Point
+from retriever.search import Retriever
+from retriever.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, open_store
+from retriever.stores.qdrant import QdrantStore
+from tests.conftest import ROOT, as_stored
+
+DOCS = [
+    ("river", "en", "acme", "The river flows past the old mill, and children play on the bridge."),
+    ("passport-fr", "fr", "acme", "Comment renouveler mon passeport avant de voyager à l'étranger ?"),
+    ("passport-de", "de", "globex", "Wie verlängere ich meinen Reisepass vor einer Auslandsreise?"),
+    ("passport-zh", "zh", "globex", "出国旅行前如何更新护照？请向领事馆索取表格。"),
+    ("mill-ru", "ru", "acme", "Река течёт мимо старой мельницы, и дети каждый летний вечер играют на мосту."),
+    (
+        "search",
+        "en",
+        "globex",
+        "Search engines rank documents by comparing each query token with every document token.",
+    ),
+]
+
+
+def _settings(tmp_path: Path, store: str, **extra: object) -> Settings:
+    return Settings(device="cpu", store=store, data_dir=tmp_path, collection="docs", detect_language=True, **extra)  # type: ignore[arg-type]
+
+
+def _index(retriever: Retriever) -> dict[str, np.ndarray]:
+    enc = retriever.encoder
+    texts = [d[3] for d in DOCS]
+    vectors = enc.encode_documents(texts, [d[1] for d in DOCS])
+    first = MeanPooling(enc.dim).documents(vectors)
+    points = [
+        Point(doc_id, 0, v, text, lang, "h", enc.spec.model_id, tenant=tenant, metadata={"n": i}, first_stage=first[i])
+        for i, ((doc_id, lang, tenant, text), v) in enumerate(zip(DOCS, vectors, strict=True))
+    ]
+    retriever.store.open(create=True)
+    retriever.store.upsert(points)
+    return {p.document_id: p.vectors for p in points}
+
+
+@pytest.fixture(params=["local", "edge"])
+def indexed(
+    request: pytest.FixtureRequest, tmp_path: Path, detecting_encoder: Encoder
+) -> Iterator[tuple[Retriever, dict[str, np.ndarray]]]:
+    retriever = Retriever.from_settings(_settings(tmp_path, request.param, first_stage="off"), detecting_encoder)
+    stored = _index(retriever)
+    yield retriever, stored
+    retriever.close()
+
+
+def test_scores_are_exact_maxsim_of_the_encoded_query(indexed: tuple[Retriever, dict[str, np.ndarray]]) -> None:
+    retriever, stored = indexed
+    result = retriever.search("how do I renew a passport", k=6, language="en")
+    q = retriever.encoder.encode_queries(["how do I renew a passport"], "en")[0]
+    tolerance, rounded = as_stored(retriever.store.backend, retriever.store.spec.datatype)
+    exact = sorted(((float((rounded(q) @ rounded(v).T).max(axis=1).sum()), d) for d, v in stored.items()), reverse=True)
+    assert [h.document_id for h in result.hits] == [d for _, d in exact]
+    np.testing.assert_allclose([h.score for h in result.hits], [s for s, _ in exact], atol=tolerance)
+    assert result.language.adapter == "en_XX" and result.timings_ms["encode"] > 0
+
+
+def test_language_is_detected_or_given(indexed: tuple[Retriever, dict[str, np.ndarray]]) -> None:
+    retriever, _ = indexed
+    results = retriever.search_batch(
+        ["Wie verlängere ich meinen Reisepass?", "renouveler passeport"], k=2, languages=[None, "fr"]
+    )
+    assert [r.language.adapter for r in results] == ["de_DE", "fr_XX"]
+    assert results[0].language.confidence is not None and results[1].language.confidence is None
+
+
+def test_filters_apply(indexed: tuple[Retriever, dict[str, np.ndarray]]) -> None:
+    retriever, _ = indexed
+    hits = retriever.search("passport", k=10, language="en", filter={"tenant": "globex", "language": ["de", "zh"]}).hits
+    assert {h.document_id for h in hits} == {"passport-de", "passport-zh"}
+    assert all(h.tenant == "globex" for h in hits)
+    hits = retriever.search("passport", k=10, language="en", filter={"metadata.n": {"gte": 4}}).hits
+    assert {h.document_id for h in hits} == {"mill-ru", "search"}
+
+
+def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder) -> None:
+    retriever = Retriever.from_settings(
+        _settings(tmp_path, "edge", first_stage="on", first_stage_candidates=10), encoder
+    )
+    stored = _index(retriever)
+    hits = retriever.search("renew a passport", k=3, language="en").hits
+    q = encoder.encode_queries(["renew a passport"], "en")[0]
+    _, rounded = as_stored("edge", "float16")
+    exact = sorted(
+        ((float((rounded(q) @ rounded(v).T).max(axis=1).sum()), d) for d, v in stored.items()), reverse=True
+    )[:3]
+    assert [h.document_id for h in hits] == [d for _, d in exact]  # all 6 are candidates: same as exact
+    np.testing.assert_allclose([h.score for h in hits], [s for s, _ in exact], atol=1e-3)
+    retriever.close()
+
+
+def test_first_stage_auto_stays_off_below_the_threshold(tmp_path: Path, encoder: Encoder) -> None:
+    retriever = Retriever.from_settings(
+        _settings(tmp_path, "local", first_stage="auto", first_stage_min_points=100), encoder
+    )
+    _index(retriever)
+    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)]) is None
+    retriever.settings = retriever.settings.model_copy(update={"first_stage_min_points": 5})
+    retriever._count = None
+    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)]) is not None
+    retriever.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": ""}, "query 0 is empty"),
+        ({"query": "   "}, "query 0 is empty"),
+        ({"query": "word " * 40}, r"query 0 is \d+ tokens long; the model reads at most 32"),
+        ({"query": "ok", "k": 0}, "k must be an integer from 1 to 1000, not 0"),
+        ({"query": "ok", "k": -3}, "k must be an integer"),
+        ({"query": "ok", "k": 10**6}, "k must be an integer from 1 to 1000"),
+        ({"query": "ok", "k": True}, "k must be an integer"),
+        ({"query": "ok", "filter": {"colour": "red"}}, "cannot filter on 'colour'"),
+        ({"query": "ok", "language": "klingon"}, "'klingon' is not a language code"),
+    ],
+)
+def test_bad_queries(indexed: tuple[Retriever, dict[str, np.ndarray]], kwargs: dict[str, object], message: str) -> None:
+    retriever, _ = indexed
+    with pytest.raises(InvalidInputError, match=message):
+        retriever.search(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("store", ["local", "edge"])
+def test_missing_collection(tmp_path: Path, encoder: Encoder, store: str) -> None:
+    retriever = Retriever.from_settings(_settings(tmp_path, store), encoder)
+    with pytest.raises(CollectionNotFoundError, match=r"'docs' does not exist.*ingest documents first"):
+        retriever.search("hello", language="en")
+    retriever.close()
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from retriever.schema import IndexSpec
+from retriever.stores.edge import EdgeStore
+store = EdgeStore(Path(sys.argv[1]), "docs", IndexSpec(model_id=sys.argv[2], dim=int(sys.argv[3])))
+store.open()
+print("ready", flush=True)
+sys.stdin.read()
+store.close()
+"""
+
+
+def test_store_locked_by_another_process_names_it(tmp_path: Path, encoder: Encoder) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD), str(tmp_path / "edge"), encoder.spec.model_id, str(encoder.dim)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        retriever = Retriever.from_settings(_settings(tmp_path, "edge"), encoder)
+        with pytest.raises(StoreLockedError, match=rf"in use by process {holder.pid} .*one process per store"):
+            retriever.search("hello", language="en")
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+
+
+def test_server_that_does_not_answer_is_retried_then_reported(encoder: Encoder) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that refuses connections
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(store="server", qdrant_url=f"http://127.0.0.1:{port}", qdrant_retries=2, qdrant_timeout=1.0)
+    store = open_store(settings, IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim))
+    assert isinstance(store, QdrantStore)
+    with pytest.raises(StoreUnavailableError, match=rf"127.0.0.1:{port} did not answer after 3 attempts"):
+        store.open()
+
+
+def test_server_that_accepts_but_never_replies_times_out() -> None:
+    import socket
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        store = QdrantStore.server(url, "docs", IndexSpec(model_id="m@abc", dim=16), timeout=1.0, retries=1)
+        with pytest.raises(StoreUnavailableError, match="did not answer after 2 attempts"):
+            store.count()

@@ -1,0 +1,188 @@
+"""Contract tests: every backend stores, filters, deletes and searches the same way, with exact MaxSim
+scores and order equal to a brute-force numpy MaxSim (1e-3 in float16 storage, 1e-5 in float32)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retriever.errors import InvalidInputError
+from retriever.filters import parse_filter
+from retriever.schema import IndexSpec, Point, StoreMismatchError, point_id
+from retriever.stores import CollectionNotFoundError, Store
+from retriever.stores.edge import EdgeStore
+from retriever.stores.qdrant import QdrantStore
+from tests.conftest import as_stored
+
+DIM = 16
+BACKENDS = ["local-memory", "local-folder", "edge"]
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def make_store(backend: str, root: Path, spec: IndexSpec) -> Store:
+    if backend == "local-memory":
+        return QdrantStore.local(None, "docs", spec)
+    if backend == "local-folder":
+        return QdrantStore.local(root / "local", "docs", spec)
+    return EdgeStore(root / "edge", "docs", spec)
+
+
+def corpus(rng: np.random.Generator, n_docs: int = 30) -> list[Point]:
+    points = []
+    for d in range(n_docs):
+        for c in range(1 + d % 3):
+            points.append(
+                Point(
+                    document_id=f"doc-{d}",
+                    chunk=c,
+                    vectors=unit(rng, int(rng.integers(4, 40))),
+                    text=f"text of doc {d} chunk {c}",
+                    language=["en", "fr", "de"][d % 3],
+                    content_hash=f"h{d}.{c}",
+                    model_id="tiny@abc",
+                    tenant=["acme", "globex"][d % 2],
+                    metadata={"year": 2000 + d, "kind": ["news", "blog"][d % 2]},
+                )
+            )
+    return points
+
+
+def maxsim(q: np.ndarray, d: np.ndarray) -> float:
+    return float((q.astype(np.float64) @ d.astype(np.float64).T).max(axis=1).sum())
+
+
+@pytest.fixture(params=[(b, dt) for b in BACKENDS for dt in ("float16", "float32")], ids=lambda p: f"{p[0]}-{p[1]}")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, list[Point]]]:
+    backend, datatype = request.param
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, datatype=datatype, metadata_indexes={"kind": "keyword"})
+    s = make_store(backend, tmp_path, spec)
+    s.open()
+    points = corpus(np.random.default_rng(0))
+    s.upsert(points)
+    yield s, points
+    s.close()
+
+
+def test_scores_and_order_equal_numpy_maxsim(store: tuple[Store, list[Point]]) -> None:
+    s, points = store
+    tolerance, stored = as_stored(s.backend, s.spec.datatype)
+    rng = np.random.default_rng(1)
+    queries = [unit(rng, 32) for _ in range(5)]
+    for q, hits in zip(queries, s.search(queries, k=10), strict=True):
+        exact = sorted(((maxsim(stored(q), stored(p.vectors)), p.document_id, p.chunk) for p in points), reverse=True)[
+            :10
+        ]
+        np.testing.assert_allclose([h.score for h in hits], [e[0] for e in exact], atol=tolerance)
+        assert [(h.document_id, h.chunk) for h in hits] == [(e[1], e[2]) for e in exact]
+
+
+def test_filters_match_brute_force(store: tuple[Store, list[Point]]) -> None:
+    s, points = store
+    q = unit(np.random.default_rng(2), 32)
+    cases = [
+        ({"language": "fr"}, lambda p: p.language == "fr"),
+        ({"tenant": ["acme"], "metadata.kind": "news"}, lambda p: p.tenant == "acme" and p.metadata["kind"] == "news"),
+        ({"metadata.year": {"gte": 2010, "lt": 2020}}, lambda p: 2010 <= p.metadata["year"] < 2020),
+        (
+            {"document_id": ["doc-1", "doc-2"], "chunk": 0},
+            lambda p: p.document_id in ("doc-1", "doc-2") and p.chunk == 0,
+        ),
+    ]
+    for raw, keep in cases:
+        conditions = parse_filter(raw)
+        allowed = [p for p in points if keep(p)]
+        assert s.count(conditions) == len(allowed), raw
+        hits = s.search([q], k=50, conditions=conditions)[0]
+        assert {(h.document_id, h.chunk) for h in hits} == {(p.document_id, p.chunk) for p in allowed}, raw
+
+
+def test_hits_carry_the_payload(store: tuple[Store, list[Point]]) -> None:
+    s, _ = store
+    hit = s.search([unit(np.random.default_rng(3), 32)], k=1, conditions=parse_filter({"document_id": "doc-4"}))[0][0]
+    assert hit.document_id == "doc-4" and hit.text.startswith("text of doc 4")
+    assert hit.language == "fr" and hit.tenant == "acme" and hit.metadata == {"year": 2004, "kind": "news"}
+
+
+def test_writes_are_idempotent_and_searchable_at_once(store: tuple[Store, list[Point]]) -> None:
+    s, points = store
+    before = s.count()
+    s.upsert(points[:5])  # same ids: overwritten, not added
+    assert s.count() == before
+    new = Point("fresh", 0, unit(np.random.default_rng(4), 5), "fresh text", "en", "h", "tiny@abc")
+    s.upsert([new])
+    assert s.count() == before + 1
+    top = s.search([new.vectors], k=1)[0][0]
+    assert top.document_id == "fresh"
+
+
+def test_fetch_and_delete_a_document(store: tuple[Store, list[Point]]) -> None:
+    s, points = store
+    chunks = s.fetch("doc-5")
+    want = [p for p in points if p.document_id == "doc-5"]
+    assert [c.chunk for c in chunks] == [0, 1, 2] == [p.chunk for p in want]
+    np.testing.assert_allclose(chunks[1].vectors, want[1].vectors, atol=1e-3)
+    assert chunks[0].content_hash == "h5.0" and chunks[0].metadata == {"year": 2005, "kind": "blog"}
+    before = s.count()
+    s.delete_documents(["doc-5", "no-such-doc"])
+    assert s.count() == before - 3 and s.fetch("doc-5") == []
+
+
+def test_wrong_vector_sizes_are_refused_and_nothing_is_written(store: tuple[Store, list[Point]]) -> None:
+    s, _ = store
+    before = s.count()
+    good = Point("ok", 0, unit(np.random.default_rng(5), 3), "t", "en", "h", "tiny@abc")
+    bad = Point("bad", 0, unit(np.random.default_rng(5), 3, dim=DIM + 1), "t", "en", "h", "tiny@abc")
+    with pytest.raises(InvalidInputError, match=r"'bad' chunk 0: vectors of shape \(3, 17\), expected \(n, 16\)"):
+        s.upsert([good, bad])
+    empty = Point("empty", 0, np.zeros((0, DIM), np.float32), "t", "en", "h", "tiny@abc")
+    with pytest.raises(InvalidInputError, match="0 token vectors"):
+        s.upsert([empty])
+    nan = Point("nan", 0, np.full((2, DIM), np.nan, np.float32), "t", "en", "h", "tiny@abc")
+    with pytest.raises(InvalidInputError, match="NaN"):
+        s.upsert([nan])
+    assert s.count() == before
+
+
+def test_alias_swaps_to_a_new_version(store: tuple[Store, list[Point]]) -> None:
+    s, _ = store
+    assert s.versions() == ["docs-v1"]
+    v2 = s.create_version()
+    assert v2 == "docs-v2" and s.count() > 0  # readers still on v1
+    s.swap(v2)
+    assert s.count() == 0  # the alias now names the empty v2
+    s.swap("docs-v1")
+    assert s.count() > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_missing_collection_is_a_clear_error(backend: str, tmp_path: Path) -> None:
+    s = make_store(backend, tmp_path, IndexSpec(model_id="tiny@abc", dim=DIM))
+    with pytest.raises(CollectionNotFoundError, match=r"'docs' does not exist.*ingest documents first"):
+        s.open(create=False)
+    s.close()
+
+
+@pytest.mark.parametrize("backend", ["local-folder", "edge"])
+def test_another_model_is_refused(backend: str, tmp_path: Path) -> None:
+    s = make_store(backend, tmp_path, IndexSpec(model_id="tiny@abc", dim=DIM))
+    s.open()
+    s.close()
+    other = make_store(backend, tmp_path, IndexSpec(model_id="other@def", dim=DIM))
+    with pytest.raises(StoreMismatchError, match="holds vectors of model tiny@abc"):
+        other.open()
+    other.close()
+    moved = make_store(backend, tmp_path, IndexSpec(model_id="renamed-folder@abc", dim=DIM))
+    moved.open()  # the same weights under another name are the same model
+    moved.close()
+
+
+def test_point_ids_are_deterministic() -> None:
+    assert point_id("docs", "a", 0) == point_id("docs", "a", 0)
+    assert len({point_id("docs", "a", 0), point_id("docs", "a", 1), point_id("other", "a", 0)}) == 3
