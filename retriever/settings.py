@@ -67,9 +67,9 @@ class Settings(BaseSettings):
         "mean", description="mean = normalised mean of the token vectors (128 dims); muvera needs xmsearch[muvera]."
     )
     first_stage_min_points: int = Field(
-        20_000, ge=0, description="Collection size from which `auto` uses the first stage."
+        10_000, ge=0, description="Collection size from which `auto` uses the first stage."
     )
-    first_stage_candidates: int = Field(200, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
+    first_stage_candidates: int = Field(400, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
     max_k: int = Field(1000, ge=1, description="The most hits one search may ask for.")
 
     @field_validator("device")

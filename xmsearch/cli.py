@@ -216,6 +216,54 @@ def bench_encode(
     console.print(table)
 
 
+@bench_app.command("search")
+def bench_search_cmd(
+    sizes: Annotated[
+        str, typer.Option(help="Collection sizes on Qdrant Edge (comma-separated).")
+    ] = "1000,5000,20000,50000",
+    local_sizes: Annotated[str, typer.Option(help="Collection sizes on qdrant-client local mode.")] = "1000,4000",
+    realistic: Annotated[int, typer.Option(help="Passages encoded by the real MiniLM encoder.")] = 2000,
+    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 50,
+    candidates: Annotated[
+        str, typer.Option(help="First-stage candidates to rerank (comma-separated).")
+    ] = "100,200,400",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Query latency p50/p95 per backend, mode and size; first-stage recall@10; bytes per stored token.
+
+    Needs the bench extra (pip install 'xmsearch[bench]'; MUVERA rows also need 'xmsearch[muvera]').
+    Example: xmsearch bench search --sizes 1000,10000 --local-sizes 1000 --realistic 500
+    """
+    from retriever.bench_search import default_first_stages, run
+
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    with console.status("benchmarking search (minutes)", spinner="dots"):
+        rows = run(ints(sizes), ints(local_sizes), realistic, queries, ints(candidates), default_first_stages())
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title=f"search: {queries} queries per row, k=10")
+    for col in ("backend", "vectors", "size", "mode", "p50 ms", "p95 ms", "recall@10", "bytes/token", "load s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        recall = "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}"
+        per_token = "-" if r.bytes_per_token is None else f"{r.bytes_per_token:.0f}"
+        table.add_row(
+            r.backend,
+            r.data,
+            str(r.size),
+            r.mode,
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            recall,
+            per_token,
+            f"{r.load_s:.1f}",
+        )
+    console.print(table)
+
+
 @bench_app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,
