@@ -186,3 +186,21 @@ def test_another_model_is_refused(backend: str, tmp_path: Path) -> None:
 def test_point_ids_are_deterministic() -> None:
     assert point_id("docs", "a", 0) == point_id("docs", "a", 0)
     assert len({point_id("docs", "a", 0), point_id("docs", "a", 1), point_id("other", "a", 0)}) == 3
+
+
+@pytest.mark.parametrize("quantization", ["int8", "binary"])
+def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> None:
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, quantization=quantization)  # type: ignore[arg-type]
+    s = EdgeStore(tmp_path, "docs", spec)
+    s.open()
+    points = corpus(np.random.default_rng(0))
+    s.upsert(points)
+    s.optimize()  # builds the quantized copy
+    q = unit(np.random.default_rng(6), 32)
+    hits = s.search([q], k=5)[0]
+    _, stored = as_stored("edge", "float16")
+    # rescoring with the originals: the scores returned are the exact MaxSim of the stored vectors
+    by_id = {(p.document_id, p.chunk): p.vectors for p in points}
+    for h in hits:
+        assert abs(h.score - maxsim(stored(q), stored(by_id[(h.document_id, h.chunk)]))) < 1e-3
+    s.close()
