@@ -62,6 +62,12 @@ def _parse_adapter(code: str) -> _Tag | None:
     return _parse(code) or _parse(code.split("_")[0])
 
 
+def base_language(code: str) -> str:
+    """The base language of a code (pt-BR -> pt, zh-Hant -> zh, fra -> fr), for payloads and filters."""
+    parsed = _parse(code) if code else None
+    return parsed.language if parsed is not None else (code or "und")
+
+
 class LanguageResolver:
     """Maps language codes onto the adapters of one checkpoint."""
 

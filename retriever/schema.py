@@ -29,6 +29,7 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
     "content_hash": "keyword",
     "model_id": "keyword",
 }
+HASH_FIELDS = ("document_id", "chunk", "content_hash")  # what change detection reads back
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
 

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     )
     first_stage_candidates: int = Field(400, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
     max_k: int = Field(1000, ge=1, description="The most hits one search may ask for.")
+    max_document_chars: int = Field(2_000_000, ge=1, description="Longest document text accepted.")
+    max_metadata_bytes: int = Field(65_536, ge=2, description="Largest metadata object (as JSON) accepted.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks of a document.")
+    ingest_batch_size: int = Field(64, ge=1, le=4096, description="Chunks encoded and written together.")
 
     @field_validator("device")
     @classmethod

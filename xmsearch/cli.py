@@ -83,6 +83,123 @@ def demo(
         console.print(f"d{i}/q{i} ({langs[i]}): {text}")
 
 
+@app.command()
+def ingest(
+    path: Annotated[str, typer.Argument(help="A JSON Lines file, a folder of .txt/.md files, or - for stdin.")],
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected records here (JSON Lines).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Index documents in this process (the embedded mode), skipping unchanged ones.
+
+    Each JSON line: {"id": "...", "text": "...", "language": "fr", "tenant": "...", "metadata": {...}};
+    only id and text are required. Bad records are reported with their line and reason.
+
+    Examples:
+      xmsearch ingest docs.jsonl --rejects rejects.jsonl
+      cat docs.jsonl | xmsearch ingest -
+      xmsearch ingest ./notes/            (id = relative path)
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from ingest.documents import Reject, limits
+    from ingest.pipeline import Ingestor, Job
+    from ingest.sources import read_path
+    from retriever.settings import get_settings
+
+    settings = get_settings()
+    with console.status("loading the model", spinner="dots"):
+        ingestor = Ingestor.from_settings(settings)
+    sink = rejects.open("w", encoding="utf-8") if rejects else None
+    reported: list[Reject] = []
+
+    def on_reject(reject: Reject) -> None:
+        reported.append(reject)
+        if sink:
+            sink.write(reject.as_json() + "\n")
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
+        task = progress.add_task("reading")
+
+        def on_progress(job: Job) -> None:
+            c = job.counts
+            progress.update(
+                task, description=f"{c.accepted} documents, {c.encoded} chunks encoded, {c.rejected} rejected"
+            )
+
+        try:
+            job = ingestor.ingest(read_path(path, limits(settings)), on_reject, on_progress)
+        finally:
+            ingestor.close()
+            if sink:
+                sink.close()
+    if as_json:
+        print(json.dumps(job.as_dict()))
+    else:
+        console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dataclasses.asdict(job.counts).items()))
+        for reject in reported[:20]:
+            console.print(f"[yellow]rejected[/yellow] {reject.source} {reject.location}: {reject.reason}")
+        if len(reported) > 20:
+            console.print(f"... and {len(reported) - 20} more" + (f" (all in {rejects})" if rejects else ""))
+    if reported:
+        raise typer.Exit(3)  # done, but some records were rejected
+
+
+@app.command()
+def delete(ids: Annotated[list[str], typer.Argument(help="Document ids to remove (every chunk).")]) -> None:
+    """Remove documents from the index.
+
+    Example: xmsearch delete en-water-cycle fr-pain-maison
+    """
+    from ingest.pipeline import Ingestor
+
+    ingestor = Ingestor.from_settings()
+    try:
+        ingestor.delete(ids)
+    finally:
+        ingestor.close()
+    console.print(f"deleted {len(ids)} document(s)")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query, in any language.")],
+    k: Annotated[int, typer.Option("--k", help="How many hits.")] = 10,
+    lang: Annotated[str | None, typer.Option("--lang", help="The query's language (default: detected).")] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help='JSON filter, e.g. {"language": "fr"}.')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search the index.
+
+    Examples:
+      xmsearch search "how do vaccines work"
+      xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
+    """
+    from retriever.errors import InvalidInputError
+    from retriever.search import Retriever
+
+    try:
+        flt = json.loads(filter_) if filter_ else None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--filter is not valid JSON: {exc}") from exc
+    retriever = Retriever.from_settings()
+    try:
+        result = retriever.search(query, k=k, language=lang, filter=flt)
+    finally:
+        retriever.close()
+    if as_json:
+        hits = [dataclasses.asdict(h) for h in result.hits]
+        print(
+            json.dumps(
+                {"query": query, "language": result.language.adapter, "hits": hits, "timings_ms": result.timings_ms}
+            )
+        )
+        return
+    console.print(f"[bold]{query}[/bold] ({result.language.adapter})")
+    for hit in result.hits:
+        console.print(f"{hit.score:7.2f}  {hit.document_id}#{hit.chunk} [{hit.language}]  {hit.text[:100]}")
+
+
 @model_app.command("make-tiny")
 def make_tiny_cmd(
     out: Annotated[Path, typer.Argument(help="Folder to write the checkpoint into.")],

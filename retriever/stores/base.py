@@ -44,6 +44,12 @@ class Store(Protocol):
     def delete_documents(self, document_ids: Sequence[str]) -> None:
         """Remove every chunk of these documents."""
 
+    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+        """Remove some chunks of one document (those a shorter new version no longer has)."""
+
+    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        """The stored content hash of every chunk of these documents: {document id: {chunk: hash}}."""
+
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         """Exact number of points matching the conditions."""
 

@@ -28,7 +28,7 @@ import numpy as np
 import qdrant_edge as q
 
 from retriever.filters import Condition, FilterVocabulary, translate
-from retriever.schema import FIRST_STAGE, TOKENS, Hit, IndexSpec, Point, point_id
+from retriever.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
 from retriever.stores.base import CollectionNotFoundError, StoreLockedError
 
 log = logging.getLogger(__name__)
@@ -214,19 +214,39 @@ class EdgeStore:
             self.shard.update(q.UpdateOperation.delete_points_by_filter(flt))
             self._dirty = True
 
+    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+        if chunks:
+            conditions = (Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks)))
+            self.shard.update(q.UpdateOperation.delete_points_by_filter(translate(conditions, EDGE_FILTERS)))
+            self._dirty = True
+
+    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        out: dict[str, dict[int, str]] = {}
+        if not document_ids:
+            return out
+        flt = translate((Condition("document_id", any_of=tuple(document_ids)),), EDGE_FILTERS)
+        for record in self._scroll(flt, q.PayloadSelector.Include(list(HASH_FIELDS)), with_vector=False):
+            payload = record.payload or {}
+            out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
+        return out
+
+    def _scroll(self, flt: Any, with_payload: Any, with_vector: Any) -> list[Any]:
+        records, offset = [], None
+        while True:
+            request = q.ScrollRequest(
+                filter=flt, limit=1024, offset=offset, with_payload=with_payload, with_vector=with_vector
+            )
+            page, offset = self.shard.scroll(request)
+            records += page
+            if offset is None:
+                return records
+
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=translate(tuple(conditions), EDGE_FILTERS))))
 
     def fetch(self, document_id: str) -> list[Point]:
         flt = translate((Condition("document_id", equals=document_id),), EDGE_FILTERS)
-        records, offset = [], None
-        while True:
-            page, offset = self.shard.scroll(
-                q.ScrollRequest(filter=flt, limit=256, offset=offset, with_payload=True, with_vector=[TOKENS])
-            )
-            records += page
-            if offset is None:
-                break
+        records = self._scroll(flt, with_payload=True, with_vector=[TOKENS])
         return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
 
     def search(

@@ -15,7 +15,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from retriever.filters import Condition, FilterVocabulary, translate
-from retriever.schema import FIRST_STAGE, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
+from retriever.schema import FIRST_STAGE, HASH_FIELDS, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
 from retriever.stores.base import CollectionNotFoundError, StoreLockedError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -205,20 +205,40 @@ class QdrantStore:
         )
         self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
 
+    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+        if chunks:
+            conditions = [Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks))]
+            selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
+            self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
+
+    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        out: dict[str, dict[int, str]] = {}
+        if document_ids:
+            flt = to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids))])
+            for record in self._scroll(flt, with_payload=list(HASH_FIELDS), with_vectors=False):
+                payload = record.payload or {}
+                out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
+        return out
+
+    def _scroll(self, flt: models.Filter | None, with_payload: Any, with_vectors: Any) -> list[models.Record]:
+        records: list[models.Record] = []
+        offset = None
+        while True:
+            page, offset = self._call(
+                self.client.scroll, self.alias, scroll_filter=flt, limit=1024, offset=offset,
+                with_payload=with_payload, with_vectors=with_vectors,
+            )  # fmt: skip
+            records += page
+            if offset is None:
+                return records
+
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
 
     def fetch(self, document_id: str) -> list[Point]:
-        records, _ = self._call(
-            self.client.scroll,
-            self.alias,
-            scroll_filter=to_qdrant_filter([Condition("document_id", equals=document_id)]),
-            limit=100_000,
-            with_payload=True,
-            with_vectors=[TOKENS],
-        )
-        points = [Point.from_record(r.payload or {}, r.vector) for r in records]
-        return sorted(points, key=lambda p: p.chunk)
+        flt = to_qdrant_filter([Condition("document_id", equals=document_id)])
+        records = self._scroll(flt, with_payload=True, with_vectors=[TOKENS])
+        return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
 
     def search(
         self,

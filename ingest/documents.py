@@ -1,0 +1,76 @@
+"""Documents as they come in, validated, and the rejects of records that are not documents."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
+
+from retriever.settings import Settings
+
+MAX_ID_CHARS = 512
+
+
+class Document(BaseModel):
+    """One document: `id` and `text` required; `language`, `tenant` and `metadata` optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: StrictStr
+    language: StrictStr | None = Field(None, min_length=1, max_length=35)
+    tenant: StrictStr | None = Field(None, min_length=1, max_length=256)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, text: str, info: ValidationInfo) -> str:
+        if not text.strip():
+            raise ValueError("text is empty or only whitespace")
+        limit = (info.context or {}).get("max_chars")
+        if limit is not None and len(text) > limit:
+            raise ValueError(f"text is {len(text)} characters, over the limit of {limit}")
+        return text
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, metadata: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        size = len(json.dumps(metadata, ensure_ascii=False))
+        limit = (info.context or {}).get("max_metadata_bytes")
+        if limit is not None and size > limit:
+            raise ValueError(f"metadata is {size} bytes as JSON, over the limit of {limit}")
+        return metadata
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record that was not accepted: where it came from, why, and its beginning."""
+
+    source: str
+    location: str  # "line 12", "entry 1700000000-0", a relative path
+    reason: str
+    excerpt: str
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def limits(settings: Settings) -> dict[str, int]:
+    """The validation context the settings give."""
+    return {"max_chars": settings.max_document_chars, "max_metadata_bytes": settings.max_metadata_bytes}
+
+
+def parse(data: Any, source: str, location: str, context: dict[str, int]) -> Document | Reject:
+    """A Document, or a Reject naming each problem (field and reason)."""
+    try:
+        return Document.model_validate(data, context=context)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())
+        return Reject(source, location, reasons, _excerpt(data))
+
+
+def _excerpt(data: Any) -> str:
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    return text[:200]

@@ -1,0 +1,160 @@
+"""The write path: documents -> chunks -> language per chunk -> change detection -> encode -> points
+-> store, with the counts of a job.
+
+Change detection: every chunk carries a content hash of (model id, adapter, tenant, metadata, text).
+Re-ingesting an unchanged document encodes nothing; a changed one re-encodes the chunks whose hash
+changed and deletes the chunks it no longer has. Records that are not documents, and documents that
+cannot be encoded (a language refused by the policy), are rejected with the reason; everything
+around them goes in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from ingest.chunking import Chunk, Chunker
+from ingest.documents import Document, Reject
+from retriever.encoder import Encoder
+from retriever.errors import InvalidInputError
+from retriever.first_stage import FirstStage, make_first_stage
+from retriever.languages import Resolution, base_language
+from retriever.schema import Point
+from retriever.search import index_spec
+from retriever.settings import Settings, get_settings
+from retriever.stores import Store, open_store
+
+
+@dataclass
+class JobCounts:
+    accepted: int = 0  # valid documents read
+    skipped_unchanged: int = 0  # documents whose chunks were all stored already
+    encoded: int = 0  # chunks encoded
+    written: int = 0  # points written
+    deleted: int = 0  # chunks removed (shorter new versions, deleted documents)
+    rejected: int = 0  # records that are not valid documents
+    failed: int = 0  # valid documents that could not be indexed
+
+
+@dataclass
+class Job:
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    counts: JobCounts = field(default_factory=JobCounts)
+    status: str = "running"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "status": self.status, "counts": asdict(self.counts)}
+
+
+def content_hash(model_id: str, adapter: str, doc: Document, text: str) -> str:
+    key = json.dumps([model_id, adapter, doc.tenant, doc.metadata, text], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    doc: Document
+    chunks: list[Chunk]
+
+
+class Ingestor:
+    """Indexes documents into the store the settings name, in this process."""
+
+    def __init__(self, encoder: Encoder, store: Store, settings: Settings, first_stage: FirstStage | None) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.settings = settings
+        self.first_stage = first_stage
+        self.chunker = Chunker(encoder.tokenizer, settings.chunk_overlap)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Ingestor:
+        settings = settings or get_settings()
+        encoder = encoder or Encoder.from_pretrained(settings.model, settings)
+        first_stage = make_first_stage(encoder.spec.dim, settings)
+        return cls(encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage)
+
+    def ingest(
+        self,
+        records: Iterable[Document | Reject],
+        on_reject: Callable[[Reject], None] = lambda r: None,
+        on_progress: Callable[[Job], None] = lambda j: None,
+    ) -> Job:
+        """Index every document of `records` (streamed: memory stays bounded by one batch)."""
+        job = Job()
+        self.store.open(create=True)
+        pending: dict[str, _Planned] = {}
+        for record in records:
+            if isinstance(record, Reject):
+                job.counts.rejected += 1
+                on_reject(record)
+                continue
+            job.counts.accepted += 1
+            pending[record.id] = _Planned(record, self.chunker.split(record.text))  # a later copy wins
+            if sum(len(p.chunks) for p in pending.values()) >= self.settings.ingest_batch_size:
+                self._write(list(pending.values()), job, on_reject)
+                pending.clear()
+                on_progress(job)
+        if pending:
+            self._write(list(pending.values()), job, on_reject)
+        job.status = "done"
+        on_progress(job)
+        return job
+
+    def delete(self, document_ids: Sequence[str]) -> None:
+        self.store.open(create=True)
+        self.store.delete_documents(list(document_ids))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
+        existing = self.store.chunk_hashes([p.doc.id for p in planned])
+        todo: list[tuple[Document, Chunk, Resolution, str]] = []
+        for plan in planned:
+            try:
+                langs = self.encoder.resolve_languages([c.text for c in plan.chunks], plan.doc.language)
+            except InvalidInputError as exc:
+                job.counts.failed += 1
+                on_reject(Reject("ingest", f"document {plan.doc.id!r}", str(exc), plan.doc.text[:200]))
+                continue
+            stored = existing.get(plan.doc.id, {})
+            changed = False
+            for chunk, lang in zip(plan.chunks, langs, strict=True):
+                digest = content_hash(self.encoder.spec.model_id, lang.adapter, plan.doc, chunk.text)
+                if stored.get(chunk.number) != digest:
+                    todo.append((plan.doc, chunk, lang, digest))
+                    changed = True
+            stale = [n for n in stored if n >= len(plan.chunks)]
+            if stale:
+                self.store.delete_chunks(plan.doc.id, stale)
+                job.counts.deleted += len(stale)
+            if not changed and not stale:
+                job.counts.skipped_unchanged += 1
+        if todo:
+            self._encode_and_store(todo, job)
+
+    def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job) -> None:
+        vectors = self.encoder.encode_documents([c.text for _, c, _, _ in todo], [r.adapter for _, _, r, _ in todo])
+        job.counts.encoded += len(vectors)
+        first = self.first_stage.documents(vectors) if self.first_stage else None
+        points = [
+            Point(
+                document_id=doc.id,
+                chunk=chunk.number,
+                vectors=v,
+                text=chunk.text,
+                language=base_language(lang.requested) if lang.requested else base_language(lang.adapter.split("_")[0]),
+                content_hash=digest,
+                model_id=self.encoder.spec.model_id,
+                tenant=doc.tenant,
+                metadata=doc.metadata,
+                first_stage=None if first is None else first[i],
+            )
+            for i, ((doc, chunk, lang, digest), v) in enumerate(zip(todo, vectors, strict=True))
+        ]
+        self.store.upsert(points)
+        job.counts.written += len(points)

@@ -1,0 +1,175 @@
+"""Ingestion in process: sources, validation and rejects, chunking, change detection, deletes."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.chunking import Chunker
+from ingest.documents import Document, Reject, limits
+from ingest.pipeline import Ingestor
+from ingest.sources import read_folder, read_jsonl
+from retriever import Encoder, Settings
+from retriever.search import Retriever
+
+
+def _lines(*records: object) -> io.BytesIO:
+    return io.BytesIO("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records).encode() + b"\n")
+
+
+CONTEXT = {"max_chars": 1000, "max_metadata_bytes": 100}
+
+
+def test_jsonl_good_and_bad_records_each_reported_with_their_line() -> None:
+    records = list(
+        read_jsonl(
+            _lines(
+                {"id": "a", "text": "hello"},
+                "{not json",
+                "",
+                "[1, 2]",
+                {"text": "no id"},
+                {"id": 7, "text": "numeric id"},
+                {"id": "e", "text": "  "},
+                {"id": "f", "text": "x" * 1001},
+                {"id": "g", "text": "ok", "metadata": {"k": "v" * 200}},
+                {"id": "h", "text": "ok", "colour": "red"},
+                {"id": "i", "text": "ok", "metadata": [1]},
+                {"id": "j", "text": "fine", "language": "fr", "tenant": "t", "metadata": {"n": 1}},
+            ),
+            "in.jsonl",
+            CONTEXT,
+        )
+    )
+    docs = [r for r in records if isinstance(r, Document)]
+    rejects = {r.location: r.reason for r in records if isinstance(r, Reject)}
+    assert [d.id for d in docs] == ["a", "j"]
+    assert rejects["line 2"].startswith("invalid JSON")
+    assert "line 3" not in rejects  # blank lines are skipped
+    assert rejects["line 4"] == "a record is a JSON object, not list"
+    assert rejects["line 5"] == "id: Field required"
+    assert rejects["line 6"].startswith("id: Input should be a valid string")
+    assert "text is empty or only whitespace" in rejects["line 7"]
+    assert "text is 1001 characters, over the limit of 1000" in rejects["line 8"]
+    assert "metadata is" in rejects["line 9"] and "over the limit of 100" in rejects["line 9"]
+    assert rejects["line 10"].startswith("colour: Extra inputs are not permitted")
+    assert rejects["line 11"].startswith("metadata: Input should be a valid dictionary")
+
+
+def test_invalid_utf8_line_is_rejected() -> None:
+    records = list(read_jsonl(io.BytesIO(b'{"id": "a", "text": "\xff\xfe"}\n'), "in", CONTEXT))
+    assert isinstance(records[0], Reject) and "invalid JSON" in records[0].reason
+
+
+def test_folder_source(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("first")
+    (tmp_path / "sub" / "b.md").write_text("# second")
+    (tmp_path / "c.bin").write_bytes(b"\x00")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00")
+    records = list(read_folder(tmp_path, CONTEXT))
+    assert [(r.id, r.text) for r in records if isinstance(r, Document)] == [
+        ("a.txt", "first"),
+        ("sub/b.md", "# second"),
+    ]
+    assert [r.location for r in records if isinstance(r, Reject)] == ["bad.txt"]
+
+
+def test_chunks_fit_the_model_and_prefer_sentence_ends(encoder: Encoder) -> None:
+    chunker = Chunker(encoder.tokenizer, overlap=8)
+    text = " ".join(f"Le moulin numéro {i} tourne." for i in range(60))
+    chunks = chunker.split(text)
+    assert len(chunks) > 3 and [c.number for c in chunks] == list(range(len(chunks)))
+    lengths = [len(r) for r in encoder.tokenizer.document_rows([c.text for c in chunks])]
+    assert max(lengths) <= encoder.spec.doc_maxlen
+    assert sum(c.text.endswith(".") for c in chunks) >= len(chunks) - 1
+    assert chunker.split(text) == chunks  # stable
+    assert chunker.split("court") == [chunks[0].__class__(0, "court")]
+
+
+@pytest.fixture
+def ingestor(tmp_path: Path, detecting_encoder: Encoder) -> Iterator[Ingestor]:
+    settings = Settings(device="cpu", store="edge", data_dir=tmp_path, ingest_batch_size=3, chunk_overlap=4)
+    ing = Ingestor.from_settings(settings, detecting_encoder)
+    yield ing
+    ing.close()
+
+
+DOCS = [
+    {"id": "river", "text": "The river flows past the old mill. Children play on the bridge.", "language": "en"},
+    {"id": "pass", "text": "Comment renouveler mon passeport avant de voyager à l'étranger ?"},
+    {
+        "id": "long",
+        "text": " ".join(f"Der Fluss Nummer {i} fließt an der Mühle vorbei." for i in range(40)),
+        "tenant": "t",
+    },
+]
+
+
+def _ingest(ing: Ingestor, *records: object) -> tuple[dict[str, int], list[Reject]]:
+    rejects: list[Reject] = []
+    job = ing.ingest(read_jsonl(_lines(*records), "in", limits(ing.settings)), on_reject=rejects.append)
+    assert job.status == "done"
+    return job.as_dict()["counts"], rejects  # type: ignore[return-value]
+
+
+def test_ingest_then_reingest_encodes_nothing(ingestor: Ingestor) -> None:
+    counts, rejects = _ingest(ingestor, *DOCS, "{broken")
+    chunks = ingestor.store.count()
+    assert counts["accepted"] == 3 and counts["rejected"] == 1 and counts["encoded"] == counts["written"] == chunks > 3
+    assert rejects[0].location == "line 4"
+    again, _ = _ingest(ingestor, *DOCS)
+    assert again["encoded"] == 0 and again["written"] == 0 and again["skipped_unchanged"] == 3
+    assert ingestor.store.count() == chunks
+
+
+def test_changed_document_reencodes_only_its_chunks(ingestor: Ingestor) -> None:
+    _ingest(ingestor, *DOCS)
+    changed = {**DOCS[0], "text": "The river flows past the new mill. Children play on the bridge."}
+    counts, _ = _ingest(ingestor, changed, DOCS[1], DOCS[2])
+    assert counts["encoded"] == 1 and counts["skipped_unchanged"] == 2
+    assert ingestor.store.fetch("river")[0].text.startswith("The river flows past the new mill")
+
+
+def test_shorter_document_loses_its_stale_chunks(ingestor: Ingestor) -> None:
+    _ingest(ingestor, *DOCS)
+    before = len(ingestor.store.fetch("long"))
+    shorter = {**DOCS[2], "text": " ".join(f"Der Fluss Nummer {i} fließt an der Mühle vorbei." for i in range(5))}
+    counts, _ = _ingest(ingestor, shorter)
+    after = ingestor.store.fetch("long")
+    assert len(after) < before and counts["deleted"] == before - len(after)
+    assert [c.chunk for c in after] == list(range(len(after)))
+
+
+def test_languages_per_chunk_given_or_detected(ingestor: Ingestor) -> None:
+    _ingest(ingestor, *DOCS)
+    assert ingestor.store.fetch("river")[0].language == "en"
+    assert ingestor.store.fetch("pass")[0].language == "fr"  # detected
+    assert {c.language for c in ingestor.store.fetch("long")} == {"de"}
+    assert ingestor.store.fetch("long")[0].tenant == "t"
+
+
+def test_a_document_the_policy_refuses_fails_alone(tiny_checkpoint: Path) -> None:
+    settings = Settings(
+        model=str(tiny_checkpoint), device="cpu", store="local", data_dir=Path(":memory:"), unknown_language="error"
+    )
+    ing = Ingestor.from_settings(settings)
+    counts, rejects = _ingest(ing, {"id": "x", "text": "habari", "language": "sw"}, DOCS[0])
+    assert counts["failed"] == 1 and counts["written"] == 1
+    assert rejects[0].location == "document 'x'" and "'sw' has no adapter" in rejects[0].reason
+    ing.close()
+
+
+def test_delete_then_search(ingestor: Ingestor, detecting_encoder: Encoder, tmp_path: Path) -> None:
+    _ingest(ingestor, *DOCS)
+    ingestor.delete(["long", "no-such-doc"])
+    assert ingestor.store.fetch("long") == []
+    ingestor.close()
+    retriever = Retriever.from_settings(ingestor.settings, detecting_encoder)
+    hits = retriever.search("old mill", k=10, language="en").hits
+    assert {h.document_id for h in hits} == {"river", "pass"}
+    retriever.close()
