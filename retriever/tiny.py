@@ -74,13 +74,16 @@ def make_tiny(
     layers: int = 2,
     heads: int = 2,
     dim: int = 16,
-    query_maxlen: int = 32,
+    query_maxlen: int = 64,
     doc_maxlen: int = 128,
     attend_to_mask_tokens: bool = True,
     tokenizer_json: Path | None = None,
     seed: int = 0,
 ) -> Path:
-    """Write a random tiny checkpoint to `out` (created; existing checkpoint files are replaced)."""
+    """Write a random tiny checkpoint to `out` (created; existing checkpoint files are replaced).
+
+    query_maxlen defaults to 64, not ColBERT-XM's 32: the bundled tokenizer's small vocabulary spells
+    unknown words letter by letter, so real queries need more tokens than with XLM-R."""
     out.mkdir(parents=True, exist_ok=True)
     if tokenizer_json is not None:
         shutil.copyfile(tokenizer_json, out / TOKENIZER_FILE)

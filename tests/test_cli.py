@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 from typer.testing import CliRunner
 
-from retriever import Encoder
-from xmsearch.cli import DEMO_TEXTS, app
+from xmsearch.cli import app
 
 runner = CliRunner()
 
@@ -31,16 +30,42 @@ def test_make_tiny_then_info(tmp_path: Path) -> None:
     assert json.loads(info.stdout)["languages"] == ["en_XX", "sw_KE"]
 
 
-def test_demo_json(tiny_checkpoint: Path, encoder: Encoder) -> None:
-    result = runner.invoke(app, ["demo", "--model", str(tiny_checkpoint), "--json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["model"] == encoder.spec.model_id
-    langs = [lang for lang, _ in DEMO_TEXTS]
-    q = encoder.encode_queries(data["texts"], langs)
-    d = encoder.encode_documents(data["texts"], langs)
-    want = [[float((qi @ dj.T).max(axis=1).sum()) for dj in d] for qi in q]
-    np.testing.assert_allclose(data["maxsim"], want, atol=1e-3)
+def test_demo_indexes_the_sample_corpus_once_and_answers_the_queries(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DATA_DIR": str(tmp_path),
+        "XMSEARCH_DEVICE": "cpu",
+    }
+    first = _run("demo", "--json", "--k", "2", env=env)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["job"]["counts"]["accepted"] == 40 and data["job"]["counts"]["rejected"] == 0
+    assert data["job"]["counts"]["encoded"] >= 40
+    assert len(data["results"]) == 12 and all(len(r["hits"]) == 2 for r in data["results"])
+    again = json.loads(_run("demo", "--json", env=env).stdout)
+    assert again["job"]["counts"]["encoded"] == 0 and again["job"]["counts"]["skipped_unchanged"] == 40
+
+
+def test_ingest_search_delete_commands(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DATA_DIR": str(tmp_path),
+        "XMSEARCH_DEVICE": "cpu",
+    }
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "The river flows past the old mill.", "language": "en"}\nnot json\n')
+    result = _run("ingest", str(docs), "--json", "--rejects", str(tmp_path / "rejects.jsonl"), env=env)
+    assert result.returncode == 3  # done, with rejects
+    assert json.loads(result.stdout)["counts"]["written"] == 1
+    assert json.loads((tmp_path / "rejects.jsonl").read_text())["location"] == "line 2"
+    found = json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)
+    assert [h["document_id"] for h in found["hits"]] == ["a"]
+    assert _run("delete", "a", env=env).returncode == 0
+    assert json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)["hits"] == []
+    bad = _run("search", "x", "--filter", "{nope", env=env)
+    assert bad.returncode == 1 and "--filter is not valid JSON" in bad.stderr
 
 
 def test_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
@@ -50,8 +75,6 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
 
 
 def test_unreachable_hub_is_explained(tmp_path: Path) -> None:
-    import os
-
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "XMSEARCH_MODEL": "antoinelouis/colbert-xm"}
     result = _run("demo", env=env)
     assert result.returncode == 1

@@ -24,7 +24,7 @@ LANGS = ["en", "fr", "en", "de", "zh", "ar"]
 def test_shapes_and_unit_vectors(encoder: Encoder) -> None:
     queries = encoder.encode_queries(TEXTS, LANGS)
     docs = encoder.encode_documents(TEXTS, LANGS)
-    assert all(q.shape == (32, 16) and q.dtype == np.float32 for q in queries)
+    assert all(q.shape == (encoder.spec.query_maxlen, 16) and q.dtype == np.float32 for q in queries)
     assert all(d.ndim == 2 and d.shape[1] == 16 and d.dtype == np.float32 for d in docs)
     for v in [*queries, *docs]:
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)

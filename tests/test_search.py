@@ -125,7 +125,7 @@ def test_first_stage_auto_stays_off_below_the_threshold(tmp_path: Path, encoder:
     [
         ({"query": ""}, "query 0 is empty"),
         ({"query": "   "}, "query 0 is empty"),
-        ({"query": "word " * 40}, r"query 0 is \d+ tokens long; the model reads at most 32"),
+        ({"query": "word " * 80}, r"query 0 is \d+ tokens long; the model reads at most 64"),
         ({"query": "ok", "k": 0}, "k must be an integer from 1 to 1000, not 0"),
         ({"query": "ok", "k": -3}, "k must be an integer"),
         ({"query": "ok", "k": 10**6}, "k must be an integer from 1 to 1000"),

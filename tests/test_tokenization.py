@@ -20,7 +20,9 @@ XLMR_SKIPLIST = [6, 15, 20, 44, 101, 152, 242, 248, 378, 468, 619, 661, 705, 711
 def xlmr_checkpoint(xlmr_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny checkpoint carrying the real XLM-R tokenizer, with ColBERT-XM's lengths."""
     out = tmp_path_factory.mktemp("xlmr") / "ckpt"
-    return make_tiny(out, tokenizer_json=xlmr_tokenizer, hidden_size=8, layers=1, heads=1, doc_maxlen=256)
+    return make_tiny(
+        out, tokenizer_json=xlmr_tokenizer, hidden_size=8, layers=1, heads=1, query_maxlen=32, doc_maxlen=256
+    )
 
 
 def _tok(path: Path, convention: str = "legacy") -> ColbertTokenizer:

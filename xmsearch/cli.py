@@ -27,17 +27,6 @@ app.add_typer(bench_app, name="bench")
 console = Console()
 _state = {"debug": False}
 
-DEMO_TEXTS = [
-    ("en", "How do I renew my passport before travelling abroad?"),
-    ("fr", "Comment renouveler mon passeport avant de voyager à l'étranger ?"),
-    ("de", "Wie verlängere ich meinen Reisepass vor einer Auslandsreise?"),
-    ("es", "¿Cómo renuevo mi pasaporte antes de viajar al extranjero?"),
-    ("zh-Hans", "出国旅行前如何更新护照？"),
-    ("ar", "كيف أجدد جواز سفري قبل السفر إلى الخارج؟"),
-    ("ru", "Как продлить паспорт перед поездкой за границу?"),
-    ("en", "The river flows past the old mill, and children play on the bridge."),
-]
-
 
 @app.callback()
 def _main(
@@ -49,38 +38,60 @@ def _main(
 
 @app.command()
 def demo(
-    model: Annotated[str | None, typer.Option(help="Checkpoint folder or hub id (default: XMSEARCH_MODEL).")] = None,
+    k: Annotated[int, typer.Option("--k", help="Hits shown per query.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Encode a few multilingual texts and show their MaxSim scores against one another.
+    """README command 1: index the bundled sample corpus (40 documents, 15 languages) on the embedded
+    default, then answer the bundled sample queries (12 languages, most of them cross-lingual).
 
-    Example: xmsearch demo --model ./tiny-model
+    Re-running it encodes nothing new (unchanged documents are skipped). Example:
+      XMSEARCH_MODEL=./tiny-model xmsearch demo --k 5
     """
-    import numpy as np
+    from importlib import resources
 
-    from retriever import Encoder
+    from ingest.documents import limits
+    from ingest.pipeline import Ingestor
+    from ingest.sources import read_jsonl
+    from retriever.search import Retriever
+    from retriever.settings import get_settings
 
-    with console.status("loading the model", spinner="dots"):
-        encoder = Encoder.from_pretrained(model)
-    langs = [lang for lang, _ in DEMO_TEXTS]
-    texts = [text for _, text in DEMO_TEXTS]
-    queries = encoder.encode_queries(texts, langs)
-    docs = encoder.encode_documents(texts, langs)
-    scores = np.array([[float((q @ d.T).max(axis=1).sum()) for d in docs] for q in queries])
+    settings = get_settings()
+    data = resources.files("ingest").joinpath("data")
+    with console.status("loading the model and indexing the sample corpus", spinner="dots"):
+        ingestor = Ingestor.from_settings(settings)
+        try:
+            with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
+                job = ingestor.ingest(read_jsonl(corpus, "sample_corpus.jsonl", limits(settings)))
+        finally:
+            ingestor.close()
+    queries = json.loads(data.joinpath("sample_queries.json").read_text(encoding="utf-8"))
+    retriever = Retriever.from_settings(settings, ingestor.encoder)
+    try:
+        results = retriever.search_batch([q["query"] for q in queries], k=k, languages=[q["language"] for q in queries])
+    finally:
+        retriever.close()
     if as_json:
-        print(json.dumps({"model": encoder.spec.model_id, "texts": texts, "maxsim": scores.round(4).tolist()}))
+        out = [
+            {"query": r.query, "language": r.language.adapter, "hits": [dataclasses.asdict(h) for h in r.hits]}
+            for r in results
+        ]
+        print(json.dumps({"model": ingestor.encoder.spec.model_id, "job": job.as_dict(), "results": out}))
         return
-    table = Table(title=f"MaxSim of each query (row) against each document (column) - {encoder.spec.model_id}")
-    table.add_column("query")
-    for i in range(len(texts)):
-        table.add_column(f"d{i}", justify="right")
-    for i, row in enumerate(scores):
-        best = int(row.argmax())
-        cells = [f"[bold]{v:.1f}[/bold]" if j == best else f"{v:.1f}" for j, v in enumerate(row)]
-        table.add_row(f"q{i} ({langs[i]})", *cells)
-    console.print(table)
-    for i, text in enumerate(texts):
-        console.print(f"d{i}/q{i} ({langs[i]}): {text}")
+    counts = job.counts
+    console.print(
+        f"[bold]{ingestor.encoder.spec.model_id}[/bold]: {counts.accepted} documents, {counts.encoded} chunks encoded, "
+        f"{counts.skipped_unchanged} unchanged, in {settings.data_dir}"
+    )
+    for query, result in zip(queries, results, strict=True):
+        found = sum(h.metadata.get("topic") == query["expect_topic"] for h in result.hits)
+        console.print(
+            f"\n[bold]{result.query}[/bold] ({result.language.adapter}; topic {query['expect_topic']}: {found}/{k})"
+        )
+        for hit in result.hits:
+            topic = hit.metadata.get("topic", "")
+            console.print(
+                f"  {hit.score:6.2f}  {hit.document_id}#{hit.chunk} [{hit.language}, {topic}]  {hit.text[:70]}"
+            )
 
 
 @app.command()
@@ -209,7 +220,7 @@ def make_tiny_cmd(
     layers: Annotated[int, typer.Option(help="Transformer layers (12 = XMOD-base).")] = 2,
     heads: Annotated[int, typer.Option(help="Attention heads (12 = XMOD-base).")] = 2,
     dim: Annotated[int, typer.Option(help="ColBERT vector size (128 = ColBERT-XM).")] = 16,
-    query_maxlen: Annotated[int, typer.Option(help="Query length in tokens.")] = 32,
+    query_maxlen: Annotated[int, typer.Option(help="Query length in tokens (32 = ColBERT-XM).")] = 64,
     doc_maxlen: Annotated[int, typer.Option(help="Document length in tokens.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
 ) -> None:
@@ -218,7 +229,7 @@ def make_tiny_cmd(
     Examples:
       xmsearch model make-tiny ./tiny-model
       xmsearch model make-tiny ./base-random --languages all --tokenizer xlmr/tokenizer.json
-        --hidden-size 768 --layers 12 --heads 12 --dim 128 --doc-maxlen 256   (real-size, for benchmarks)
+        --hidden-size 768 --layers 12 --heads 12 --dim 128 --query-maxlen 32 --doc-maxlen 256   (real size)
     """
     from retriever.languages import COLBERT_XM_LANGUAGES
     from retriever.tiny import DEFAULT_LANGUAGES, make_tiny
