@@ -85,7 +85,6 @@ class Ingestor:
     ) -> Job:
         """Index every document of `records` (streamed: memory stays bounded by one batch)."""
         job = Job()
-        self.store.open(create=True)
         pending: dict[str, _Planned] = {}
         for record in records:
             if isinstance(record, Reject):
@@ -104,6 +103,13 @@ class Ingestor:
         on_progress(job)
         return job
 
+    def write(
+        self, documents: Sequence[Document], job: Job, on_reject: Callable[[Reject], None] = lambda r: None
+    ) -> None:
+        """Index one batch of valid documents (a worker's task), adding to the job's counts."""
+        unique = {doc.id: doc for doc in documents}  # a later copy wins
+        self._write([_Planned(doc, self.chunker.split(doc.text)) for doc in unique.values()], job, on_reject)
+
     def delete(self, document_ids: Sequence[str]) -> None:
         self.store.open(create=True)
         self.store.delete_documents(list(document_ids))
@@ -112,6 +118,7 @@ class Ingestor:
         self.store.close()
 
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
+        self.store.open(create=True)
         existing = self.store.chunk_hashes([p.doc.id for p in planned])
         todo: list[tuple[Document, Chunk, Resolution, str]] = []
         for plan in planned:

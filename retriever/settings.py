@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks of a document.")
     ingest_batch_size: int = Field(64, ge=1, le=4096, description="Chunks encoded and written together.")
 
+    broker_url: str | None = Field(
+        None, description="Redis URL of the Celery broker (distributed mode); unset: ingestion runs in process."
+    )
+    worker_concurrency: int = Field(1, ge=1, description="Worker processes per `xmsearch worker` (Edge: 1).")
+    task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")
+    max_redeliveries: int = Field(3, ge=1, description="Deliveries of one task (worker lost) before dead-lettering.")
+    visibility_timeout: int = Field(3600, ge=5, description="Seconds before Redis redelivers an unacknowledged task.")
+    producer_batch_docs: int = Field(32, ge=1, description="Documents per task at most.")
+    producer_batch_chars: int = Field(200_000, ge=1, description="Characters of text per task at most.")
+    producer_max_wait: float = Field(1.0, gt=0, description="Seconds a partial batch waits for more documents.")
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from retriever.errors import XmsearchError
@@ -98,9 +99,11 @@ def demo(
 def ingest(
     path: Annotated[str, typer.Argument(help="A JSON Lines file, a folder of .txt/.md files, or - for stdin.")],
     rejects: Annotated[Path | None, typer.Option(help="Write rejected records here (JSON Lines).")] = None,
+    wait: Annotated[bool, typer.Option(help="Distributed mode: wait until the workers are done.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
 ) -> None:
-    """Index documents in this process (the embedded mode), skipping unchanged ones.
+    """Index documents, skipping unchanged ones: in this process (embedded mode), or as tasks for
+    the workers when XMSEARCH_BROKER_URL is set (distributed mode; --no-wait returns at once).
 
     Each JSON line: {"id": "...", "text": "...", "language": "fr", "tenant": "...", "metadata": {...}};
     only id and text are required. Bad records are reported with their line and reason.
@@ -118,6 +121,9 @@ def ingest(
     from retriever.settings import get_settings
 
     settings = get_settings()
+    if settings.broker_url:
+        _enqueue(path, rejects, wait, as_json)
+        return
     with console.status("loading the model", spinner="dots"):
         ingestor = Ingestor.from_settings(settings)
     sink = rejects.open("w", encoding="utf-8") if rejects else None
@@ -154,6 +160,149 @@ def ingest(
             console.print(f"... and {len(reported) - 20} more" + (f" (all in {rejects})" if rejects else ""))
     if reported:
         raise typer.Exit(3)  # done, but some records were rejected
+
+
+def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None:
+    """The distributed `ingest`: send tasks, then (with wait) follow the job's counts in Redis."""
+    import time
+
+    from ingest.documents import Reject, limits
+    from ingest.sources import read_path
+    from retriever.settings import get_settings
+    from workers.app import redis_client
+    from workers.jobs import JobStore
+    from workers.producer import enqueue
+
+    settings = get_settings()
+    jobs = JobStore(redis_client(settings))
+    sink = rejects.open("w", encoding="utf-8") if rejects else None
+
+    def on_reject(reject: Reject) -> None:
+        if sink:
+            sink.write(reject.as_json() + "\n")
+        elif not as_json:
+            console.print(f"[yellow]rejected[/yellow] {reject.source} {reject.location}: {reject.reason}")
+
+    try:
+        job_id = enqueue(read_path(path, limits(settings)), settings, jobs, path, on_reject)
+    finally:
+        if sink:
+            sink.close()
+    job = jobs.get(job_id) or {}
+    with console.status(f"job {job_id}: waiting for the workers", spinner="dots") as status:
+        while wait and job.get("status") != "done":
+            time.sleep(0.5)
+            job = jobs.get(job_id) or {}
+            status.update(
+                f"job {job_id}: {job.get('tasks_done')}/{job.get('tasks_sent')} tasks, {job.get('written')} written"
+            )
+    _print_job(job, as_json)
+    if job.get("rejected") or job.get("failed"):
+        raise typer.Exit(3)
+
+
+def _print_job(job: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job))
+        return
+    console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in job.items()))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: the setting).")] = None,
+) -> None:
+    """Run a Celery worker that indexes the queued tasks (distributed mode).
+
+    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2
+    """
+    from retriever.settings import get_settings
+    from workers.app import QUEUE, broker_url
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    broker_url(settings)
+    n = concurrency or settings.worker_concurrency
+    if settings.store in ("auto", "edge") and not settings.qdrant_url and n > 1:
+        console.print("[yellow]Qdrant Edge admits one process per store: running 1 worker process[/yellow]")
+        n = 1
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={n}",
+            "--pool=prefork",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def jobs(
+    job_id: Annotated[str | None, typer.Argument(help="One job (default: the recent ones).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show ingestion jobs and their counts (distributed mode).
+
+    Examples: xmsearch jobs    xmsearch jobs 3f2a... --json
+    """
+    from retriever.errors import InvalidInputError
+    from retriever.settings import get_settings
+    from workers.app import redis_client
+    from workers.jobs import JobStore
+
+    store = JobStore(redis_client(get_settings()))
+    if job_id:
+        job = store.get(job_id)
+        if job is None:
+            raise InvalidInputError(f"no job {job_id!r} (jobs are kept for 7 days)")
+        _print_job(job, as_json)
+        return
+    recent = store.recent()
+    if as_json:
+        print(json.dumps(recent))
+        return
+    for job in recent:
+        _print_job(job, False)
+
+
+@app.command()
+def dlq(
+    action: Annotated[str, typer.Argument(help="list | requeue")] = "list",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the dead letters (with their reasons), or requeue them all as new tasks.
+
+    Examples: xmsearch dlq list --json    xmsearch dlq requeue
+    """
+    from retriever.errors import InvalidInputError
+    from retriever.settings import get_settings
+    from workers.app import redis_client
+    from workers.jobs import DeadLetters, JobStore
+    from workers.tasks import index_documents
+
+    client = redis_client(get_settings())
+    dead = DeadLetters(client)
+    if action == "list":
+        entries = dead.entries()
+        if as_json:
+            print(json.dumps(entries))
+        for e in [] if as_json else entries:
+            ids = ", ".join(d.get("id", "?") for d in e["documents"])
+            console.print(escape(f"job {e['job_id']}: [{ids}] {e['reason']}"))
+        return
+    if action != "requeue":
+        raise InvalidInputError(f"dlq takes list or requeue, not {action!r}")
+    entries = dead.take_all()
+    jobs_store = JobStore(client)
+    for e in entries:
+        if e["documents"]:
+            jobs_store.add(e["job_id"], tasks_sent=1)
+            index_documents.apply_async(args=[e["job_id"], e["documents"]])
+    console.print(f"requeued {len(entries)} dead letter(s)")
 
 
 @app.command()

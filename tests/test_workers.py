@@ -1,0 +1,249 @@
+"""The distributed mode with a real Redis and real worker processes: delivery exactly once, rejects,
+re-ingestion, a poison document, a worker killed mid-batch, Redis restarted during a run.
+
+The tests start their own redis-server (on a free port, in a temporary folder); where the binary is
+missing they skip and say so. The store folder belongs to the worker; the tests read it after the
+worker has stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from retriever import Encoder
+from retriever.schema import IndexSpec
+from retriever.stores.edge import EdgeStore
+from tests.conftest import ROOT
+
+Env = dict[str, str]
+CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server with an append-only file, so that a restart keeps the queue."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        self.process = subprocess.Popen([*args, "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip(
+            "these tests start their own Redis and no redis-server binary is on PATH (apt-get install redis-server)"
+        )
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(redis_server: RedisServer, tiny_checkpoint: Path, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "XMSEARCH_BROKER_URL": redis_server.url,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DATA_DIR": str(tmp_path / "data"),
+        "XMSEARCH_DEVICE": "cpu",
+        "XMSEARCH_DETECT_LANGUAGE": "false",
+        "XMSEARCH_PRODUCER_BATCH_DOCS": "4",
+        "XMSEARCH_VISIBILITY_TIMEOUT": "8",
+    }
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*CLI, "worker"], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
+            )
+        self._wait_for("ready", 90)
+
+    def _wait_for(self, text: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"no {text!r} from the worker in {seconds}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Warm shutdown: the worker process closes (and unlocks) its store."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(60)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def _docs(n: int, words: int = 20) -> list[dict[str, object]]:
+    return [
+        {
+            "id": f"doc-{i}",
+            "text": " ".join(f"river{i} mill{j} bridge." for j in range(words)),
+            "language": "en",
+            "metadata": {"i": i},
+        }
+        for i in range(n)
+    ]
+
+
+def _write(path: Path, *records: object) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def _ingest(path: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, object]]:
+    result = subprocess.run(
+        [*CLI, "ingest", str(path), "--json", *extra], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _stored(env: dict[str, str], encoder: Encoder) -> dict[str, list[int]]:
+    spec = IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim, first_stage_dim=encoder.dim)
+    store = EdgeStore(Path(env["XMSEARCH_DATA_DIR"]) / "edge", "xmsearch", spec)
+    store.open(create=False)
+    try:
+        chunks = store.chunk_hashes([f"doc-{i}" for i in range(1000)] + ["good", "poison"])
+        assert store.count() == sum(len(c) for c in chunks.values())  # no point stored twice
+        return {doc: sorted(c) for doc, c in chunks.items()}
+    finally:
+        store.close()
+
+
+def test_jsonl_lands_exactly_once_with_bad_records_reported(
+    env: dict[str, str], tmp_path: Path, encoder: Encoder
+) -> None:
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        path = _write(tmp_path / "docs.jsonl", *_docs(10), "{not json", {"id": "x"}, {"id": 3, "text": "t"})
+        code, job = _ingest(path, env, "--rejects", str(tmp_path / "rejects.jsonl"))
+        assert code == 3 and job["status"] == "done"
+        assert job["accepted"] == 10 and job["rejected"] == 3 and job["failed"] == 0
+        assert job["encoded"] == job["written"] > 0
+        reasons = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+        assert [r["location"] for r in reasons] == ["line 11", "line 12", "line 13"]
+        code, again = _ingest(path, env)
+        assert again["encoded"] == 0 and again["written"] == 0 and again["skipped_unchanged"] == 10
+        changed = _write(tmp_path / "changed.jsonl", {**_docs(1)[0], "text": "river0 has a new mill."})
+        _, third = _ingest(changed, env)
+        assert third["encoded"] == 1 and third["deleted"] >= 0
+    finally:
+        worker.stop()
+    stored = _stored(env, encoder)
+    assert sorted(stored) == sorted(f"doc-{i}" for i in range(10))
+    assert stored["doc-0"] == [0]
+
+
+def test_poison_document_is_dead_lettered_and_the_rest_continue(
+    env: dict[str, str], tmp_path: Path, encoder: Encoder
+) -> None:
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        path = _write(
+            tmp_path / "docs.jsonl",
+            {"id": "good", "text": "a good document."},
+            {"id": "poison", "text": "t", "language": "klingon"},
+        )
+        code, job = _ingest(path, env)
+        assert code == 3 and job["failed"] == 1 and job["written"] == 1
+        listed = subprocess.run(
+            [*CLI, "dlq", "list", "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        entries = json.loads(listed.stdout)
+        assert [d["id"] for d in entries[0]["documents"]] == [
+            "poison"
+        ] and "'klingon' is not a language code" in entries[0]["reason"]
+    finally:
+        worker.stop()
+    assert sorted(_stored(env, encoder)) == ["good"]
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_batch_then_restarted(env: Env, tmp_path: Path, encoder: Encoder) -> None:
+    env = {**env, "XMSEARCH_PRODUCER_BATCH_DOCS": "1000", "XMSEARCH_PRODUCER_BATCH_CHARS": "100000000"}
+    log = tmp_path / "worker.log"
+    worker = Worker(env, log)
+    path = _write(tmp_path / "docs.jsonl", *_docs(400, words=300))  # one task of several seconds
+    producer = subprocess.Popen(
+        [*CLI, "ingest", str(path), "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    worker._wait_for("received", 60)
+    time.sleep(0.5)  # the batch is being encoded and written
+    worker.kill()
+    assert "succeeded" not in log.read_text()
+    worker = Worker(env, log)  # the unacknowledged batch comes back after the visibility timeout
+    try:
+        out, _ = producer.communicate(timeout=300)
+        job = json.loads(out.strip().splitlines()[-1])
+        assert job["status"] == "done" and job["failed"] == 0
+    finally:
+        worker.stop()
+    stored = _stored(env, encoder)
+    assert sorted(stored) == sorted(f"doc-{i}" for i in range(400))
+
+
+@pytest.mark.slow
+def test_redis_restarted_during_a_run(
+    env: dict[str, str], redis_server: RedisServer, tmp_path: Path, encoder: Encoder
+) -> None:
+    worker = Worker(env, tmp_path / "worker.log")
+    path = _write(tmp_path / "docs.jsonl", *_docs(60, words=60))
+    producer = subprocess.Popen(
+        [*CLI, "ingest", str(path), "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        worker._wait_for("received", 60)
+        redis_server.stop()
+        time.sleep(2)
+        redis_server.start()
+        out, _ = producer.communicate(timeout=300)
+        job = json.loads(out.strip().splitlines()[-1])
+        assert job["status"] == "done" and job["accepted"] == 60 and job["failed"] == 0
+    finally:
+        worker.stop()
+    assert sorted(_stored(env, encoder)) == sorted(f"doc-{i}" for i in range(60))
