@@ -136,6 +136,10 @@ def _write(path: Path, *records: object) -> Path:
     return path
 
 
+def _start(args: list[str], env: Env) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*CLI, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
 def _ingest(path: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, object]]:
     result = subprocess.run(
         [*CLI, "ingest", str(path), "--json", *extra], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
@@ -195,9 +199,8 @@ def test_poison_document_is_dead_lettered_and_the_rest_continue(
             [*CLI, "dlq", "list", "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         entries = json.loads(listed.stdout)
-        assert [d["id"] for d in entries[0]["documents"]] == [
-            "poison"
-        ] and "'klingon' is not a language code" in entries[0]["reason"]
+        assert [d["id"] for d in entries[0]["documents"]] == ["poison"]
+        assert "'klingon' is not a language code" in entries[0]["reason"]
     finally:
         worker.stop()
     assert sorted(_stored(env, encoder)) == ["good"]
@@ -247,3 +250,42 @@ def test_redis_restarted_during_a_run(
     finally:
         worker.stop()
     assert sorted(_stored(env, encoder)) == sorted(f"doc-{i}" for i in range(60))
+
+
+def test_redis_stream_intake_with_reclaim(
+    env: Env, redis_server: RedisServer, tmp_path: Path, encoder: Encoder
+) -> None:
+    """Apps push to the stream; entries a dead consumer read but never acknowledged are reclaimed."""
+    from workers.intake import GROUP, STREAM, ensure_group
+    from workers.jobs import DeadLetters, JobStore
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    ensure_group(client)
+    docs = _docs(6)
+    client.xadd(STREAM, {"document": json.dumps(docs[0])})
+    client.xreadgroup(GROUP, "dead-consumer", {STREAM: ">"}, count=1)  # read, never acknowledged
+    for doc in docs[1:]:
+        client.xadd(STREAM, {"document": json.dumps(doc)})
+    client.xadd(STREAM, {"document": "{broken"})
+    client.xadd(STREAM, {"other": "field"})
+    worker = Worker(env, tmp_path / "worker.log")
+    intake = _start(
+        ["intake", "--consumer", "intake-1", "--claim-idle", "0.5"], {**env, "XMSEARCH_PRODUCER_MAX_WAIT": "0.2"}
+    )
+    jobs = JobStore(client)
+    try:
+        deadline, job = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            job = jobs.get("intake-intake-1") or {}
+            if job.get("accepted") == 6 and job.get("tasks_done") == job.get("tasks_sent"):
+                break
+            time.sleep(0.3)
+        assert job["accepted"] == 6 and job["rejected"] == 2 and job["failed"] == 0
+        assert client.xpending(STREAM, GROUP)["pending"] == 0  # everything acknowledged
+        reasons = [e["reason"] for e in DeadLetters(client).entries()]
+        assert any("invalid JSON" in r for r in reasons) and any("no 'document' field" in r for r in reasons)
+    finally:
+        intake.terminate()
+        intake.wait(30)
+        worker.stop()
+    assert sorted(_stored(env, encoder)) == sorted(f"doc-{i}" for i in range(6))

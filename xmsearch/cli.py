@@ -241,6 +241,24 @@ def worker(
 
 
 @app.command()
+def intake(
+    consumer: Annotated[str | None, typer.Option(help="This consumer's name (default: a random one).")] = None,
+    claim_idle: Annotated[float, typer.Option(help="Seconds before an unacknowledged entry is reclaimed.")] = 60.0,
+) -> None:
+    """Read documents that apps push to the Redis Stream `xmsearch:intake` and queue them for the workers.
+
+    An app pushes:  XADD xmsearch:intake * document '{"id": "a", "text": "...", "language": "fr"}'
+    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch intake --consumer intake-1
+    """
+    from retriever.settings import get_settings
+    from workers.app import redis_client
+    from workers.intake import Intake
+
+    settings = get_settings()
+    Intake(redis_client(settings), settings, consumer, claim_idle).run()
+
+
+@app.command()
 def jobs(
     job_id: Annotated[str | None, typer.Argument(help="One job (default: the recent ones).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
