@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")
     max_redeliveries: int = Field(3, ge=1, description="Deliveries of one task (worker lost) before dead-lettering.")
     visibility_timeout: int = Field(3600, ge=5, description="Seconds before Redis redelivers an unacknowledged task.")
-    producer_batch_docs: int = Field(32, ge=1, description="Documents per task at most.")
+    producer_batch_docs: int = Field(
+        128, ge=1, description="Documents per task at most (big enough for the worker to sort by length)."
+    )
     producer_batch_chars: int = Field(200_000, ge=1, description="Characters of text per task at most.")
     producer_max_wait: float = Field(1.0, gt=0, description="Seconds a partial batch waits for more documents.")
 

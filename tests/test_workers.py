@@ -26,6 +26,7 @@ from retriever import Encoder
 from retriever.schema import IndexSpec
 from retriever.stores.edge import EdgeStore
 from tests.conftest import ROOT
+from workers.jobs import JobStore
 
 Env = dict[str, str]
 CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
@@ -138,6 +139,10 @@ def _write(path: Path, *records: object) -> Path:
 
 def _start(args: list[str], env: Env) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*CLI, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def _cli(args: list[str], env: Env) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def _ingest(path: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str, object]]:
@@ -289,3 +294,58 @@ def test_redis_stream_intake_with_reclaim(
         intake.wait(30)
         worker.stop()
     assert sorted(_stored(env, encoder)) == sorted(f"doc-{i}" for i in range(6))
+
+
+def test_dead_letters_can_be_requeued(env: Env, tmp_path: Path, encoder: Encoder) -> None:
+    strict = {**env, "XMSEARCH_UNKNOWN_LANGUAGE": "error"}
+    worker = Worker(strict, tmp_path / "worker.log")
+    try:
+        path = _write(tmp_path / "docs.jsonl", {"id": "good", "text": "a fine document", "language": "sw"})
+        code, job = _ingest(path, strict)
+        assert code == 3 and job["failed"] == 1
+        assert len(json.loads(_cli(["dlq", "list", "--json"], env).stdout)) == 1
+    finally:
+        worker.stop()
+    worker = Worker(env, tmp_path / "worker.log")  # the cause is fixed: no adapter -> the fallback one
+    try:
+        assert _cli(["dlq", "requeue"], env).returncode == 0
+        assert json.loads(_cli(["dlq", "list", "--json"], env).stdout) == []
+        client = redis.Redis.from_url(env["XMSEARCH_BROKER_URL"], decode_responses=True)
+        jobs = JobStore(client)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (jobs.get(job["id"]) or {}).get("written", 0) < 1:  # type: ignore[arg-type]
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    assert sorted(_stored(env, encoder)) == ["good"]
+
+
+def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unit test of the task body: an unexpected error splits the batch; a lone document dead-letters."""
+    from workers import tasks
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    jobs, dead = tasks.JobStore(client), tasks.DeadLetters(client)
+    monkeypatch.setattr(tasks, "_stores", lambda: (jobs, dead))
+
+    class Exploding:
+        def write(self, docs: list[object], job: object, on_reject: object) -> None:
+            raise RuntimeError("the encoder crashed")
+
+    monkeypatch.setattr(tasks, "ingestor", lambda: Exploding())
+    sent: list[list[dict[str, object]]] = []
+    monkeypatch.setattr(tasks.index_documents, "apply_async", lambda args: sent.append(args[1]))
+    jobs.create("j", "test")
+    docs = [{"id": f"d{i}", "text": "t"} for i in range(4)]
+    tasks.index_documents.push_request(id="t1", retries=0)
+    try:
+        tasks.index_documents.run("j", docs)
+        assert sent == [docs[:2], docs[2:]]
+        with pytest.raises(RuntimeError, match="the encoder crashed"):
+            tasks.index_documents.run("j", docs[:1])
+    finally:
+        tasks.index_documents.pop_request()
+    job = jobs.get("j") or {}
+    assert job["tasks_sent"] == 2 and job["tasks_done"] == 1

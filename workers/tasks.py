@@ -49,7 +49,10 @@ def _start(**_: Any) -> None:
 
     settings = get_settings()
     torch.set_num_threads(settings.threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency))
-    ingestor().store.open(create=True)  # the embedded store belongs to this process from now on
+    ready = ingestor()
+    ready.store.open(create=True)  # the embedded store belongs to this process from now on
+    ready.encoder.encode_documents(["warm up"], ready.encoder.spec.languages[0])  # pages the weights in
+    log.info("worker process %d is warm", os.getpid())
 
 
 @worker_process_shutdown.connect

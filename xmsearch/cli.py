@@ -559,6 +559,31 @@ def bench_search_cmd(
     console.print(table)
 
 
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    docs: Annotated[int, typer.Option(help="Passages (of the Python documentation) to ingest.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """End-to-end documents/s (JSON Lines -> Redis -> worker -> searchable points) next to the
+    encoder alone on the same texts, in one run.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench ingest --docs 200
+    """
+    from retriever.settings import get_settings
+    from workers.bench_ingest import run
+
+    with console.status("benchmarking ingestion (minutes)", spinner="dots"):
+        figures = run(get_settings(), docs)
+    if as_json:
+        print(json.dumps(figures.as_dict()))
+        return
+    console.print(
+        f"{figures.documents} documents ({figures.chunks} chunks): "
+        f"end to end {figures.end_to_end_docs_per_s:.2f} docs/s, "
+        f"encoder alone {figures.encoder_docs_per_s:.2f} docs/s, ratio {figures.ratio:.3f}"
+    )
+
+
 @bench_app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,

@@ -1,0 +1,123 @@
+"""`xmsearch bench ingest`: documents/s from a JSON Lines file to searchable points, through a real
+Redis broker and a real worker process, next to the encoder alone on the same texts, in one run.
+
+The worker is started and warmed (model loaded) before the clock starts; the end-to-end time runs
+from the first line read to the job's last task done. A private redis-server is started when
+XMSEARCH_BROKER_URL is unset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+
+from ingest.documents import limits
+from ingest.sources import read_path
+from retriever.bench_search import python_doc_passages
+from retriever.encoder import Encoder
+from retriever.errors import PermanentError
+from retriever.settings import Settings
+from workers.jobs import JobStore
+
+CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    documents: int
+    chunks: int
+    end_to_end_docs_per_s: float
+    encoder_docs_per_s: float
+    ratio: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise PermanentError(f"bench ingest: {what} within {seconds:.0f} s")
+
+
+def run(settings: Settings, n_docs: int) -> IngestFigures:
+    with tempfile.TemporaryDirectory(prefix="xmsearch-bench-ingest-") as tmp:
+        folder = Path(tmp)
+        corpus = folder / "docs.jsonl"
+        passages = python_doc_passages(n_docs)
+        corpus.write_text(
+            "".join(json.dumps({"id": f"p{i}", "text": t, "language": "en"}) + "\n" for i, t in enumerate(passages))
+        )
+        redis_process, url = None, settings.broker_url
+        if url is None:
+            if shutil.which("redis-server") is None:
+                raise PermanentError("bench ingest needs XMSEARCH_BROKER_URL or a redis-server binary to start one")
+            port = _free_port()
+            redis_process = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--save", "", "--dir", tmp], stdout=subprocess.DEVNULL
+            )
+            url = f"redis://127.0.0.1:{port}/0"
+        env = {
+            **os.environ,
+            "XMSEARCH_BROKER_URL": url,
+            "XMSEARCH_DATA_DIR": str(folder / "data"),
+            "XMSEARCH_STORE": "edge",
+        }
+        log = folder / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen([*CLI, "worker"], env=env, stdout=out, stderr=out, start_new_session=True)
+        try:
+            _wait_for(lambda: "is warm" in log.read_text(errors="replace"), 600, "the worker did not load the model")
+            end_to_end, chunks = _end_to_end(corpus, settings.model_copy(update={"broker_url": url}))
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(120)
+            if redis_process:
+                redis_process.terminate()
+                redis_process.wait(10)
+        encoder = Encoder.from_pretrained(settings.model, settings)
+        texts = [r.text for r in read_path(str(corpus), limits(settings)) if hasattr(r, "text")]
+        encoder.encode_documents(texts[:8], "en")  # warm-up
+        start = time.perf_counter()
+        encoder.encode_documents(texts, "en")
+        alone = len(texts) / (time.perf_counter() - start)
+    e2e = len(passages) / end_to_end
+    return IngestFigures(len(passages), chunks, e2e, alone, e2e / alone)
+
+
+def _end_to_end(corpus: Path, settings: Settings) -> tuple[float, int]:
+    """Producer in this process (its clock starts at the first line read), the worker in its own."""
+    from workers.app import app
+    from workers.producer import enqueue
+
+    app.conf.broker_url = settings.broker_url  # this process may have been started without one
+    jobs = JobStore(redis.Redis.from_url(str(settings.broker_url), decode_responses=True))
+    start = time.perf_counter()
+    job_id = enqueue(read_path(str(corpus), limits(settings)), settings, jobs, str(corpus))
+    _wait_for(lambda: (jobs.get(job_id) or {}).get("status") == "done", 3600, "the job did not finish")
+    elapsed = time.perf_counter() - start
+    job = jobs.get(job_id) or {}
+    if job.get("failed") or job.get("rejected"):
+        raise PermanentError(f"bench ingest: the run had failures: {job}")
+    return elapsed, int(job["written"])
