@@ -20,12 +20,12 @@ from ingest.chunking import Chunk, Chunker
 from ingest.documents import Document, Reject
 from retriever.encoder import Encoder
 from retriever.errors import InvalidInputError
-from retriever.first_stage import FirstStage, make_first_stage
+from retriever.first_stage import FirstStage
 from retriever.languages import Resolution, base_language
 from retriever.schema import Point
-from retriever.search import index_spec
-from retriever.settings import Settings, get_settings
-from retriever.stores import Store, open_store
+from retriever.search import assemble
+from retriever.settings import Settings
+from retriever.stores import Store
 
 
 @dataclass
@@ -72,10 +72,8 @@ class Ingestor:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Ingestor:
-        settings = settings or get_settings()
-        encoder = encoder or Encoder.from_pretrained(settings.model, settings)
-        first_stage = make_first_stage(encoder.spec.dim, settings)
-        return cls(encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage)
+        """The encoder and store the settings name (the store opens on the first write)."""
+        return cls(*assemble(settings, encoder))
 
     def ingest(
         self,

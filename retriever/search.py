@@ -45,6 +45,17 @@ def index_spec(encoder: Encoder, settings: Settings, first_stage: FirstStage | N
     )
 
 
+def assemble(
+    settings: Settings | None = None, encoder: Encoder | None = None
+) -> tuple[Encoder, Store, Settings, FirstStage | None]:
+    """The parts that readers and writers share: the encoder (loaded unless given), the store the
+    settings name (not yet opened), the settings, and the first stage."""
+    settings = settings or get_settings()
+    encoder = encoder or Encoder.from_pretrained(settings.model, settings)
+    first_stage = make_first_stage(encoder.spec.dim, settings)
+    return encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage
+
+
 class Retriever:
     """Searches one collection with one encoder.
 
@@ -63,10 +74,7 @@ class Retriever:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
         """The encoder and store the settings name (the store is opened on first search)."""
-        settings = settings or get_settings()
-        encoder = encoder or Encoder.from_pretrained(settings.model, settings)
-        first_stage = make_first_stage(encoder.spec.dim, settings)
-        return cls(encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage)
+        return cls(*assemble(settings, encoder))
 
     def search(
         self, query: str, k: int = 10, language: str | None = None, filter: dict[str, Any] | None = None
@@ -130,4 +138,4 @@ class Retriever:
         self.store.close()
 
 
-__all__ = ["CollectionNotFoundError", "Retriever", "SearchResult", "index_spec"]
+__all__ = ["CollectionNotFoundError", "Retriever", "SearchResult", "assemble", "index_spec"]

@@ -181,10 +181,12 @@ def test_jsonl_lands_exactly_once_with_bad_records_reported(
         changed = _write(tmp_path / "changed.jsonl", {**_docs(1)[0], "text": "river0 has a new mill."})
         _, third = _ingest(changed, env)
         assert third["encoded"] == 1 and third["deleted"] >= 0
+        deleted = _cli(["delete", "doc-9"], env)  # through the worker, which owns the store
+        assert deleted.returncode == 0, deleted.stderr
     finally:
         worker.stop()
     stored = _stored(env, encoder)
-    assert sorted(stored) == sorted(f"doc-{i}" for i in range(10))
+    assert sorted(stored) == sorted(f"doc-{i}" for i in range(9))
     assert stored["doc-0"] == [0]
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from retriever.errors import XmsearchError
+
+if TYPE_CHECKING:
+    from workers.jobs import JobStore
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
 model_app = typer.Typer(no_args_is_help=True, help="Make and inspect ColBERT-XM checkpoints.")
@@ -164,7 +167,6 @@ def ingest(
 
 def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None:
     """The distributed `ingest`: send tasks, then (with wait) follow the job's counts in Redis."""
-    import time
 
     from ingest.documents import Reject, limits
     from ingest.sources import read_path
@@ -189,16 +191,29 @@ def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None
         if sink:
             sink.close()
     job = jobs.get(job_id) or {}
-    with console.status(f"job {job_id}: waiting for the workers", spinner="dots") as status:
-        while wait and job.get("status") != "done":
-            time.sleep(0.5)
-            job = jobs.get(job_id) or {}
-            status.update(
-                f"job {job_id}: {job.get('tasks_done')}/{job.get('tasks_sent')} tasks, {job.get('written')} written"
-            )
+    if wait:
+        job = _follow(jobs, job_id, as_json)
     _print_job(job, as_json)
     if job.get("rejected") or job.get("failed"):
         raise typer.Exit(3)
+
+
+def _follow(jobs: JobStore, job_id: str, quiet: bool) -> dict[str, Any]:
+    """A progress bar of the job's tasks until the workers are done with it; the job's last counts."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn(f"job {job_id[:8]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+    job: dict[str, Any] = jobs.get(job_id) or {}
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet) as progress:
+        bar = progress.add_task("tasks", total=job.get("tasks_sent") or None)
+        while job.get("status") != "done":
+            time.sleep(0.5)
+            job = jobs.get(job_id) or {}
+            written = f"tasks, {job.get('written', 0)} chunks written"
+            progress.update(bar, completed=job.get("tasks_done", 0), total=job.get("tasks_sent"), description=written)
+    return job
 
 
 def _print_job(job: dict[str, object], as_json: bool) -> None:
@@ -325,13 +340,31 @@ def dlq(
 
 @app.command()
 def delete(ids: Annotated[list[str], typer.Argument(help="Document ids to remove (every chunk).")]) -> None:
-    """Remove documents from the index.
+    """Remove documents from the index (through the workers when XMSEARCH_BROKER_URL is set).
 
     Example: xmsearch delete en-water-cycle fr-pain-maison
     """
     from ingest.pipeline import Ingestor
+    from retriever.settings import get_settings
 
-    ingestor = Ingestor.from_settings()
+    settings = get_settings()
+    if settings.broker_url:  # the store belongs to the workers
+        import uuid
+
+        from workers.app import redis_client
+        from workers.jobs import JobStore
+        from workers.tasks import delete_documents
+
+        jobs = JobStore(redis_client(settings))
+        job_id = uuid.uuid4().hex
+        jobs.create(job_id, "delete")
+        jobs.add(job_id, tasks_sent=1)
+        jobs.finish_sending(job_id)
+        delete_documents.apply_async(args=[job_id, ids], retry=True)
+        _follow(jobs, job_id, quiet=False)
+        console.print(f"deleted {len(ids)} document(s) (job {job_id})")
+        return
+    ingestor = Ingestor.from_settings(settings)
     try:
         ingestor.delete(ids)
     finally:
