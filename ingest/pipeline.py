@@ -84,16 +84,21 @@ class Ingestor:
         """Index every document of `records` (streamed: memory stays bounded by one batch)."""
         job = Job()
         pending: dict[str, _Planned] = {}
+        chunks = 0
         for record in records:
             if isinstance(record, Reject):
                 job.counts.rejected += 1
                 on_reject(record)
                 continue
             job.counts.accepted += 1
-            pending[record.id] = _Planned(record, self.chunker.split(record.text))  # a later copy wins
-            if sum(len(p.chunks) for p in pending.values()) >= self.settings.ingest_batch_size:
+            plan = _Planned(record, self.chunker.split(record.text))
+            replaced = pending.pop(record.id, None)  # a later copy wins
+            chunks += len(plan.chunks) - (len(replaced.chunks) if replaced else 0)
+            pending[record.id] = plan
+            if chunks >= self.settings.ingest_batch_size:
                 self._write(list(pending.values()), job, on_reject)
                 pending.clear()
+                chunks = 0
                 on_progress(job)
         if pending:
             self._write(list(pending.values()), job, on_reject)

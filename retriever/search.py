@@ -68,7 +68,6 @@ class Retriever:
         self.store = store
         self.settings = settings
         self.first_stage = first_stage
-        self._opened = False
         self._count: tuple[float, int] | None = None
 
     @classmethod
@@ -98,7 +97,7 @@ class Retriever:
         langs = self.encoder.resolve_languages(queries, languages)
         vectors = self.encoder.encode_queries(queries, [r.adapter for r in langs])
         encoded = time.perf_counter()
-        self._open()
+        self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
         prefetch = self._first_stage_vectors(vectors)
         hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
@@ -115,11 +114,6 @@ class Retriever:
         for i, n in enumerate(self.encoder.tokenizer.query_lengths(queries)):
             if n > limit:
                 raise InvalidInputError(f"query {i} is {n} tokens long; the model reads at most {limit} (query_maxlen)")
-
-    def _open(self) -> None:
-        if not self._opened:
-            self.store.open(create=False)  # CollectionNotFoundError until something is ingested
-            self._opened = True
 
     def _first_stage_vectors(self, vectors: list[np.ndarray]) -> list[np.ndarray] | None:
         if self.first_stage is None or self.settings.first_stage == "off":

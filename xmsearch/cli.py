@@ -21,6 +21,7 @@ from rich.table import Table
 from retriever.errors import XmsearchError
 
 if TYPE_CHECKING:
+    from ingest.documents import Reject
     from workers.jobs import JobStore
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
@@ -118,7 +119,7 @@ def ingest(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from ingest.documents import Reject, limits
+    from ingest.documents import limits
     from ingest.pipeline import Ingestor, Job
     from ingest.sources import read_path
     from retriever.settings import get_settings
@@ -129,14 +130,7 @@ def ingest(
         return
     with console.status("loading the model", spinner="dots"):
         ingestor = Ingestor.from_settings(settings)
-    sink = rejects.open("w", encoding="utf-8") if rejects else None
-    reported: list[Reject] = []
-
-    def on_reject(reject: Reject) -> None:
-        reported.append(reject)
-        if sink:
-            sink.write(reject.as_json() + "\n")
-
+    reported = _Rejects(rejects)
     columns = (SpinnerColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
         task = progress.add_task("reading")
@@ -148,27 +142,52 @@ def ingest(
             )
 
         try:
-            job = ingestor.ingest(read_path(path, limits(settings)), on_reject, on_progress)
+            job = ingestor.ingest(read_path(path, limits(settings)), reported, on_progress)
         finally:
             ingestor.close()
-            if sink:
-                sink.close()
-    if as_json:
-        print(json.dumps(job.as_dict()))
-    else:
-        console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dataclasses.asdict(job.counts).items()))
-        for reject in reported[:20]:
-            console.print(f"[yellow]rejected[/yellow] {reject.source} {reject.location}: {reject.reason}")
-        if len(reported) > 20:
-            console.print(f"... and {len(reported) - 20} more" + (f" (all in {rejects})" if rejects else ""))
-    if reported:
+            reported.close()
+    _print_job(job.as_dict() if as_json else dataclasses.asdict(job.counts), as_json)
+    if not as_json:
+        reported.show()
+    if reported.count:
         raise typer.Exit(3)  # done, but some records were rejected
+
+
+class _Rejects:
+    """Rejected records: all written to the --rejects file as they come, the first few kept to show."""
+
+    SHOWN = 20
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.sink = path.open("w", encoding="utf-8") if path else None
+        self.first: list[Reject] = []
+        self.count = 0
+
+    def __call__(self, reject: Reject) -> None:
+        self.count += 1
+        if len(self.first) < self.SHOWN:
+            self.first.append(reject)
+        if self.sink:
+            self.sink.write(reject.as_json() + "\n")
+
+    def close(self) -> None:
+        if self.sink:
+            self.sink.close()
+
+    def show(self) -> None:
+        for reject in self.first:
+            console.print("[yellow]rejected[/yellow] " + escape(f"{reject.source} {reject.location}: {reject.reason}"))
+        if self.count > len(self.first):
+            console.print(
+                f"... and {self.count - len(self.first)} more" + (f" (all in {self.path})" if self.path else "")
+            )
 
 
 def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None:
     """The distributed `ingest`: send tasks, then (with wait) follow the job's counts in Redis."""
 
-    from ingest.documents import Reject, limits
+    from ingest.documents import limits
     from ingest.sources import read_path
     from retriever.settings import get_settings
     from workers.app import redis_client
@@ -177,23 +196,17 @@ def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None
 
     settings = get_settings()
     jobs = JobStore(redis_client(settings))
-    sink = rejects.open("w", encoding="utf-8") if rejects else None
-
-    def on_reject(reject: Reject) -> None:
-        if sink:
-            sink.write(reject.as_json() + "\n")
-        elif not as_json:
-            console.print(f"[yellow]rejected[/yellow] {reject.source} {reject.location}: {reject.reason}")
-
+    reported = _Rejects(rejects)
     try:
-        job_id = enqueue(read_path(path, limits(settings)), settings, jobs, path, on_reject)
+        job_id = enqueue(read_path(path, limits(settings)), settings, jobs, path, reported)
     finally:
-        if sink:
-            sink.close()
+        reported.close()
     job = jobs.get(job_id) or {}
     if wait:
         job = _follow(jobs, job_id, as_json)
     _print_job(job, as_json)
+    if not as_json:
+        reported.show()
     if job.get("rejected") or job.get("failed"):
         raise typer.Exit(3)
 

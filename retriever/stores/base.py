@@ -28,6 +28,17 @@ class StoreUnavailableError(TransientError):
     """The Qdrant server did not answer within the retries."""
 
 
+def own_versions(alias: str, names: list[str]) -> list[str]:
+    """The names that are versions of `alias` (`<alias>-v<N>`), oldest first."""
+    mine = [n for n in names if n.rpartition("-v")[0] == alias and n.rpartition("-v")[2].isdigit()]
+    return sorted(mine, key=lambda n: int(n.rpartition("-v")[2]))
+
+
+def next_version(alias: str, versions: list[str]) -> str:
+    """The name of the version after the newest of `versions`."""
+    return f"{alias}-v{int(versions[-1].rpartition('-v')[2]) + 1 if versions else 1}"
+
+
 class Store(Protocol):
     """A Qdrant collection behind an alias, for one IndexSpec."""
 
@@ -36,7 +47,8 @@ class Store(Protocol):
     spec: IndexSpec
 
     def open(self, create: bool = True) -> None:
-        """Check (or, with create, make) the collection behind the alias; refuse a mismatched spec."""
+        """Check (or, with create, make) the collection behind the alias; refuse a mismatched spec.
+        Once open, calling it again does nothing."""
 
     def upsert(self, points: Sequence[Point]) -> None:
         """Write points; searchable when the call returns."""

@@ -29,7 +29,7 @@ import qdrant_edge as q
 
 from retriever.filters import Condition, FilterVocabulary, translate
 from retriever.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
-from retriever.stores.base import CollectionNotFoundError, StoreLockedError
+from retriever.stores.base import CollectionNotFoundError, StoreLockedError, next_version, own_versions
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 256
@@ -168,12 +168,10 @@ class EdgeStore:
     def versions(self) -> list[str]:
         if not self.folder.is_dir():
             return []
-        mine = [p.name for p in self.folder.iterdir() if p.is_dir() and p.name.rpartition("-v")[0] == self.alias]
-        return sorted((n for n in mine if n.rpartition("-v")[2].isdigit()), key=lambda n: int(n.rpartition("-v")[2]))
+        return own_versions(self.alias, [p.name for p in self.folder.iterdir() if p.is_dir()])
 
     def create_version(self) -> str:
-        existing = self.versions()
-        name = f"{self.alias}-v{int(existing[-1].rpartition('-v')[2]) + 1 if existing else 1}"
+        name = next_version(self.alias, self.versions())
         shard = _edge_call(q.EdgeShard.create, str(self.folder / name), self._config())
         try:
             for field, kind in self.spec.payload_indexes().items():

@@ -16,7 +16,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from retriever.filters import Condition, FilterVocabulary, translate
 from retriever.schema import FIRST_STAGE, HASH_FIELDS, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
-from retriever.stores.base import CollectionNotFoundError, StoreLockedError, StoreUnavailableError
+from retriever.stores.base import (
+    CollectionNotFoundError,
+    StoreLockedError,
+    StoreUnavailableError,
+    next_version,
+    own_versions,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +73,7 @@ class QdrantStore:
         self.backend = backend
         self.retries = retries
         self.where = str(getattr(client, "init_options", {}).get("url") or backend)
+        self._opened = False
 
     @classmethod
     def server(cls, url: str, alias: str, spec: IndexSpec, *, api_key: str | None = None, grpc: bool = False,
@@ -112,6 +119,8 @@ class QdrantStore:
         return next((a.collection_name for a in aliases if a.alias_name == self.alias), None)
 
     def open(self, create: bool = True) -> None:
+        if self._opened:
+            return
         target = self._target()
         if target is None:
             if not create:
@@ -119,18 +128,16 @@ class QdrantStore:
                     f"collection {self.alias!r} does not exist in {self.where}: ingest documents first"
                 )
             self.swap(self.create_version())
-            return
-        info = self._call(self.client.get_collection, target)
-        self.spec.check((info.config.metadata or {}).get(METADATA_KEY), self.alias)
+        else:
+            info = self._call(self.client.get_collection, target)
+            self.spec.check((info.config.metadata or {}).get(METADATA_KEY), self.alias)
+        self._opened = True
 
     def versions(self) -> list[str]:
-        names = [c.name for c in self._call(self.client.get_collections).collections]
-        mine = [n for n in names if n.startswith(f"{self.alias}-v") and n.rpartition("-v")[2].isdigit()]
-        return sorted(mine, key=lambda n: int(n.rpartition("-v")[2]))
+        return own_versions(self.alias, [c.name for c in self._call(self.client.get_collections).collections])
 
     def create_version(self) -> str:
-        existing = self.versions()
-        name = f"{self.alias}-v{int(existing[-1].rpartition('-v')[2]) + 1 if existing else 1}"
+        name = next_version(self.alias, self.versions())
         self._call(
             self.client.create_collection,
             name,
