@@ -18,11 +18,24 @@ class Document(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS)
-    text: StrictStr
-    language: StrictStr | None = Field(None, min_length=1, max_length=35)
-    tenant: StrictStr | None = Field(None, min_length=1, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    id: StrictStr = Field(
+        min_length=1, max_length=MAX_ID_CHARS, description="Your id; with the tenant, what the document is known by."
+    )
+    text: StrictStr = Field(description="The text; long texts are split into chunks the model can read.")
+    language: StrictStr | None = Field(
+        None, min_length=1, max_length=35, description="ISO 639 code or BCP-47 tag; detected per chunk when absent."
+    )
+    tenant: StrictStr | None = Field(
+        None, min_length=1, max_length=256, description="Owner; a tenant-bound API key sets it to its own tenant."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Any JSON object, returned with hits; filter on it with metadata.<key>."
+    )
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        """What the store knows a document by: two tenants may use the same id."""
+        return (self.tenant, self.id)
 
     @field_validator("text")
     @classmethod

@@ -22,6 +22,7 @@ from retriever.encoder import Encoder
 from retriever.errors import InvalidInputError
 from retriever.first_stage import FirstStage
 from retriever.languages import Resolution, base_language
+from retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from retriever.schema import Point
 from retriever.search import assemble
 from retriever.settings import Settings
@@ -60,7 +61,7 @@ class _Planned:
     chunks: list[Chunk]
 
 
-class Ingestor:
+class Indexer:
     """Indexes documents into the store the settings name, in this process."""
 
     def __init__(self, encoder: Encoder, store: Store, settings: Settings, first_stage: FirstStage | None) -> None:
@@ -71,7 +72,7 @@ class Ingestor:
         self.chunker = Chunker(encoder.tokenizer, settings.chunk_overlap)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Ingestor:
+    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Indexer:
         """The encoder and store the settings name (the store opens on the first write)."""
         return cls(*assemble(settings, encoder))
 
@@ -80,21 +81,24 @@ class Ingestor:
         records: Iterable[Document | Reject],
         on_reject: Callable[[Reject], None] = lambda r: None,
         on_progress: Callable[[Job], None] = lambda j: None,
+        job: Job | None = None,
     ) -> Job:
-        """Index every document of `records` (streamed: memory stays bounded by one batch)."""
-        job = Job()
-        pending: dict[str, _Planned] = {}
+        """Index every document of `records` (streamed: memory stays bounded by one batch), counting
+        into `job` (a new one by default)."""
+        job = job or Job()
+        pending: dict[tuple[str | None, str], _Planned] = {}
         chunks = 0
         for record in records:
             if isinstance(record, Reject):
                 job.counts.rejected += 1
+                DOCUMENTS.labels("rejected").inc()
                 on_reject(record)
                 continue
             job.counts.accepted += 1
             plan = _Planned(record, self.chunker.split(record.text))
-            replaced = pending.pop(record.id, None)  # a later copy wins
+            replaced = pending.pop(record.key, None)  # a later copy wins
             chunks += len(plan.chunks) - (len(replaced.chunks) if replaced else 0)
-            pending[record.id] = plan
+            pending[record.key] = plan
             if chunks >= self.settings.ingest_batch_size:
                 self._write(list(pending.values()), job, on_reject)
                 pending.clear()
@@ -110,28 +114,34 @@ class Ingestor:
         self, documents: Sequence[Document], job: Job, on_reject: Callable[[Reject], None] = lambda r: None
     ) -> None:
         """Index one batch of valid documents (a worker's task), adding to the job's counts."""
-        unique = {doc.id: doc for doc in documents}  # a later copy wins
+        unique = {doc.key: doc for doc in documents}  # a later copy wins
         self._write([_Planned(doc, self.chunker.split(doc.text)) for doc in unique.values()], job, on_reject)
 
-    def delete(self, document_ids: Sequence[str]) -> None:
+    def delete(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
+        """Remove these documents of one tenant (None: the documents stored without a tenant)."""
         self.store.open(create=True)
-        self.store.delete_documents(list(document_ids))
+        self.store.delete_documents(list(document_ids), tenant)
 
     def close(self) -> None:
         self.store.close()
 
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
         self.store.open(create=True)
-        existing = self.store.chunk_hashes([p.doc.id for p in planned])
+        existing: dict[tuple[str | None, str], dict[int, str]] = {}
+        for tenant in {p.doc.tenant for p in planned}:
+            ids = [p.doc.id for p in planned if p.doc.tenant == tenant]
+            existing.update({(tenant, i): h for i, h in self.store.chunk_hashes(ids, tenant).items()})
         todo: list[tuple[Document, Chunk, Resolution, str]] = []
+        failed = 0
         for plan in planned:
             try:
                 langs = self.encoder.resolve_languages([c.text for c in plan.chunks], plan.doc.language)
             except InvalidInputError as exc:
                 job.counts.failed += 1
+                failed += 1
                 on_reject(Reject("ingest", f"document {plan.doc.id!r}", str(exc), plan.doc.text[:200]))
                 continue
-            stored = existing.get(plan.doc.id, {})
+            stored = existing.get(plan.doc.key, {})
             changed = False
             for chunk, lang in zip(plan.chunks, langs, strict=True):
                 digest = content_hash(self.encoder.spec.model_id, lang.adapter, plan.doc, chunk.text)
@@ -140,16 +150,19 @@ class Ingestor:
                     changed = True
             stale = [n for n in stored if n >= len(plan.chunks)]
             if stale:
-                self.store.delete_chunks(plan.doc.id, stale)
+                self.store.delete_chunks(plan.doc.id, stale, plan.doc.tenant)
                 job.counts.deleted += len(stale)
             if not changed and not stale:
                 job.counts.skipped_unchanged += 1
         if todo:
             self._encode_and_store(todo, job)
+        DOCUMENTS.labels("failed").inc(failed)
+        DOCUMENTS.labels("indexed").inc(len(planned) - failed)
 
     def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job) -> None:
         vectors = self.encoder.encode_documents([c.text for _, c, _, _ in todo], [r.adapter for _, _, r, _ in todo])
         job.counts.encoded += len(vectors)
+        CHUNKS_ENCODED.inc(len(vectors))
         first = self.first_stage.documents(vectors) if self.first_stage else None
         points = [
             Point(

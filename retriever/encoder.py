@@ -16,6 +16,7 @@ import torch
 from retriever.checkpoint import CheckpointSpec, locate, read_spec
 from retriever.errors import InvalidInputError
 from retriever.languages import LanguageResolver, Resolution
+from retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
 from retriever.model import LoadedModel, load_model, pick_device, pick_dtype
 from retriever.settings import Settings, get_settings
 from retriever.tokenization import ColbertTokenizer, TokenBatch
@@ -61,13 +62,13 @@ class Encoder:
         """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
         texts = _check_texts(texts)
         rows = self.tokenizer.query_rows(texts)
-        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.query_batch)
+        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.query_batch, "query")
 
     def encode_documents(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (kept tokens, dim) float32 array per document: pad and punctuation rows dropped."""
         texts = _check_texts(texts)
         rows = self.tokenizer.document_rows(texts)
-        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.document_batch)
+        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.document_batch, "document")
 
     def resolve_languages(self, texts: Sequence[str], languages: Languages = None) -> list[Resolution]:
         """The adapter of each text: given (resolved through the checkpoint's languages), else detected,
@@ -94,13 +95,16 @@ class Encoder:
         rows: list[list[int]],
         langs: list[Resolution],
         to_batch: Callable[[list[list[int]]], TokenBatch],
+        kind: str,
     ) -> list[np.ndarray]:
         lang_ids = np.array([self.languages.index[r.adapter] for r in langs], dtype=np.int64)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(rows)
         size = self.settings.batch_size
         for chunk in (order[i : i + size] for i in range(0, len(order), size)):
-            vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk])
+            ENCODER_BATCH.labels(kind).observe(len(chunk))
+            with ENCODER_SECONDS.labels(kind).time():
+                vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk])
             for i, v in zip(chunk, vectors, strict=True):
                 out[i] = v
         return out

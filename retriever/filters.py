@@ -3,6 +3,7 @@
 A filter is a JSON object; every key must hold (AND):
     {"language": "fr"}                         equal
     {"tenant": ["acme", "globex"]}             any of
+    {"tenant": null}                           no value (documents without a tenant)
     {"metadata.year": {"gte": 2020, "lt": 2025}}  range (gt, gte, lt, lte)
     {"metadata.category": "news", "language": ["fr", "de"]}
 Keys: document_id, chunk, language, tenant, content_hash, or metadata.<key> (any key of the documents'
@@ -25,12 +26,18 @@ RANGE_KEYS = ("gt", "gte", "lt", "lte")
 
 @dataclass(frozen=True)
 class Condition:
-    """One key's condition: exactly one of `equals`, `any_of`, `range` is set."""
+    """One key's condition: exactly one of `equals`, `any_of`, `range`, `null` is set."""
 
     key: str
     equals: Scalar | None = None
     any_of: tuple[Scalar, ...] | None = None
     range: dict[str, float] | None = None
+    null: bool = False  # the key holds no value
+
+
+def owned_by(tenant: str | None) -> Condition:
+    """The points of one tenant's namespace (None: the documents stored without a tenant)."""
+    return Condition("tenant", equals=tenant) if tenant is not None else Condition("tenant", null=True)
 
 
 def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:
@@ -45,6 +52,8 @@ def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:
 def _condition(key: str, value: Any) -> Condition:
     if key not in FILTERABLE and not (key.startswith("metadata.") and len(key) > len("metadata.")):
         raise InvalidInputError(f"cannot filter on {key!r}: use one of {', '.join(FILTERABLE)} or metadata.<key>")
+    if value is None:
+        return Condition(key, null=True)
     if isinstance(value, (str, int, float, bool)):
         return Condition(key, equals=value)
     if isinstance(value, list):
@@ -70,6 +79,7 @@ class FilterVocabulary:
     match_value: Callable[[Scalar], Any]
     match_any: Callable[[list[Any]], Any]
     range: Callable[..., Any]  # Range(gt=, gte=, lt=, lte=)
+    is_null: Callable[[str], Any]  # IsNullCondition on a key
 
 
 def translate(conditions: list[Condition] | tuple[Condition, ...], vocabulary: FilterVocabulary) -> Any:
@@ -80,6 +90,8 @@ def translate(conditions: list[Condition] | tuple[Condition, ...], vocabulary: F
 
 
 def _translate(c: Condition, v: FilterVocabulary) -> Any:
+    if c.null:
+        return v.is_null(c.key)
     if c.range is not None:
         return v.field(key=c.key, range=v.range(**c.range))
     if c.any_of is not None:

@@ -83,9 +83,14 @@ class IndexSpec:
             )
 
 
-def point_id(collection: str, document_id: str, chunk: int) -> str:
-    """Deterministic id: writing the same chunk twice overwrites it (idempotent writes)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"xmsearch:{collection}:{document_id}:{chunk}"))
+def point_id(collection: str, document_id: str, chunk: int, tenant: str | None = None) -> str:
+    """Deterministic id: writing the same chunk twice overwrites it (idempotent writes). A document is
+    known by (tenant, id), so tenants never overwrite each other's documents."""
+    if tenant is None:
+        name = f"xmsearch:{collection}:{document_id}:{chunk}"
+    else:  # another prefix, and the tenant length-prefixed: no (tenant, id) pair can spell another's name
+        name = f"xmsearch-tenant:{collection}:{len(tenant)}:{tenant}:{document_id}:{chunk}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 @dataclass(frozen=True)

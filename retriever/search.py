@@ -12,7 +12,7 @@ import numpy as np
 
 from retriever.encoder import Encoder, Languages
 from retriever.errors import InvalidInputError
-from retriever.filters import parse_filter
+from retriever.filters import Condition, parse_filter
 from retriever.first_stage import FirstStage, make_first_stage
 from retriever.languages import Resolution
 from retriever.schema import Hit, IndexSpec, check_k
@@ -76,10 +76,15 @@ class Retriever:
         return cls(*assemble(settings, encoder))
 
     def search(
-        self, query: str, k: int = 10, language: str | None = None, filter: dict[str, Any] | None = None
+        self,
+        query: str,
+        k: int = 10,
+        language: str | None = None,
+        filter: dict[str, Any] | None = None,
+        scope: Sequence[Condition] = (),
     ) -> SearchResult:
         """The k best passages for one query."""
-        return self.search_batch([query], k, None if language is None else [language], filter)[0]
+        return self.search_batch([query], k, None if language is None else [language], filter, scope)[0]
 
     def search_batch(
         self,
@@ -87,10 +92,13 @@ class Retriever:
         k: int = 10,
         languages: Languages = None,
         filter: dict[str, Any] | None = None,
+        scope: Sequence[Condition] = (),
     ) -> list[SearchResult]:
-        """The k best passages for each query (one encoder pass, one store round trip)."""
+        """The k best passages for each query (one encoder pass, one store round trip).
+
+        `scope` is ANDed with the filter whatever it says (e.g. the tenant an API key is bound to)."""
         check_k(k, self.settings.max_k)
-        conditions = parse_filter(filter)
+        conditions = [*parse_filter(filter), *scope]
         queries = list(queries)
         self._check_lengths(queries)
         start = time.perf_counter()
@@ -110,6 +118,10 @@ class Retriever:
         for i, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
                 raise InvalidInputError(f"query {i} is empty or not a string")
+            if len(query) > self.settings.max_query_chars:
+                raise InvalidInputError(
+                    f"query {i} is {len(query)} characters, over the limit of {self.settings.max_query_chars}"
+                )
         limit = self.encoder.spec.query_maxlen
         for i, n in enumerate(self.encoder.tokenizer.query_lengths(queries)):
             if n > limit:

@@ -8,11 +8,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ApiKey(BaseModel):
+    """One API key, stored as the SHA-256 of the key (make one with `xmsearch api-key`)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key.")
+    name: str = Field("key", max_length=100, description="Shown in logs, never the key itself.")
+    tenant: str | None = Field(
+        None, min_length=1, max_length=256, description="Bound to this tenant: reads and writes only its documents."
+    )
 
 
 class Settings(BaseSettings):
@@ -88,6 +98,22 @@ class Settings(BaseSettings):
     )
     producer_batch_chars: int = Field(200_000, ge=1, description="Characters of text per task at most.")
     producer_max_wait: float = Field(1.0, gt=0, description="Seconds a partial batch waits for more documents.")
+
+    api_auth: Literal["required", "disabled"] = Field(
+        "required", description="disabled = no API keys (local use only: `serve` then listens on loopback only)."
+    )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list, description='JSON list, e.g. [{"sha256": "...", "name": "app", "tenant": "acme"}].'
+    )
+    api_host: str = Field("127.0.0.1", description="Address `xmsearch serve` listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `xmsearch serve` listens on.")
+    api_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    api_max_documents: int = Field(1000, ge=1, description="Documents per POST /documents at most.")
+    api_max_queries: int = Field(64, ge=1, description="Queries per POST /search/batch at most.")
+    max_query_chars: int = Field(2000, ge=1, description="Longest query text accepted (tokens: query_maxlen).")
+    api_queue_jobs: int = Field(
+        64, ge=1, description="Embedded mode: submitted jobs waiting to be indexed before the API answers 503."
+    )
 
     @field_validator("device")
     @classmethod

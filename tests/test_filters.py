@@ -28,7 +28,7 @@ def test_forms() -> None:
         ({"language": [{"a": 1}]}, "a list must hold"),
         ({"chunk": {"near": 3}}, "a range takes numbers under gt, gte, lt, lte"),
         ({"chunk": {"gte": "3"}}, "a range takes numbers"),
-        ({"chunk": None}, "expected a value, a list or a range, not NoneType"),
+        ({"chunk": [None]}, "a list must hold one or more strings"),
         (["language", "fr"], "a filter is a JSON object"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 
 from ingest.chunking import Chunker
 from ingest.documents import Document, Reject, limits
-from ingest.pipeline import Ingestor
+from ingest.pipeline import Indexer
 from ingest.sources import read_folder, read_jsonl
 from retriever import Encoder, Settings
 from retriever.search import Retriever
@@ -92,9 +92,9 @@ def test_chunks_fit_the_model_and_prefer_sentence_ends(encoder: Encoder) -> None
 
 
 @pytest.fixture
-def ingestor(tmp_path: Path, detecting_encoder: Encoder) -> Iterator[Ingestor]:
+def indexer(tmp_path: Path, detecting_encoder: Encoder) -> Iterator[Indexer]:
     settings = Settings(device="cpu", store="edge", data_dir=tmp_path, ingest_batch_size=3, chunk_overlap=4)
-    ing = Ingestor.from_settings(settings, detecting_encoder)
+    ing = Indexer.from_settings(settings, detecting_encoder)
     yield ing
     ing.close()
 
@@ -110,66 +110,66 @@ DOCS = [
 ]
 
 
-def _ingest(ing: Ingestor, *records: object) -> tuple[dict[str, int], list[Reject]]:
+def _ingest(ing: Indexer, *records: object) -> tuple[dict[str, int], list[Reject]]:
     rejects: list[Reject] = []
     job = ing.ingest(read_jsonl(_lines(*records), "in", limits(ing.settings)), on_reject=rejects.append)
     assert job.status == "done"
     return job.as_dict()["counts"], rejects  # type: ignore[return-value]
 
 
-def test_ingest_then_reingest_encodes_nothing(ingestor: Ingestor) -> None:
-    counts, rejects = _ingest(ingestor, *DOCS, "{broken")
-    chunks = ingestor.store.count()
+def test_ingest_then_reingest_encodes_nothing(indexer: Indexer) -> None:
+    counts, rejects = _ingest(indexer, *DOCS, "{broken")
+    chunks = indexer.store.count()
     assert counts["accepted"] == 3 and counts["rejected"] == 1 and counts["encoded"] == counts["written"] == chunks > 3
     assert rejects[0].location == "line 4"
-    again, _ = _ingest(ingestor, *DOCS)
+    again, _ = _ingest(indexer, *DOCS)
     assert again["encoded"] == 0 and again["written"] == 0 and again["skipped_unchanged"] == 3
-    assert ingestor.store.count() == chunks
+    assert indexer.store.count() == chunks
 
 
-def test_changed_document_reencodes_only_its_chunks(ingestor: Ingestor) -> None:
-    _ingest(ingestor, *DOCS)
+def test_changed_document_reencodes_only_its_chunks(indexer: Indexer) -> None:
+    _ingest(indexer, *DOCS)
     changed = {**DOCS[0], "text": "The river flows past the new mill. Children play on the bridge."}
-    counts, _ = _ingest(ingestor, changed, DOCS[1], DOCS[2])
+    counts, _ = _ingest(indexer, changed, DOCS[1], DOCS[2])
     assert counts["encoded"] == 1 and counts["skipped_unchanged"] == 2
-    assert ingestor.store.fetch("river")[0].text.startswith("The river flows past the new mill")
+    assert indexer.store.fetch("river")[0].text.startswith("The river flows past the new mill")
 
 
-def test_shorter_document_loses_its_stale_chunks(ingestor: Ingestor) -> None:
-    _ingest(ingestor, *DOCS)
-    before = len(ingestor.store.fetch("long"))
+def test_shorter_document_loses_its_stale_chunks(indexer: Indexer) -> None:
+    _ingest(indexer, *DOCS)
+    before = len(indexer.store.fetch("long", "t"))
     shorter = {**DOCS[2], "text": " ".join(f"Der Fluss Nummer {i} fließt an der Mühle vorbei." for i in range(5))}
-    counts, _ = _ingest(ingestor, shorter)
-    after = ingestor.store.fetch("long")
+    counts, _ = _ingest(indexer, shorter)
+    after = indexer.store.fetch("long", "t")
     assert len(after) < before and counts["deleted"] == before - len(after)
     assert [c.chunk for c in after] == list(range(len(after)))
 
 
-def test_languages_per_chunk_given_or_detected(ingestor: Ingestor) -> None:
-    _ingest(ingestor, *DOCS)
-    assert ingestor.store.fetch("river")[0].language == "en"
-    assert ingestor.store.fetch("pass")[0].language == "fr"  # detected
-    assert {c.language for c in ingestor.store.fetch("long")} == {"de"}
-    assert ingestor.store.fetch("long")[0].tenant == "t"
+def test_languages_per_chunk_given_or_detected(indexer: Indexer) -> None:
+    _ingest(indexer, *DOCS)
+    assert indexer.store.fetch("river")[0].language == "en"
+    assert indexer.store.fetch("pass")[0].language == "fr"  # detected
+    assert {c.language for c in indexer.store.fetch("long", "t")} == {"de"}
+    assert indexer.store.fetch("long", "t")[0].tenant == "t"
 
 
 def test_a_document_the_policy_refuses_fails_alone(tiny_checkpoint: Path) -> None:
     settings = Settings(
         model=str(tiny_checkpoint), device="cpu", store="local", data_dir=Path(":memory:"), unknown_language="error"
     )
-    ing = Ingestor.from_settings(settings)
+    ing = Indexer.from_settings(settings)
     counts, rejects = _ingest(ing, {"id": "x", "text": "habari", "language": "sw"}, DOCS[0])
     assert counts["failed"] == 1 and counts["written"] == 1
     assert rejects[0].location == "document 'x'" and "'sw' has no adapter" in rejects[0].reason
     ing.close()
 
 
-def test_delete_then_search(ingestor: Ingestor, detecting_encoder: Encoder, tmp_path: Path) -> None:
-    _ingest(ingestor, *DOCS)
-    ingestor.delete(["long", "no-such-doc"])
-    assert ingestor.store.fetch("long") == []
-    ingestor.close()
-    retriever = Retriever.from_settings(ingestor.settings, detecting_encoder)
+def test_delete_then_search(indexer: Indexer, detecting_encoder: Encoder, tmp_path: Path) -> None:
+    _ingest(indexer, *DOCS)
+    indexer.delete(["long", "no-such-doc"], "t")
+    assert indexer.store.fetch("long", "t") == []
+    indexer.close()
+    retriever = Retriever.from_settings(indexer.settings, detecting_encoder)
     hits = retriever.search("old mill", k=10, language="en").hits
     assert {h.document_id for h in hits} == {"river", "pass"}
     retriever.close()

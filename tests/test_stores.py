@@ -124,14 +124,27 @@ def test_writes_are_idempotent_and_searchable_at_once(store: tuple[Store, list[P
 
 def test_fetch_and_delete_a_document(store: tuple[Store, list[Point]]) -> None:
     s, points = store
-    chunks = s.fetch("doc-5")
+    chunks = s.fetch("doc-5", "globex")
     want = [p for p in points if p.document_id == "doc-5"]
     assert [c.chunk for c in chunks] == [0, 1, 2] == [p.chunk for p in want]
     np.testing.assert_allclose(chunks[1].vectors, want[1].vectors, atol=1e-3)
     assert chunks[0].content_hash == "h5.0" and chunks[0].metadata == {"year": 2005, "kind": "blog"}
     before = s.count()
-    s.delete_documents(["doc-5", "no-such-doc"])
-    assert s.count() == before - 3 and s.fetch("doc-5") == []
+    s.delete_documents(["doc-5", "no-such-doc"], "globex")
+    assert s.count() == before - 3 and s.fetch("doc-5", "globex") == []
+
+
+def test_tenants_own_their_document_ids(store: tuple[Store, list[Point]]) -> None:
+    s, _ = store
+    vectors = unit(np.random.default_rng(5), 4)
+    owners = [None, "acme", "globex", "4:acme"]  # "4:acme" must not collide with acme's ids either
+    s.upsert([Point("shared", 0, vectors, f"of {t}", "en", f"h-{t}", "tiny@abc", tenant=t) for t in owners])
+    assert [s.fetch("shared", t)[0].text for t in owners] == [f"of {t}" for t in owners]
+    assert s.chunk_hashes(["shared"], "acme") == {"shared": {0: "h-acme"}}
+    assert s.count(parse_filter({"document_id": "shared", "tenant": None})) == 1
+    s.delete_documents(["shared"], "acme")
+    s.delete_chunks("shared", [0], None)
+    assert [len(s.fetch("shared", t)) for t in owners] == [0, 0, 1, 1]
 
 
 def test_wrong_vector_sizes_are_refused_and_nothing_is_written(store: tuple[Store, list[Point]]) -> None:
@@ -186,6 +199,10 @@ def test_another_model_is_refused(backend: str, tmp_path: Path) -> None:
 def test_point_ids_are_deterministic() -> None:
     assert point_id("docs", "a", 0) == point_id("docs", "a", 0)
     assert len({point_id("docs", "a", 0), point_id("docs", "a", 1), point_id("other", "a", 0)}) == 3
+    assert point_id("docs", "x", 0, "acme") not in {
+        point_id("docs", "x", 0),
+        point_id("docs", "15:xmsearch-tenant:x", 0),
+    }
 
 
 @pytest.mark.parametrize("quantization", ["int8", "binary"])

@@ -336,7 +336,7 @@ def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
         def write(self, docs: list[object], job: object, on_reject: object) -> None:
             raise RuntimeError("the encoder crashed")
 
-    monkeypatch.setattr(tasks, "ingestor", lambda: Exploding())
+    monkeypatch.setattr(tasks, "indexer", lambda: Exploding())
     sent: list[list[dict[str, object]]] = []
     monkeypatch.setattr(tasks.index_documents, "apply_async", lambda args: sent.append(args[1]))
     jobs.create("j", "test")

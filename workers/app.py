@@ -38,14 +38,15 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """A client for jobs and dead letters that rides out a Redis restart (about a minute of retries)."""
+def redis_client(settings: Settings, retries: int = 40) -> redis.Redis:
+    """A client for jobs and dead letters that rides out a Redis restart (by default about a minute of
+    retries; fewer where a caller is waiting on the answer)."""
     return redis.Redis.from_url(
         broker_url(settings),
         socket_timeout=10,
         health_check_interval=30,
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=40),
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 

@@ -26,10 +26,12 @@ class JobStore:
     def _key(self, job_id: str) -> str:
         return f"{PREFIX}:job:{job_id}"
 
-    def create(self, job_id: str, source: str) -> None:
+    def create(self, job_id: str, source: str, tenant: str | None = None) -> None:
         key = self._key(job_id)
         mapping: dict[str | bytes, str | int | float] = {name: 0 for name in (*COUNTS, "tasks_sent", "tasks_done")}
         mapping.update(source=source, created=time.time())
+        if tenant is not None:
+            mapping["tenant"] = tenant
         self.redis.hset(key, mapping=mapping)  # type: ignore[arg-type]
         self.redis.expire(key, JOB_TTL_S)
         self.redis.zadd(f"{PREFIX}:jobs", {job_id: time.time()})
@@ -49,7 +51,7 @@ class JobStore:
         if not raw:
             return None
         data = {str(k): str(v) for k, v in raw.items()}  # the client decodes responses
-        out: dict[str, Any] = {"id": job_id, "source": data.get("source", "")}
+        out: dict[str, Any] = {"id": job_id, "source": data.get("source", ""), "tenant": data.get("tenant")}
         for name in (*COUNTS, "tasks_sent", "tasks_done"):
             out[name] = int(data.get(name, 0))
         sent_all = data.get("sending") == "done"

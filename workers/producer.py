@@ -47,12 +47,14 @@ def enqueue(
     jobs: JobStore,
     source: str,
     on_reject: Callable[[Reject], None] = lambda r: None,
+    tenant: str | None = None,
 ) -> str:
-    """Send every document as index tasks; return the job id (its counts live in Redis)."""
+    """Send every document as index tasks; return the job id (its counts live in Redis; `tenant`
+    records whose job it is)."""
     from workers.tasks import index_documents
 
     job_id = uuid.uuid4().hex
-    jobs.create(job_id, source)
+    jobs.create(job_id, source, tenant)
     batch: list[dict[str, Any]] = []
     chars, first_at = 0, 0.0
 
@@ -78,4 +80,16 @@ def enqueue(
     if batch:
         send()
     jobs.finish_sending(job_id)
+    return job_id
+
+
+def enqueue_delete(document_ids: list[str], tenant: str | None, jobs: JobStore) -> str:
+    """Send one delete task for the workers (they own the store); return its job id."""
+    from workers.tasks import delete_documents
+
+    job_id = uuid.uuid4().hex
+    jobs.create(job_id, "delete", tenant)
+    jobs.add(job_id, tasks_sent=1)
+    jobs.finish_sending(job_id)
+    delete_documents.apply_async(args=[job_id, document_ids, tenant], retry=True, retry_policy=_RETRY_POLICY)
     return job_id

@@ -20,7 +20,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from ingest.documents import Document, Reject
-from ingest.pipeline import Ingestor, Job
+from ingest.pipeline import Indexer, Job
 from retriever.errors import TransientError
 from retriever.settings import get_settings
 from workers.app import app, redis_client
@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 _process: dict[str, Any] = {}
 
 
-def ingestor() -> Ingestor:
-    """This process's ingestor: the model is loaded once per worker process, never per task."""
-    if "ingestor" not in _process:
-        _process["ingestor"] = Ingestor.from_settings(get_settings())
-    return _process["ingestor"]
+def indexer() -> Indexer:
+    """This process's indexer: the model is loaded once per worker process, never per task."""
+    if "indexer" not in _process:
+        _process["indexer"] = Indexer.from_settings(get_settings())
+    return _process["indexer"]
 
 
 def _stores() -> tuple[JobStore, DeadLetters]:
@@ -49,7 +49,7 @@ def _start(**_: Any) -> None:
 
     settings = get_settings()
     torch.set_num_threads(settings.threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency))
-    ready = ingestor()
+    ready = indexer()
     ready.store.open(create=True)  # the embedded store belongs to this process from now on
     ready.encoder.encode_documents(["warm up"], ready.encoder.spec.languages[0])  # pages the weights in
     log.info("worker process %d is warm", os.getpid())
@@ -57,8 +57,8 @@ def _start(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _stop(**_: Any) -> None:
-    if "ingestor" in _process:
-        _process.pop("ingestor").close()
+    if "indexer" in _process:
+        _process.pop("indexer").close()
 
 
 class IndexTask(Task):  # type: ignore[misc]
@@ -90,7 +90,7 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
     job = Job(id=job_id)
     refused: list[Reject] = []
     try:
-        ingestor().write(docs, job, refused.append)
+        indexer().write(docs, job, refused.append)
     except TransientError:
         raise
     except Exception:
@@ -120,7 +120,7 @@ def _over_delivered(task: Task) -> bool:
 
 
 @app.task(bind=True, name="xmsearch.delete", autoretry_for=(TransientError,), retry_backoff=True, retry_jitter=True)
-def delete_documents(self: Task, job_id: str, document_ids: list[str]) -> None:
-    ingestor().delete(document_ids)
+def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: str | None = None) -> None:
+    indexer().delete(document_ids, tenant)
     jobs, _ = _stores()
     jobs.add(job_id, deleted=len(document_ids), tasks_done=1)

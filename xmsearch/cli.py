@@ -55,7 +55,7 @@ def demo(
     from importlib import resources
 
     from ingest.documents import limits
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import Indexer
     from ingest.sources import read_jsonl
     from retriever.search import Retriever
     from retriever.settings import get_settings
@@ -63,14 +63,14 @@ def demo(
     settings = get_settings()
     data = resources.files("ingest").joinpath("data")
     with console.status("loading the model and indexing the sample corpus", spinner="dots"):
-        ingestor = Ingestor.from_settings(settings)
+        indexer = Indexer.from_settings(settings)
         try:
             with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
-                job = ingestor.ingest(read_jsonl(corpus, "sample_corpus.jsonl", limits(settings)))
+                job = indexer.ingest(read_jsonl(corpus, "sample_corpus.jsonl", limits(settings)))
         finally:
-            ingestor.close()
+            indexer.close()
     queries = json.loads(data.joinpath("sample_queries.json").read_text(encoding="utf-8"))
-    retriever = Retriever.from_settings(settings, ingestor.encoder)
+    retriever = Retriever.from_settings(settings, indexer.encoder)
     try:
         results = retriever.search_batch([q["query"] for q in queries], k=k, languages=[q["language"] for q in queries])
     finally:
@@ -80,11 +80,11 @@ def demo(
             {"query": r.query, "language": r.language.adapter, "hits": [dataclasses.asdict(h) for h in r.hits]}
             for r in results
         ]
-        print(json.dumps({"model": ingestor.encoder.spec.model_id, "job": job.as_dict(), "results": out}))
+        print(json.dumps({"model": indexer.encoder.spec.model_id, "job": job.as_dict(), "results": out}))
         return
     counts = job.counts
     console.print(
-        f"[bold]{ingestor.encoder.spec.model_id}[/bold]: {counts.accepted} documents, {counts.encoded} chunks encoded, "
+        f"[bold]{indexer.encoder.spec.model_id}[/bold]: {counts.accepted} documents, {counts.encoded} chunks encoded, "
         f"{counts.skipped_unchanged} unchanged, in {settings.data_dir}"
     )
     for query, result in zip(queries, results, strict=True):
@@ -120,7 +120,7 @@ def ingest(
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from ingest.documents import limits
-    from ingest.pipeline import Ingestor, Job
+    from ingest.pipeline import Indexer, Job
     from ingest.sources import read_path
     from retriever.settings import get_settings
 
@@ -129,7 +129,7 @@ def ingest(
         _enqueue(path, rejects, wait, as_json)
         return
     with console.status("loading the model", spinner="dots"):
-        ingestor = Ingestor.from_settings(settings)
+        indexer = Indexer.from_settings(settings)
     reported = _Rejects(rejects)
     columns = (SpinnerColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
@@ -142,9 +142,9 @@ def ingest(
             )
 
         try:
-            job = ingestor.ingest(read_path(path, limits(settings)), reported, on_progress)
+            job = indexer.ingest(read_path(path, limits(settings)), reported, on_progress)
         finally:
-            ingestor.close()
+            indexer.close()
             reported.close()
     _print_job(job.as_dict() if as_json else dataclasses.asdict(job.counts), as_json)
     if not as_json:
@@ -352,37 +352,86 @@ def dlq(
 
 
 @app.command()
-def delete(ids: Annotated[list[str], typer.Argument(help="Document ids to remove (every chunk).")]) -> None:
-    """Remove documents from the index (through the workers when XMSEARCH_BROKER_URL is set).
+def delete(
+    ids: Annotated[list[str], typer.Argument(help="Document ids to remove (every chunk).")],
+    tenant: Annotated[str | None, typer.Option(help="The documents' tenant (default: documents without one).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Remove documents from the index: in this process, or through the workers when
+    XMSEARCH_BROKER_URL is set (they own the store). Waits until it is done.
 
-    Example: xmsearch delete en-water-cycle fr-pain-maison
+    Examples:
+      xmsearch delete en-water-cycle fr-pain-maison
+      xmsearch delete report-7 --tenant acme --json
     """
-    from ingest.pipeline import Ingestor
-    from retriever.settings import get_settings
+    from xmsearch.ingestor import Ingestor
 
-    settings = get_settings()
-    if settings.broker_url:  # the store belongs to the workers
-        import uuid
-
-        from workers.app import redis_client
-        from workers.jobs import JobStore
-        from workers.tasks import delete_documents
-
-        jobs = JobStore(redis_client(settings))
-        job_id = uuid.uuid4().hex
-        jobs.create(job_id, "delete")
-        jobs.add(job_id, tasks_sent=1)
-        jobs.finish_sending(job_id)
-        delete_documents.apply_async(args=[job_id, ids], retry=True)
-        _follow(jobs, job_id, quiet=False)
-        console.print(f"deleted {len(ids)} document(s) (job {job_id})")
-        return
-    ingestor = Ingestor.from_settings(settings)
+    with console.status("loading the model", spinner="dots"):
+        ingestor = Ingestor.from_settings()
     try:
-        ingestor.delete(ids)
+        job = ingestor.wait(ingestor.delete(ids, tenant))
     finally:
         ingestor.close()
-    console.print(f"deleted {len(ids)} document(s)")
+    if job["status"] == "failed":
+        raise XmsearchError(f"the delete failed: {'; '.join(job.get('errors', []))}")
+    _print_job(job if as_json else {"deleted": len(ids), "job": job["id"]}, as_json)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: XMSEARCH_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: XMSEARCH_API_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn processes (distributed mode only; Edge: 1).")] = 1,
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs). API keys are required unless XMSEARCH_API_AUTH=disabled,
+    which only listens on loopback.
+
+    Examples:
+      XMSEARCH_API_KEYS='[{"sha256": "<from xmsearch api-key>", "name": "app"}]' xmsearch serve --port 8000
+      XMSEARCH_API_AUTH=disabled xmsearch serve
+    """
+    import uvicorn
+
+    from retriever.settings import get_settings
+    from xmsearch.api.app import create_app
+
+    settings = get_settings()
+    host = host or settings.api_host
+    if settings.api_auth == "disabled" and host not in ("127.0.0.1", "::1", "localhost"):
+        raise XmsearchError(f"XMSEARCH_API_AUTH=disabled serves loopback only, not {host}: configure API keys")
+    if workers > 1 and not settings.broker_url:
+        raise XmsearchError("the embedded mode owns its store in one process: --workers 1, or use the distributed mode")
+    if workers > 1:
+        uvicorn.run(
+            "xmsearch.api.app:create_app", factory=True, host=host, port=port or settings.api_port, workers=workers
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port or settings.api_port, log_level="info")
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Option(help="A name for the key (logs show it, never the key).")] = "app",
+    tenant: Annotated[str | None, typer.Option(help="Bind the key to this tenant.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a new API key. The key is shown once; the settings keep only its SHA-256.
+
+    Examples:
+      xmsearch api-key --name billing-app
+      xmsearch api-key --name acme-portal --tenant acme --json
+    """
+    from retriever.settings import ApiKey
+    from xmsearch.api.auth import new_key
+
+    key, digest = new_key()
+    entry = ApiKey(sha256=digest, name=name, tenant=tenant).model_dump(exclude_none=True)
+    if as_json:
+        print(json.dumps({"key": key, "entry": entry}))
+        return
+    console.print(f"key (give it to the client; it is not stored): [bold]{key}[/bold]")
+    console.print("add this entry to the JSON list in XMSEARCH_API_KEYS:")
+    print(json.dumps(entry))
 
 
 @app.command()

@@ -53,19 +53,21 @@ class Store(Protocol):
     def upsert(self, points: Sequence[Point]) -> None:
         """Write points; searchable when the call returns."""
 
-    def delete_documents(self, document_ids: Sequence[str]) -> None:
-        """Remove every chunk of these documents."""
+    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
+        """Remove every chunk of these documents of one tenant (None: the documents without a tenant).
 
-    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+        A document is known by (tenant, id): two tenants may use the same id without touching each other."""
+
+    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
         """Remove some chunks of one document (those a shorter new version no longer has)."""
 
-    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
         """The stored content hash of every chunk of these documents: {document id: {chunk: hash}}."""
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         """Exact number of points matching the conditions."""
 
-    def fetch(self, document_id: str) -> list[Point]:
+    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
         """Every chunk of a document, in chunk order, with its vectors."""
 
     def search(

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as q
 
-from retriever.filters import Condition, FilterVocabulary, translate
+from retriever.filters import Condition, FilterVocabulary, owned_by, translate
 from retriever.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
 from retriever.stores.base import CollectionNotFoundError, StoreLockedError, next_version, own_versions
 
@@ -39,6 +39,7 @@ EDGE_FILTERS = FilterVocabulary(
     match_value=lambda value: q.MatchValue(value),  # type: ignore[arg-type]  # floats never reach it
     match_any=q.MatchAny,
     range=q.RangeFloat,
+    is_null=q.IsNullCondition,
 )
 _DATATYPES = {"float16": q.VectorStorageDatatype.Float16, "float32": q.VectorStorageDatatype.Float32}
 _INDEX_TYPES = {
@@ -204,25 +205,29 @@ class EdgeStore:
         vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}  # lists convert faster than arrays
         if self.spec.first_stage_dim and point.first_stage is not None:
             vectors[FIRST_STAGE] = point.first_stage.tolist()
-        return q.Point(point_id(self.alias, point.document_id, point.chunk), vectors, point.payload())
+        return q.Point(point_id(self.alias, point.document_id, point.chunk, point.tenant), vectors, point.payload())
 
-    def delete_documents(self, document_ids: Sequence[str]) -> None:
+    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
         if document_ids:
-            flt = translate((Condition("document_id", any_of=tuple(document_ids)),), EDGE_FILTERS)
+            flt = translate((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)), EDGE_FILTERS)
             self.shard.update(q.UpdateOperation.delete_points_by_filter(flt))
             self._dirty = True
 
-    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
         if chunks:
-            conditions = (Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks)))
+            conditions = (
+                Condition("document_id", equals=document_id),
+                Condition("chunk", any_of=tuple(chunks)),
+                owned_by(tenant),
+            )
             self.shard.update(q.UpdateOperation.delete_points_by_filter(translate(conditions, EDGE_FILTERS)))
             self._dirty = True
 
-    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
         out: dict[str, dict[int, str]] = {}
         if not document_ids:
             return out
-        flt = translate((Condition("document_id", any_of=tuple(document_ids)),), EDGE_FILTERS)
+        flt = translate((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)), EDGE_FILTERS)
         for record in self._scroll(flt, q.PayloadSelector.Include(list(HASH_FIELDS)), with_vector=False):
             payload = record.payload or {}
             out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
@@ -242,8 +247,8 @@ class EdgeStore:
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=translate(tuple(conditions), EDGE_FILTERS))))
 
-    def fetch(self, document_id: str) -> list[Point]:
-        flt = translate((Condition("document_id", equals=document_id),), EDGE_FILTERS)
+    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
+        flt = translate((Condition("document_id", equals=document_id), owned_by(tenant)), EDGE_FILTERS)
         records = self._scroll(flt, with_payload=True, with_vector=[TOKENS])
         return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
 

@@ -14,7 +14,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from retriever.filters import Condition, FilterVocabulary, translate
+from retriever.filters import Condition, FilterVocabulary, owned_by, translate
 from retriever.schema import FIRST_STAGE, HASH_FIELDS, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
 from retriever.stores.base import (
     CollectionNotFoundError,
@@ -55,6 +55,7 @@ QDRANT_FILTERS = FilterVocabulary(
     match_value=lambda value: models.MatchValue(value=value),
     match_any=lambda values: models.MatchAny(any=values),
     range=models.Range,
+    is_null=lambda key: models.IsNullCondition(is_null=models.PayloadField(key=key)),
 )
 
 
@@ -194,7 +195,9 @@ class QdrantStore:
                 vectors[FIRST_STAGE] = point.first_stage.tolist()
             batch.append(
                 models.PointStruct(
-                    id=point_id(self.alias, point.document_id, point.chunk), vector=vectors, payload=point.payload()
+                    id=point_id(self.alias, point.document_id, point.chunk, point.tenant),
+                    vector=vectors,
+                    payload=point.payload(),
                 )
             )
             size += point.vectors.size * 12 + len(point.text) * 2
@@ -204,24 +207,27 @@ class QdrantStore:
         if batch:
             self._call(self.client.upsert, self.alias, points=batch, wait=True)
 
-    def delete_documents(self, document_ids: Sequence[str]) -> None:
+    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
         if not document_ids:
             return
-        selector = models.FilterSelector(
-            filter=to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids))])
-        )
+        conditions = [Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)]
+        selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
         self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
 
-    def delete_chunks(self, document_id: str, chunks: Sequence[int]) -> None:
+    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
         if chunks:
-            conditions = [Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks))]
+            conditions = [
+                Condition("document_id", equals=document_id),
+                Condition("chunk", any_of=tuple(chunks)),
+                owned_by(tenant),
+            ]
             selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
             self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
 
-    def chunk_hashes(self, document_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
         out: dict[str, dict[int, str]] = {}
         if document_ids:
-            flt = to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids))])
+            flt = to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)])
             for record in self._scroll(flt, with_payload=list(HASH_FIELDS), with_vectors=False):
                 payload = record.payload or {}
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
@@ -242,8 +248,8 @@ class QdrantStore:
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
 
-    def fetch(self, document_id: str) -> list[Point]:
-        flt = to_qdrant_filter([Condition("document_id", equals=document_id)])
+    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
+        flt = to_qdrant_filter([Condition("document_id", equals=document_id), owned_by(tenant)])
         records = self._scroll(flt, with_payload=True, with_vectors=[TOKENS])
         return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
 

@@ -1,0 +1,224 @@
+"""The HTTP API with the real app (model, store, background indexer): ingest, search, delete, jobs,
+errors, API keys, tenant-bound keys and limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from retriever.encoder import Encoder
+from retriever.settings import ApiKey, Settings
+from xmsearch.api import create_app
+from xmsearch.api.auth import digest
+from xmsearch.api.errors import ConfigurationError
+
+KEYS = {"admin": "xms_admin-key", "acme": "xms_acme-key", "globex": "xms_globex-key"}
+DOCS = [
+    {"id": "river", "text": "The river flows past the old mill and the bridge.", "language": "en"},
+    {"id": "pain", "text": "Le pain est cuit au four chaque matin.", "language": "fr", "metadata": {"topic": "food"}},
+]
+
+
+def api_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    keys = [ApiKey(sha256=digest(k), name=n, tenant=None if n == "admin" else n) for n, k in KEYS.items()]
+    base: dict[str, Any] = {
+        "device": "cpu",
+        "data_dir": tmp_path / "data",
+        "api_keys": keys,
+        "api_max_documents": 5,
+        "api_max_queries": 3,
+        "api_max_body_bytes": 4096,
+        "max_document_chars": 1000,
+        "max_k": 50,
+        "max_query_chars": 200,
+    }
+    return Settings(**{**base, **overrides})
+
+
+@pytest.fixture
+def client(tmp_path: Path, detecting_encoder: Encoder) -> Iterator[TestClient]:
+    app = create_app(api_settings(tmp_path, model=str(detecting_encoder.spec.path)), detecting_encoder)
+    with TestClient(app) as c:
+        yield c
+
+
+def as_(who: str) -> dict[str, str]:
+    return {"X-API-Key": KEYS[who]}
+
+
+def error(response: Any) -> tuple[int, str, str]:
+    body = response.json()["error"]
+    return response.status_code, body["code"], body["message"]
+
+
+def test_ingest_search_delete_and_jobs(client: TestClient) -> None:
+    r = client.post("/documents", json={"documents": DOCS}, headers=as_("admin"))
+    assert r.status_code == 202 and r.json()["status"] in ("queued", "running", "done")
+    job_id = r.json()["id"]
+    for _ in range(200):
+        job = client.get(f"/jobs/{job_id}", headers=as_("admin")).json()
+        if job["status"] == "done":
+            break
+    assert job["accepted"] == 2 and job["written"] == 2 and job["errors"] == []
+
+    r = client.post("/search", json={"query": "old mill bridge", "k": 5, "language": "en"}, headers=as_("admin"))
+    assert r.status_code == 200
+    result = r.json()
+    assert result["hits"][0]["document_id"] == "river" and result["hits"][0]["text"].startswith("The river")
+    assert result["language"] == {
+        "code": "en",
+        "adapter": "en_XX",
+        "source": "given",
+        "confidence": None,
+        "fallback": False,
+    }
+    assert set(result["timings_ms"]) == {"encode", "search"}
+
+    r = client.post("/search", json={"query": "pain", "filter": {"metadata.topic": "food"}}, headers=as_("admin"))
+    assert [h["document_id"] for h in r.json()["hits"]] == ["pain"] and r.json()["hits"][0]["metadata"] == {
+        "topic": "food"
+    }
+
+    again = client.post("/documents?wait=true", json=DOCS[0], headers=as_("admin")).json()  # one document, unchanged
+    assert again["status"] == "done" and again["skipped_unchanged"] == 1 and again["encoded"] == 0
+
+    r = client.delete("/documents/river?wait=true", headers={"Authorization": f"Bearer {KEYS['admin']}"})
+    assert r.status_code == 200 and r.json()["deleted"] == 1
+    hits = client.post("/search", json={"query": "old mill bridge"}, headers=as_("admin")).json()["hits"]
+    assert [h["document_id"] for h in hits] == ["pain"]
+
+
+def test_search_batch_keeps_query_order(client: TestClient) -> None:
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    body = {"queries": ["pain four", "river bridge"], "languages": ["fr", None], "k": 1}
+    results = client.post("/search/batch", json=body, headers=as_("admin")).json()["results"]
+    assert [r["hits"][0]["document_id"] for r in results] == ["pain", "river"]
+    assert [r["language"]["source"] for r in results] == ["given", "detected"]
+
+
+def test_api_keys(client: TestClient) -> None:
+    assert error(client.post("/search", json={"query": "x"}))[:2] == (401, "missing_api_key")
+    assert error(client.post("/search", json={"query": "x"}, headers={"X-API-Key": "xms_wrong"}))[:2] == (
+        401,
+        "invalid_api_key",
+    )
+    assert client.get("/health").status_code == 200  # liveness and metrics need no key
+    assert client.get("/metrics").status_code == 200
+
+
+def test_a_tenant_key_reads_and_writes_only_its_tenant(client: TestClient) -> None:
+    shared = {"id": "shared", "text": "The harbour crane lifts containers.", "language": "en"}
+    acme_job = client.post("/documents?wait=true", json=shared, headers=as_("acme")).json()
+    client.post("/documents?wait=true", json={**shared, "text": "Globex builds rockets."}, headers=as_("globex"))
+    assert acme_job["tenant"] == "acme"
+
+    def ids(who: str, body: dict[str, Any]) -> list[tuple[str, str | None]]:
+        hits = client.post("/search", json={"query": "harbour crane", **body}, headers=as_(who)).json()["hits"]
+        return [(h["document_id"], h["tenant"]) for h in hits]
+
+    assert ids("acme", {}) == [("shared", "acme")]  # the same id in two tenants: two documents
+    assert ids("acme", {"filter": {"tenant": "globex"}}) == []  # a filter cannot widen the scope
+    assert ids("acme", {"filter": {"tenant": ["acme", "globex"]}}) == [("shared", "acme")]
+    assert sorted(ids("admin", {})) == [("shared", "acme"), ("shared", "globex")]
+
+    other = {"id": "x", "text": "Hello there.", "tenant": "globex"}
+    assert error(client.post("/documents", json=other, headers=as_("acme")))[:2] == (403, "tenant_forbidden")
+    assert error(client.delete("/documents/shared?tenant=globex", headers=as_("acme")))[:2] == (403, "tenant_forbidden")
+    globex_job = client.post("/documents", json={"id": "g", "text": "Rockets."}, headers=as_("globex")).json()["id"]
+    assert error(client.get(f"/jobs/{globex_job}", headers=as_("acme")))[:2] == (404, "job_not_found")
+
+    client.delete("/documents/shared?wait=true", headers=as_("acme"))
+    assert sorted(ids("admin", {})) == [("g", "globex"), ("shared", "globex")]  # jobs run in order
+
+
+def test_limits(client: TestClient) -> None:
+    many = {"documents": [{"id": str(i), "text": "t"} for i in range(6)]}
+    assert error(client.post("/documents", json=many, headers=as_("admin")))[:2] == (413, "too_many_documents")
+    huge = {"id": "h", "text": "x" * 5000}
+    assert error(client.post("/documents", json=huge, headers=as_("admin")))[:2] == (413, "body_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams
+        yield b'{"id": "h", "text": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    streamed = client.post("/documents", content=chunks(), headers={**as_("admin"), "content-type": "application/json"})
+    assert error(streamed)[:2] == (413, "body_too_large")
+    long_doc = {"id": "l", "text": "word " * 300}
+    status, code, message = error(client.post("/documents", json=long_doc, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_documents") and "over the limit of 1000" in message
+    status, code, message = error(client.post("/search", json={"query": "q", "k": 51}, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_input") and "1 to 50" in message
+    status, code, message = error(client.post("/search", json={"query": "q" * 201}, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_input") and "over the limit of 200" in message
+    batch = {"queries": ["a", "b", "c", "d"]}
+    assert error(client.post("/search/batch", json=batch, headers=as_("admin")))[:2] == (413, "too_many_queries")
+
+
+def test_bad_requests_get_named_errors(client: TestClient) -> None:
+    headers = {**as_("admin"), "content-type": "application/json"}
+    assert error(client.post("/search", content=b'{"query": ', headers=headers))[:2] == (400, "invalid_json")
+    status, code, message = error(client.post("/search", json={"query": "x", "k": "many"}, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_request") and "body.k" in message
+    status, code, message = error(client.post("/documents", json={"id": "a", "text": "  "}, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_request") and "text is empty" in message
+    status, code, message = error(
+        client.post("/search", json={"query": "x", "filter": {"colour": "red"}}, headers=as_("admin"))
+    )
+    assert (status, code) == (422, "invalid_input") and "'colour'" in message
+    status, code, message = error(client.post("/search", json={"query": "x", "language": "?!"}, headers=as_("admin")))
+    assert status == 422 and code in ("invalid_input", "unknown_language") and "?!" in message
+    batch = {"queries": ["a", "b"], "languages": ["en"]}
+    assert error(client.post("/search/batch", json=batch, headers=as_("admin")))[:2] == (422, "invalid_input")
+    assert error(client.get("/jobs/nope", headers=as_("admin")))[:2] == (404, "job_not_found")
+    assert error(client.get("/nowhere"))[:2] == (404, "not_found")
+
+
+def test_ready_and_metrics(client: TestClient) -> None:
+    assert client.get("/ready").json() == {"ready": True, "mode": "embedded", "checks": {"model": "ok", "store": "ok"}}
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    client.post("/search", json={"query": "mill"}, headers=as_("admin"))
+    text = client.get("/metrics").text
+    for needle in (
+        'xmsearch_http_requests_total{method="POST",route="/search",status="200"}',
+        'xmsearch_http_request_seconds_bucket{le="0.001",method="POST",route="/documents"}',
+        'xmsearch_documents_total{outcome="accepted"}',
+        'xmsearch_documents_total{outcome="indexed"}',
+        'xmsearch_encoder_batch_size_count{kind="query"}',
+        "xmsearch_queue_depth 0.0",
+    ):
+        assert needle in text, needle
+
+
+def test_the_openapi_document_names_every_field_and_error(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if path not in ("/health", "/ready", "/metrics"):
+                assert {"401", "422"} <= set(op["responses"]), (method, path)
+    for name in ("SearchIn", "SearchBatchIn", "JobOut", "Document", "LanguageOut"):
+        for field, schema in spec["components"]["schemas"][name]["properties"].items():
+            assert schema.get("description"), f"{name}.{field} has no description"
+
+
+def test_keys_are_required_unless_disabled(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="XMSEARCH_API_KEYS"):
+        create_app(api_settings(tmp_path, api_keys=[]))
+    assert create_app(api_settings(tmp_path, api_keys=[], api_auth="disabled")) is not None
+
+
+def test_api_key_command_makes_a_working_entry() -> None:
+    from typer.testing import CliRunner
+
+    from xmsearch.cli import app
+
+    out = CliRunner().invoke(app, ["api-key", "--name", "portal", "--tenant", "acme", "--json"])
+    made = json.loads(out.stdout)
+    assert ApiKey(**made["entry"]).tenant == "acme" and made["entry"]["sha256"] == digest(made["key"])

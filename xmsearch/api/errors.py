@@ -1,0 +1,113 @@
+"""Errors as JSON with a stable code: `{"error": {"code": "...", "message": "...", "details": [...]}}`.
+
+Every xmsearch error type maps to one status and code here, so the same fault always reads the same."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from retriever.errors import InvalidInputError, PermanentError, TransientError, UnknownLanguageError, XmsearchError
+from retriever.schema import StoreMismatchError
+from retriever.stores.base import CollectionNotFoundError, StoreLockedError
+from xmsearch.ingestor import InvalidDocumentsError, QueueFullError, TenantForbiddenError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable code (see the README's table of error codes).")
+    message: str = Field(description="What went wrong, naming the field, document or limit.")
+    details: list[dict[str, Any]] | None = Field(None, description="Per-field or per-document problems, if any.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ConfigurationError(PermanentError):
+    """The settings do not make a safe API (no keys while keys are required)."""
+
+
+class ApiError(Exception):
+    """An error the API answers with its own status and code."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+# Most specific first: the first matching type names the answer.
+_MAPPING: list[tuple[type[Exception], int, str]] = [
+    (InvalidDocumentsError, 422, "invalid_documents"),
+    (UnknownLanguageError, 422, "unknown_language"),
+    (InvalidInputError, 422, "invalid_input"),
+    (TenantForbiddenError, 403, "tenant_forbidden"),
+    (CollectionNotFoundError, 404, "collection_not_found"),
+    (QueueFullError, 503, "queue_full"),
+    (StoreMismatchError, 500, "store_mismatch"),
+    (StoreLockedError, 503, "store_locked"),
+    (TransientError, 503, "unavailable"),
+    (PermanentError, 500, "server_error"),
+]
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+
+# Documented on every route that can answer them.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "invalid_json"},
+    401: {"model": ErrorBody, "description": "missing_api_key, invalid_api_key"},
+    413: {"model": ErrorBody, "description": "body_too_large, too_many_documents, too_many_queries"},
+    422: {"model": ErrorBody, "description": "invalid_request, invalid_input, invalid_documents, unknown_language"},
+    503: {"model": ErrorBody, "description": "unavailable, queue_full, store_locked (retry later)"},
+}
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details))
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into an ErrorBody."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(XmsearchError)
+    async def _xmsearch(_: Request, exc: XmsearchError) -> JSONResponse:
+        status, code = next(((s, c) for t, s, c in _MAPPING if isinstance(exc, t)), (500, "server_error"))
+        if status >= 500 and status != 503:
+            log.error("%s: %s", code, exc)
+        details = None
+        if isinstance(exc, InvalidDocumentsError):
+            details = [{"location": r.location, "reason": r.reason} for r in exc.rejects]
+        return error_response(status, code, str(exc), details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            where = next(e for e in errors if e.get("type") == "json_invalid")
+            reason = where.get("ctx", {}).get("error", "")
+            return error_response(400, "invalid_json", f"the body is not valid JSON: {reason}")
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in errors]
+        shown = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
+        return error_response(422, "invalid_request", shown, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", f"an unexpected {type(exc).__name__}; see the server log")

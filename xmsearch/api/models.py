@@ -1,0 +1,125 @@
+"""The request and response bodies of the HTTP API; their descriptions are the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from ingest.documents import Document
+from retriever.languages import base_language
+from retriever.search import SearchResult
+
+FILTER_HELP = (
+    'Every key must hold (AND): {"language": "fr"} equal, {"tenant": ["a", "b"]} any of, '
+    '{"metadata.year": {"gte": 2020}} range (gt, gte, lt, lte), {"tenant": null} no value. Keys: document_id, '
+    "chunk, language, tenant, content_hash, metadata.<key>."
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentBatch(Strict):
+    documents: list[Document] = Field(min_length=1, description="The documents of one job (limit: api_max_documents).")
+
+
+def _shape(body: Any) -> str:
+    return "batch" if isinstance(body, dict) and "documents" in body else "one"
+
+
+DocumentsIn = Annotated[
+    Annotated[Document, Tag("one")] | Annotated[DocumentBatch, Tag("batch")],
+    Discriminator(_shape),  # errors name the fields of the shape sent, not of both
+]
+
+
+class JobOut(BaseModel):
+    id: str = Field(description="The job id (GET /jobs/{id}).")
+    status: Literal["queued", "running", "done", "failed"] = Field(description="Where the job is.")
+    source: str = Field(description="api, delete, or the file it came from.")
+    tenant: str | None = Field(None, description="The tenant of the key that submitted it (null: unbound).")
+    accepted: int = Field(0, description="Valid documents taken in.")
+    skipped_unchanged: int = Field(0, description="Documents whose chunks were stored already.")
+    encoded: int = Field(0, description="Chunks encoded.")
+    written: int = Field(0, description="Points written.")
+    deleted: int = Field(0, description="Chunks or documents removed.")
+    rejected: int = Field(0, description="Records that were not valid documents.")
+    failed: int = Field(0, description="Valid documents that could not be indexed (see errors, or the DLQ).")
+    tasks_sent: int | None = Field(None, description="Distributed mode: tasks queued for the workers.")
+    tasks_done: int | None = Field(None, description="Distributed mode: tasks the workers finished.")
+    errors: list[str] = Field(default_factory=list, description="Embedded mode: the first reasons for failures.")
+
+
+class SearchIn(Strict):
+    query: str = Field(min_length=1, description="The query, in any language (limit: max_query_chars).")
+    k: int = Field(10, ge=1, description="How many hits (limit: max_k).")
+    language: str | None = Field(
+        None, min_length=1, max_length=35, description="The query's language; detected if absent."
+    )
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+
+
+class SearchBatchIn(Strict):
+    queries: list[str] = Field(min_length=1, description="The queries (limit: api_max_queries).")
+    k: int = Field(10, ge=1, description="Hits per query (limit: max_k).")
+    languages: list[str | None] | None = Field(
+        None, description="One language per query (null entries are detected); all detected if absent."
+    )
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP + " Applies to every query.")
+
+
+class LanguageOut(BaseModel):
+    code: str = Field(description="The base language (fr, de, zh).")
+    adapter: str = Field(description="The model's language adapter that encoded the query.")
+    source: Literal["given", "detected"] = Field(description="Given with the request, or detected.")
+    confidence: float | None = Field(None, description="The detector's confidence, when detected.")
+    fallback: bool = Field(description="True when the language has no adapter and the fallback one was used.")
+
+
+class HitOut(BaseModel):
+    score: float = Field(description="The MaxSim score (higher is better).")
+    document_id: str
+    chunk: int = Field(description="The chunk number within the document (0 first).")
+    text: str = Field(description="The chunk's text.")
+    language: str = Field(description="The chunk's language.")
+    tenant: str | None = None
+    metadata: dict[str, Any] = Field(description="The document's metadata.")
+
+
+class SearchOut(BaseModel):
+    query: str
+    language: LanguageOut
+    hits: list[HitOut]
+    timings_ms: dict[str, float] = Field(description="encode and search milliseconds (per query, for a batch).")
+
+    @classmethod
+    def of(cls, result: SearchResult, given: bool) -> SearchOut:
+        lang = result.language
+        return cls(
+            query=result.query,
+            language=LanguageOut(
+                code=base_language(lang.adapter.split("_")[0] if lang.fallback else lang.requested),
+                adapter=lang.adapter,
+                source="given" if given else "detected",
+                confidence=lang.confidence,
+                fallback=lang.fallback,
+            ),
+            hits=[HitOut(**vars(h)) for h in result.hits],
+            timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
+        )
+
+
+class SearchBatchOut(BaseModel):
+    results: list[SearchOut] = Field(description="One result per query, in order.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    mode: Literal["embedded", "distributed"]
+    checks: dict[str, str] = Field(description='model, store and (distributed) broker: "ok" or the problem.')
