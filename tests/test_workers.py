@@ -8,6 +8,7 @@ worker has stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -351,3 +353,43 @@ def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
         tasks.index_documents.pop_request()
     job = jobs.get("j") or {}
     assert job["tasks_sent"] == 2 and job["tasks_done"] == 1
+
+
+def test_the_api_in_distributed_mode_enqueues_for_the_workers(
+    env: dict[str, str], tmp_path: Path, encoder: Encoder
+) -> None:
+    """`xmsearch serve` with a broker: documents and deletes go to the worker, jobs are read from Redis,
+    and a dead broker is a named 503, not a hang."""
+    port = _free_port()
+    api_env = {**env, "XMSEARCH_API_AUTH": "disabled", "XMSEARCH_API_PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+    worker = Worker(env, tmp_path / "worker.log")
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen([*CLI, "serve"], env=api_env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            time.sleep(0.3)
+        assert httpx.get(f"{url}/ready").json()["checks"] == {"model": "ok", "store": "ok", "broker": "ok"}
+        posted = httpx.post(f"{url}/documents?wait=true", json={"documents": _docs(6)}, timeout=120).json()
+        assert posted["status"] == "done" and posted["accepted"] == 6 and posted["tasks_sent"] == 2
+        assert posted["written"] == posted["encoded"] > 0
+        deleted = httpx.delete(f"{url}/documents/doc-5?wait=true", timeout=120).json()
+        assert deleted["status"] == "done" and deleted["tasks_done"] == 1
+        assert httpx.get(f"{url}/jobs/{posted['id']}").json()["accepted"] == 6
+        worker.stop()
+        hits = httpx.post(f"{url}/search", json={"query": "river3 mill", "k": 10, "language": "en"}).json()["hits"]
+        assert sorted({h["document_id"] for h in hits}) == [f"doc-{i}" for i in range(5)]
+        redis.Redis.from_url(env["XMSEARCH_BROKER_URL"]).shutdown(nosave=True)
+        down = httpx.post(f"{url}/documents", json=_docs(1)[0], timeout=60)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "broker_unavailable"
+        ready = httpx.get(f"{url}/ready", timeout=60)
+        assert ready.status_code == 503 and "Connection" in ready.json()["checks"]["broker"]
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        api.wait(30)
+        if worker.process.poll() is None:
+            worker.stop()

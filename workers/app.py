@@ -21,8 +21,16 @@ def broker_url(settings: Settings) -> str:
 
 
 def make_app(settings: Settings) -> Celery:
-    app = Celery("xmsearch", broker=settings.broker_url or "memory://", include=["workers.tasks"])
+    app = Celery("xmsearch", include=["workers.tasks"])
+    configure(app, settings)
+    return app
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Point the app at the settings' broker (a caller may pass settings other than the environment's,
+    before the app has sent anything)."""
     app.conf.update(
+        broker_url=settings.broker_url or "memory://",
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -35,7 +43,6 @@ def make_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )
-    return app
 
 
 def redis_client(settings: Settings, retries: int = 40) -> redis.Redis:

@@ -15,9 +15,12 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+import redis
 
 from ingest.documents import Document, Reject, limits, parse
 from ingest.pipeline import Indexer, Job
@@ -46,6 +49,10 @@ class TenantForbiddenError(PermanentError):
 
 class QueueFullError(TransientError):
     """The embedded indexing queue is full: retry later."""
+
+
+class BrokerUnavailableError(TransientError):
+    """The distributed mode's broker (Redis) did not answer."""
 
 
 class _Backend(Protocol):
@@ -255,9 +262,11 @@ class _Queued:
     mode = "distributed"
 
     def __init__(self, settings: Settings) -> None:
-        from workers.app import redis_client
+        from workers.app import app, configure, redis_client
         from workers.jobs import JobStore
 
+        if app.conf.broker_url != settings.broker_url:
+            configure(app, settings)
         self.settings = settings
         self.redis = redis_client(settings, retries=2)  # callers wait on it: a dead broker is an error at once
         self.jobs = JobStore(self.redis)
@@ -265,15 +274,18 @@ class _Queued:
     def submit(self, documents: list[Document], source: str, tenant: str | None) -> str:
         from workers.producer import enqueue
 
-        return enqueue(documents, self.settings, self.jobs, source, tenant=tenant)
+        with self._broker():
+            return enqueue(documents, self.settings, self.jobs, source, tenant=tenant)
 
     def delete(self, document_ids: list[str], tenant: str | None) -> str:
         from workers.producer import enqueue_delete
 
-        return enqueue_delete(document_ids, tenant, self.jobs)
+        with self._broker():
+            return enqueue_delete(document_ids, tenant, self.jobs)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        job = self.jobs.get(job_id)
+        with self._broker():
+            job = self.jobs.get(job_id)
         if job is not None and job["status"] == "running" and not job["tasks_done"]:
             job["status"] = "queued"
         return job
@@ -281,10 +293,22 @@ class _Queued:
     def depth(self) -> int:
         from workers.app import QUEUE
 
-        return int(self.redis.llen(QUEUE))
+        try:
+            return int(self.redis.llen(QUEUE))
+        except redis.RedisError:
+            return -1  # unknown: /ready names the problem
 
     def check(self) -> None:
-        self.redis.ping()
+        with self._broker():
+            self.redis.ping()
+
+    @contextmanager
+    def _broker(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.RedisError, OSError) as exc:
+            where = self.settings.broker_url
+            raise BrokerUnavailableError(f"the broker at {where} did not answer: {exc}") from exc
 
     def close(self) -> None:
         self.redis.close()

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from retriever.errors import InvalidInputError, PermanentError, TransientError, UnknownLanguageError, XmsearchError
 from retriever.schema import StoreMismatchError
 from retriever.stores.base import CollectionNotFoundError, StoreLockedError
-from xmsearch.ingestor import InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from xmsearch.ingestor import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (TenantForbiddenError, 403, "tenant_forbidden"),
     (CollectionNotFoundError, 404, "collection_not_found"),
     (QueueFullError, 503, "queue_full"),
+    (BrokerUnavailableError, 503, "broker_unavailable"),
     (StoreMismatchError, 500, "store_mismatch"),
     (StoreLockedError, 503, "store_locked"),
     (TransientError, 503, "unavailable"),
@@ -64,7 +65,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing_api_key, invalid_api_key"},
     413: {"model": ErrorBody, "description": "body_too_large, too_many_documents, too_many_queries"},
     422: {"model": ErrorBody, "description": "invalid_request, invalid_input, invalid_documents, unknown_language"},
-    503: {"model": ErrorBody, "description": "unavailable, queue_full, store_locked (retry later)"},
+    503: {"model": ErrorBody, "description": "unavailable, queue_full, broker_unavailable, store_locked (retry later)"},
 }
 
 

@@ -1,0 +1,87 @@
+"""The Python API for writes (xmsearch.Ingestor) in the embedded mode: validation before anything is
+queued, tenants, jobs in order on one thread, a bounded queue, failures kept with their reason, and
+close() finishing what was accepted."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retriever.encoder import Encoder
+from retriever.settings import Settings
+from xmsearch import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+
+
+def make(tmp_path: Path, encoder: Encoder, **overrides: Any) -> Ingestor:
+    settings = Settings(model=str(encoder.spec.path), device="cpu", store="local", data_dir=tmp_path, **overrides)
+    return Ingestor.from_settings(settings, encoder)
+
+
+def test_submit_wait_and_delete(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder)
+    assert ingestor.mode == "embedded"
+    job = ingestor.wait(ingestor.submit([{"id": "a", "text": "Der Rhein fließt durch Basel.", "language": "de"}]))
+    assert job["status"] == "done" and job["written"] == 1 and job["source"] == "python"
+    store = ingestor.backend.indexer.store  # type: ignore[attr-defined]
+    assert store.fetch("a")[0].language == "de"
+    assert ingestor.wait(ingestor.delete(["a"]))["deleted"] == 1 and store.fetch("a") == []
+    ingestor.close()
+
+
+def test_an_invalid_record_refuses_the_whole_submission(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder, max_document_chars=50)
+    records = [{"id": "ok", "text": "fine"}, {"id": "", "text": "x"}, {"id": "long", "text": "y" * 51}]
+    with pytest.raises(InvalidDocumentsError) as caught:
+        ingestor.submit(records)
+    assert [r.location for r in caught.value.rejects] == ["document 1", "document 2"]
+    assert "over the limit of 50" in str(caught.value)
+    assert ingestor.depth() == 0 and not ingestor.backend.jobs  # type: ignore[attr-defined]
+    ingestor.close()
+
+
+def test_a_tenant_scope_claims_unowned_documents_and_refuses_others(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder)
+    job = ingestor.wait(ingestor.submit([{"id": "a", "text": "Hello world."}], tenant="acme"))
+    assert job["tenant"] == "acme"
+    assert ingestor.backend.indexer.store.fetch("a", "acme")  # type: ignore[attr-defined]
+    with pytest.raises(TenantForbiddenError, match="document 0"):
+        ingestor.submit([{"id": "b", "text": "Hi.", "tenant": "globex"}], tenant="acme")
+    ingestor.close()
+
+
+def test_jobs_queue_in_order_bounded_and_close_finishes_them(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder, api_queue_jobs=1)
+    indexer = ingestor.backend.indexer  # type: ignore[attr-defined]
+    release = threading.Event()
+    real = indexer.ingest
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    indexer.ingest = slow
+    first = ingestor.submit([{"id": "1", "text": "one"}])
+    while ingestor.job(first)["status"] == "queued":  # type: ignore[index]
+        pass
+    second = ingestor.submit([{"id": "2", "text": "two"}])
+    with pytest.raises(QueueFullError, match="1 jobs are waiting"):
+        ingestor.submit([{"id": "3", "text": "three"}])
+    assert ingestor.depth() == 1
+    release.set()
+    ingestor.close()  # returns once every accepted job is done
+    assert [ingestor.job(j)["status"] for j in (first, second)] == ["done", "done"]  # type: ignore[index]
+
+
+def test_a_failing_job_keeps_its_reason_and_the_next_one_runs(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder)
+    indexer = ingestor.backend.indexer  # type: ignore[attr-defined]
+    real = indexer.ingest
+    indexer.ingest = lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+    failed = ingestor.wait(ingestor.submit([{"id": "1", "text": "one"}]))
+    assert failed["status"] == "failed" and failed["errors"] == ["OSError: disk full"]
+    indexer.ingest = real
+    assert ingestor.wait(ingestor.submit([{"id": "2", "text": "two"}]))["status"] == "done"
+    ingestor.close()
