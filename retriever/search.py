@@ -3,6 +3,7 @@ collection alias (optionally a single-vector prefetch first) -> ranked passages.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Retriever:
         self.settings = settings
         self.first_stage = first_stage
         self._count: tuple[float, int] | None = None
+        self._opening = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
@@ -105,7 +107,8 @@ class Retriever:
         langs = self.encoder.resolve_languages(queries, languages)
         vectors = self.encoder.encode_queries(queries, [r.adapter for r in langs])
         encoded = time.perf_counter()
-        self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
+        with self._opening:  # concurrent first searches open the store once
+            self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
         prefetch = self._first_stage_vectors(vectors)
         hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()

@@ -82,6 +82,13 @@ def test_unreachable_hub_is_explained(tmp_path: Path) -> None:
     assert "XMSEARCH_MODEL" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_dead_broker_is_exit_code_4_and_names_it(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_BROKER_URL": "redis://127.0.0.1:9/0"}
+    result = _run("delete", "a", env=env)
+    assert result.returncode == 4, result.stderr
+    assert "the broker at redis://127.0.0.1:9/0 did not answer" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_usage_error_exit_code_2() -> None:
     assert _run("no-such-command").returncode == 2
 
@@ -108,3 +115,17 @@ def test_bench_encode_prints_ratios(tiny_checkpoint: Path) -> None:
     assert fp32["precision"] == "float32" and bf16["precision"] == "bfloat16"
     assert fp32["ratio"] > 0 and fp32["docs_per_s"] > 0 and fp32["query_p50_ms"] > 0
     assert bf16["mean_cosine_vs_fp32"] > 0.99
+
+
+def test_bench_api_reports_both_paths(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DEVICE": "cpu",
+        "XMSEARCH_DATA_DIR": str(tmp_path),
+    }
+    result = _run("bench", "api", "--clients", "2", "--seconds", "0.5", "--rounds", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["path"] for r in rows] == ["direct", "api"]
+    assert all(r["requests"] > 0 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in rows)

@@ -46,13 +46,13 @@ class IngestFigures:
         return asdict(self)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
@@ -73,7 +73,7 @@ def run(settings: Settings, n_docs: int) -> IngestFigures:
         if url is None:
             if shutil.which("redis-server") is None:
                 raise PermanentError("bench ingest needs XMSEARCH_BROKER_URL or a redis-server binary to start one")
-            port = _free_port()
+            port = free_port()
             redis_process = subprocess.Popen(
                 ["redis-server", "--port", str(port), "--save", "", "--dir", tmp], stdout=subprocess.DEVNULL
             )
@@ -88,7 +88,7 @@ def run(settings: Settings, n_docs: int) -> IngestFigures:
         with log.open("wb") as out:
             worker = subprocess.Popen([*CLI, "worker"], env=env, stdout=out, stderr=out, start_new_session=True)
         try:
-            _wait_for(lambda: "is warm" in log.read_text(errors="replace"), 600, "the worker did not load the model")
+            wait_for(lambda: "is warm" in log.read_text(errors="replace"), 600, "the worker did not load the model")
             end_to_end, chunks = _end_to_end(corpus, settings.model_copy(update={"broker_url": url}))
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -115,7 +115,7 @@ def _end_to_end(corpus: Path, settings: Settings) -> tuple[float, int]:
     jobs = JobStore(redis.Redis.from_url(str(settings.broker_url), decode_responses=True))
     start = time.perf_counter()
     job_id = enqueue(read_path(str(corpus), limits(settings)), settings, jobs, str(corpus))
-    _wait_for(lambda: (jobs.get(job_id) or {}).get("status") == "done", 3600, "the job did not finish")
+    wait_for(lambda: (jobs.get(job_id) or {}).get("status") == "done", 3600, "the job did not finish")
     elapsed = time.perf_counter() - start
     job = jobs.get(job_id) or {}
     if job.get("failed") or job.get("rejected"):

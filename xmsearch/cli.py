@@ -1,7 +1,9 @@
 """The `xmsearch` command: the demo (README command 1), model tools and benchmarks.
 
 Human output by default, `--json` for scripts; errors are one line without a traceback unless
-`--debug`. Exit codes: 0 ok, 1 an xmsearch error (bad input, bad checkpoint, unreachable hub), 2 usage.
+`--debug`. Exit codes: 0 ok; 1 an error that will happen again (bad input, bad checkpoint, bad
+settings); 2 usage; 3 done, but some records were rejected; 4 a service did not answer (broker, Qdrant
+server: retrying later may work).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from retriever.errors import XmsearchError
+from retriever.errors import TransientError, XmsearchError
 
 if TYPE_CHECKING:
     from ingest.documents import Reject
@@ -485,6 +487,7 @@ def make_tiny_cmd(
     query_maxlen: Annotated[int, typer.Option(help="Query length in tokens (32 = ColBERT-XM).")] = 64,
     doc_maxlen: Annotated[int, typer.Option(help="Document length in tokens.")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Write a checkpoint with random weights in the exact on-disk format of antoinelouis/colbert-xm.
 
@@ -514,6 +517,9 @@ def make_tiny_cmd(
             doc_maxlen=doc_maxlen,
             seed=seed,
         )
+    if as_json:
+        print(json.dumps({"path": str(out), "adapters": list(chosen)}))
+        return
     console.print(f"wrote {out} ({len(chosen)} adapters); use it with XMSEARCH_MODEL={out}")
 
 
@@ -679,6 +685,43 @@ def bench_ingest_cmd(
     )
 
 
+@bench_app.command("api")
+def bench_api_cmd(
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Seconds per phase.")] = 10.0,
+    rounds: Annotated[int, typer.Option(help="Alternating direct/API rounds.")] = 2,
+    k: Annotated[int, typer.Option(help="Hits per query.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Load test of POST /search on loopback (`xmsearch serve` in its own process) next to the Retriever
+    called directly, same clients, queries and index, phases alternating; prints throughput,
+    p50/p95/p99 and the API/direct ratios. Bounded: about 2 x rounds x seconds plus start-up.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench api --clients 4 --seconds 10
+    """
+    from retriever.settings import get_settings
+    from xmsearch.bench_api import as_dicts, run
+
+    with console.status("load-testing the API", spinner="dots"):
+        rows = run(get_settings(), clients, seconds, rounds, k)
+    if as_json:
+        print(json.dumps(as_dicts(rows)))
+        return
+    table = Table(title=f"POST /search vs Retriever.search, {clients} clients, {rounds} x {seconds:.0f} s each")
+    for col in ("path", "requests", "per s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.path, str(r.requests), f"{r.per_s:.1f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}"
+        )
+    console.print(table)
+    direct, api = rows
+    console.print(
+        f"API / direct: p50 {api.p50_ms / direct.p50_ms:.3f}, p99 {api.p99_ms / direct.p99_ms:.3f}, "
+        f"throughput {api.per_s / direct.per_s:.3f}"
+    )
+
+
 @bench_app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,
@@ -713,11 +756,11 @@ def bench_langid_cmd(
 
 
 def main() -> None:
-    """Entry point: run the app, turning xmsearch errors into one clear line and exit code 1."""
+    """Entry point: run the app, turning xmsearch errors into one clear line and exit code 1 or 4."""
     try:
         app()
     except XmsearchError as exc:
         if _state["debug"]:
             raise
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        sys.exit(4 if isinstance(exc, TransientError) else 1)
