@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from retriever.batching import QueryBatcher
 from retriever.encoder import Encoder, Languages
 from retriever.errors import InvalidInputError
 from retriever.filters import Condition, parse_filter
@@ -71,6 +72,7 @@ class Retriever:
         self.first_stage = first_stage
         self._count: tuple[float, int] | None = None
         self._opening = threading.Lock()
+        self.batcher = QueryBatcher(encoder.encode_queries, settings.batch_size) if settings.query_batching else None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
@@ -105,7 +107,11 @@ class Retriever:
         self._check_lengths(queries)
         start = time.perf_counter()
         langs = self.encoder.resolve_languages(queries, languages)
-        vectors = self.encoder.encode_queries(queries, [r.adapter for r in langs])
+        adapters = [r.adapter for r in langs]
+        if self.batcher is not None:  # with the queries of concurrent searches, in one forward pass
+            vectors = self.batcher.encode(queries, adapters)
+        else:
+            vectors = self.encoder.encode_queries(queries, adapters)
         encoded = time.perf_counter()
         with self._opening:  # concurrent first searches open the store once
             self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         10_000, ge=0, description="Collection size from which `auto` uses the first stage."
     )
     first_stage_candidates: int = Field(400, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
+    query_batching: bool = Field(
+        True, description="Encode the queries of concurrent searches together (never waits for a timer)."
+    )
     max_k: int = Field(1000, ge=1, description="The most hits one search may ask for.")
     max_document_chars: int = Field(2_000_000, ge=1, description="Longest document text accepted.")
     max_metadata_bytes: int = Field(65_536, ge=2, description="Largest metadata object (as JSON) accepted.")

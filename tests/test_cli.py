@@ -127,5 +127,5 @@ def test_bench_api_reports_both_paths(tiny_checkpoint: Path, tmp_path: Path) -> 
     result = _run("bench", "api", "--clients", "2", "--seconds", "0.5", "--rounds", "1", "--json", env=env)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["path"] for r in rows] == ["direct", "api"]
+    assert [r["path"] for r in rows] == ["direct", "api", "direct, unbatched"]
     assert all(r["requests"] > 0 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in rows)

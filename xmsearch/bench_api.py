@@ -1,7 +1,8 @@
 """`xmsearch bench api`: a bounded load test of POST /search on loopback, next to the Retriever called
 directly with the same concurrency, queries and index, in one run.
 
-The bundled corpus is indexed once and copied, so that the API server (`xmsearch serve`, its own
+A third path, the Retriever with query batching off, shows what grouping concurrent queries into
+one forward pass gains. The bundled corpus is indexed once and copied, so that the API server (`xmsearch serve`, its own
 process, as deployed) and the direct Retriever (this process) each own an identical store. Phases
 alternate (direct, API, direct, API, ...) so that drift on a noisy machine hits both alike; each
 client sends its next query as soon as the last one is answered.
@@ -45,7 +46,7 @@ class LoadFigures:
 
 
 def _drive(
-    call: Callable[[str, str], None], queries: list[tuple[str, str]], clients: int, seconds: float
+    call: Callable[[str, str], object], queries: list[tuple[str, str]], clients: int, seconds: float
 ) -> list[float]:
     """`clients` threads calling back to back for `seconds`; every latency in ms."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -144,11 +145,18 @@ def _measure(
         if response.status_code != 200:
             raise PermanentError(f"POST /search answered {response.status_code}: {response.text[:300]}")
 
-    def direct(query: str, language: str) -> None:
-        retriever.search(query, k, language)
-
-    paths = {"direct": direct, "api": over_http}
-    latencies: dict[str, list[float]] = {"direct": [], "api": []}
+    unbatched = Retriever(  # the same encoder and store, one forward pass per search
+        retriever.encoder,
+        retriever.store,
+        retriever.settings.model_copy(update={"query_batching": False}),
+        retriever.first_stage,
+    )
+    paths: dict[str, Callable[[str, str], object]] = {
+        "direct": lambda query, language: retriever.search(query, k, language),
+        "api": over_http,
+        "direct, unbatched": lambda query, language: unbatched.search(query, k, language),
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in paths}
     for call in paths.values():  # warm both (threads, connections, caches)
         _drive(call, queries, clients, min(2.0, seconds))
     for _ in range(rounds):

@@ -694,8 +694,9 @@ def bench_api_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Load test of POST /search on loopback (`xmsearch serve` in its own process) next to the Retriever
-    called directly, same clients, queries and index, phases alternating; prints throughput,
-    p50/p95/p99 and the API/direct ratios. Bounded: about 2 x rounds x seconds plus start-up.
+    called directly (with and without query batching), same clients, queries and index, phases
+    alternating; prints throughput, p50/p95/p99 and the ratios. Bounded: 3 x rounds x seconds plus
+    start-up.
 
     Example: XMSEARCH_MODEL=./base-random xmsearch bench api --clients 4 --seconds 10
     """
@@ -715,10 +716,11 @@ def bench_api_cmd(
             r.path, str(r.requests), f"{r.per_s:.1f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}"
         )
     console.print(table)
-    direct, api = rows
+    direct, api, unbatched = rows
     console.print(
         f"API / direct: p50 {api.p50_ms / direct.p50_ms:.3f}, p99 {api.p99_ms / direct.p99_ms:.3f}, "
-        f"throughput {api.per_s / direct.per_s:.3f}"
+        f"throughput {api.per_s / direct.per_s:.3f}; query batching: throughput "
+        f"{direct.per_s / unbatched.per_s:.2f}x, p50 {direct.p50_ms / unbatched.p50_ms:.3f}"
     )
 
 
