@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 
+from retriever.filters import out_of_int64
 from retriever.settings import Settings
 
 MAX_ID_CHARS = 512
@@ -50,11 +51,21 @@ class Document(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, metadata: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if _has_huge_int(metadata):
+            raise ValueError("metadata holds an integer that does not fit in 64 bits")
         size = len(json.dumps(metadata, ensure_ascii=False))
         limit = (info.context or {}).get("max_metadata_bytes")
         if limit is not None and size > limit:
             raise ValueError(f"metadata is {size} bytes as JSON, over the limit of {limit}")
         return metadata
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return out_of_int64(value)
 
 
 @dataclass(frozen=True)

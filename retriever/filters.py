@@ -22,6 +22,12 @@ from retriever.schema import FILTERABLE
 
 Scalar = str | int | float | bool
 RANGE_KEYS = ("gt", "gte", "lt", "lte")
+INT64 = (-(2**63), 2**63 - 1)  # Qdrant's integers
+
+
+def out_of_int64(value: object) -> bool:
+    """An integer (not a bool) that Qdrant cannot hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:
 def _condition(key: str, value: Any) -> Condition:
     if key not in FILTERABLE and not (key.startswith("metadata.") and len(key) > len("metadata.")):
         raise InvalidInputError(f"cannot filter on {key!r}: use one of {', '.join(FILTERABLE)} or metadata.<key>")
+    if any(out_of_int64(v) for v in (value if isinstance(value, list) else [value])):
+        raise InvalidInputError(f"filter {key!r}: integers must fit in 64 bits")
     if value is None:
         return Condition(key, null=True)
     if isinstance(value, (str, int, float, bool)):

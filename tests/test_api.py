@@ -168,6 +168,9 @@ def test_bad_requests_get_named_errors(client: TestClient) -> None:
     assert (status, code) == (422, "invalid_request") and "body.k" in message
     status, code, message = error(client.post("/documents", json={"id": "a", "text": "  "}, headers=as_("admin")))
     assert (status, code) == (422, "invalid_request") and "text is empty" in message
+    huge = {"id": "a", "text": "t", "metadata": {"n": [2**64]}}
+    status, code, message = error(client.post("/documents", json=huge, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_request") and "does not fit in 64 bits" in message
     status, code, message = error(
         client.post("/search", json={"query": "x", "filter": {"colour": "red"}}, headers=as_("admin"))
     )
@@ -222,3 +225,11 @@ def test_api_key_command_makes_a_working_entry() -> None:
     out = CliRunner().invoke(app, ["api-key", "--name", "portal", "--tenant", "acme", "--json"])
     made = json.loads(out.stdout)
     assert ApiKey(**made["entry"]).tenant == "acme" and made["entry"]["sha256"] == digest(made["key"])
+
+
+def test_ids_with_slashes_can_be_deleted(client: TestClient) -> None:
+    doc = {"id": "notes/2024/a.md", "text": "Notes about the harbour.", "language": "en"}
+    client.post("/documents?wait=true", json=doc, headers=as_("admin"))
+    deleted = client.delete("/documents/notes/2024/a.md?wait=true", headers=as_("admin"))
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
+    assert client.post("/search", json={"query": "harbour"}, headers=as_("admin")).json()["hits"] == []

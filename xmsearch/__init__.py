@@ -4,9 +4,27 @@
 >>> from xmsearch import Ingestor, Retriever  # doctest: +SKIP
 >>> job_id = Ingestor.from_settings().submit([{"id": "a", "text": "Le Rhône traverse Lyon."}])  # doctest: +SKIP
 >>> Retriever.from_settings().search("Which river flows through Lyon?").hits  # doctest: +SKIP
+
+The names load on first use, so that `xmsearch --help` and other light commands do not import torch.
 """
 
-from retriever.search import Retriever, SearchResult
-from xmsearch.ingestor import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from retriever.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from retriever.search import Retriever, SearchResult
+    from xmsearch.ingestor import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+
+_HOMES = {
+    "Retriever": "retriever.search",
+    "SearchResult": "retriever.search",
+    "Ingestor": "xmsearch.ingestor",
+    "InvalidDocumentsError": "xmsearch.ingestor",
+    "QueueFullError": "xmsearch.ingestor",
+    "TenantForbiddenError": "xmsearch.ingestor",
+}
 __all__ = ["Ingestor", "InvalidDocumentsError", "QueueFullError", "Retriever", "SearchResult", "TenantForbiddenError"]
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -150,7 +150,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         return _job_answer(ingestor, job_id, wait, response)
 
     @app.delete(
-        "/documents/{document_id}", status_code=202, responses={**write, 200: {"model": JobOut}}, tags=["ingest"]
+        "/documents/{document_id:path}", status_code=202, responses={**write, 200: {"model": JobOut}}, tags=["ingest"]
     )
     def delete_document(
         document_id: str,
@@ -160,7 +160,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         tenant: Annotated[str | None, Query(description="The document's tenant (a bound key: its own).")] = None,
         wait: Annotated[bool, Query(description="Answer when the delete is done (200).")] = False,
     ) -> JobOut:
-        """Remove every chunk of one document (of one tenant)."""
+        """Remove every chunk of one document (of one tenant); ids may hold slashes (folder sources)."""
         if caller.tenant is not None and tenant not in (None, caller.tenant):
             raise ApiError(403, "tenant_forbidden", f"this key may not delete documents of tenant {tenant!r}")
         ingestor = _service(request).ingestor
