@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     api_max_documents: int = Field(1000, ge=1, description="Documents per POST /documents at most.")
     api_max_queries: int = Field(64, ge=1, description="Queries per POST /search/batch at most.")
     max_query_chars: int = Field(2000, ge=1, description="Longest query text accepted (tokens: query_maxlen).")
+    optimize_after_points: int = Field(
+        20_000,
+        ge=1,
+        description="Embedded API: optimise the store when idle once this many points were written or deleted.",
+    )
     api_queue_jobs: int = Field(
         64, ge=1, description="Embedded mode: submitted jobs waiting to be indexed before the API answers 503."
     )

@@ -85,3 +85,15 @@ def test_a_failing_job_keeps_its_reason_and_the_next_one_runs(tmp_path: Path, de
     indexer.ingest = real
     assert ingestor.wait(ingestor.submit([{"id": "2", "text": "two"}]))["status"] == "done"
     ingestor.close()
+
+
+def test_the_store_is_optimised_when_idle_after_enough_writes(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    ingestor = make(tmp_path, detecting_encoder, optimize_after_points=3)
+    store = ingestor.backend.indexer.store  # type: ignore[attr-defined]
+    calls: list[int] = []
+    store.optimize = lambda: calls.append(1)
+    ingestor.wait(ingestor.submit([{"id": "1", "text": "one"}, {"id": "2", "text": "two"}]))
+    assert calls == []  # 2 points: not yet
+    ingestor.wait(ingestor.submit([{"id": "3", "text": "three"}]))
+    ingestor.close()
+    assert calls == [1] and ingestor.backend.unoptimized == 0  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ the Celery workers through Redis, and their counts are read back from Redis.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -29,6 +30,7 @@ from retriever.errors import InvalidInputError, PermanentError, TransientError
 from retriever.metrics import DOCUMENTS
 from retriever.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
 KEPT_JOBS = 10_000  # embedded mode: the most recent jobs whose status can still be read
 KEPT_ERRORS = 20  # per job: the first reasons kept for the job's status
 
@@ -82,7 +84,8 @@ class Ingestor:
         settings = settings or get_settings()
         if settings.broker_url:
             return cls(_Queued(settings), settings)
-        return cls(_Inline(indexer or Indexer.from_settings(settings, encoder), settings.api_queue_jobs), settings)
+        indexer = indexer or Indexer.from_settings(settings, encoder)
+        return cls(_Inline(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
 
     @property
     def mode(self) -> str:
@@ -183,8 +186,10 @@ class _Inline:
 
     mode = "embedded"
 
-    def __init__(self, indexer: Indexer, max_jobs: int) -> None:
+    def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int) -> None:
         self.indexer = indexer
+        self.optimize_after = optimize_after
+        self.unoptimized = 0  # points written or deleted since the store was last optimized
         self.queue: queue.Queue[tuple[_InlineJob, Callable[[], None]] | None] = queue.Queue(maxsize=max_jobs)
         self.jobs: OrderedDict[str, _InlineJob] = OrderedDict()
         self.lock = threading.Lock()
@@ -236,6 +241,18 @@ class _Inline:
             except Exception as exc:  # the job fails with its reason; the thread goes on with the next
                 entry.errors.append(f"{type(exc).__name__}: {exc}")
                 entry.job.status = "failed"
+            self.unoptimized += entry.job.counts.written + entry.job.counts.deleted
+            if self.queue.empty() and self.unoptimized >= self.optimize_after:
+                self._optimize()
+
+    def _optimize(self) -> None:
+        """Merge segments, build the first-stage index, reclaim deletions: while idle, since Qdrant Edge
+        holds the GIL while it optimizes (searches in this process wait meanwhile)."""
+        try:
+            self.indexer.store.optimize()
+            self.unoptimized = 0
+        except Exception:
+            log.exception("optimizing the store failed; it is tried again after the next job")
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         with self.lock:
