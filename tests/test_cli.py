@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from xmsearch.cli import app
@@ -117,6 +118,7 @@ def test_bench_encode_prints_ratios(tiny_checkpoint: Path) -> None:
     assert bf16["mean_cosine_vs_fp32"] > 0.99
 
 
+@pytest.mark.slow  # a benchmark: starts a server and loads the model twice
 def test_bench_api_reports_both_paths(tiny_checkpoint: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
