@@ -104,6 +104,7 @@ class Ingestor:
         return job_id
 
     def validate(self, documents: Iterable[Document | Mapping[str, Any]], tenant: str | None) -> list[Document]:
+        """The documents, checked against the settings' limits and given `tenant`; nothing is queued."""
         context = limits(self.settings)
         docs: list[Document] = []
         rejects: list[Reject] = []
@@ -113,7 +114,9 @@ class Ingestor:
             if isinstance(parsed, Reject):
                 rejects.append(parsed)
             elif tenant is not None and parsed.tenant not in (None, tenant):
-                raise TenantForbiddenError(f"document {i} ({parsed.id!r}) belongs to another tenant than this key's")
+                raise TenantForbiddenError(
+                    f"document {i} ({parsed.id!r}) names tenant {parsed.tenant!r}; this caller writes only {tenant!r}"
+                )
             else:
                 docs.append(parsed if tenant is None else parsed.model_copy(update={"tenant": tenant}))
         if rejects:

@@ -1,0 +1,149 @@
+"""The routes of the HTTP API: what each one takes, answers and refuses (the OpenAPI document is
+generated from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from retriever.filters import owned_by
+from xmsearch.api.auth import Caller, Principal
+from xmsearch.api.errors import COMMON_RESPONSES, ApiError, ErrorBody
+from xmsearch.api.models import (
+    DocumentBatch,
+    DocumentsIn,
+    HealthOut,
+    JobOut,
+    ReadyOut,
+    SearchBatchIn,
+    SearchBatchOut,
+    SearchIn,
+    SearchOut,
+)
+from xmsearch.api.service import Service
+from xmsearch.ingestor import Ingestor
+
+WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _visible(job: dict[str, Any] | None, caller: Principal, job_id: str) -> JobOut:
+    if job is None or (caller.tenant is not None and job.get("tenant") != caller.tenant):
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}")  # another tenant's job is not disclosed
+    return JobOut.model_validate(job)
+
+
+WRITE = {**COMMON_RESPONSES, 403: {"model": ErrorBody, "description": "tenant_forbidden"}}
+READ = {**COMMON_RESPONSES, 404: {"model": ErrorBody, "description": "collection_not_found"}}
+router = APIRouter()
+
+
+@router.post("/documents", status_code=202, responses={**WRITE, 200: {"model": JobOut}}, tags=["ingest"])
+def post_documents(
+    body: DocumentsIn,
+    caller: Caller,
+    request: Request,
+    response: Response,
+    wait: Annotated[bool, Query(description="Answer when the job is done (200), not when queued (202).")] = False,
+) -> JobOut:
+    """Index one document or a batch as one job; unchanged documents are skipped. An invalid document
+    refuses the whole request (422 invalid_documents, naming each one)."""
+    docs = body.documents if isinstance(body, DocumentBatch) else [body]
+    service = _service(request)
+    most = service.settings.api_max_documents
+    if len(docs) > most:
+        raise ApiError(413, "too_many_documents", f"{len(docs)} documents; send at most {most}")
+    ingestor = service.ingestor
+    job_id = ingestor.submit(docs, tenant=caller.tenant, source="api")
+    return _job_answer(ingestor, job_id, wait, response)
+
+
+@router.delete(
+    "/documents/{document_id:path}", status_code=202, responses={**WRITE, 200: {"model": JobOut}}, tags=["ingest"]
+)
+def delete_document(
+    document_id: str,
+    caller: Caller,
+    request: Request,
+    response: Response,
+    tenant: Annotated[str | None, Query(description="The document's tenant (a bound key: its own).")] = None,
+    wait: Annotated[bool, Query(description="Answer when the delete is done (200).")] = False,
+) -> JobOut:
+    """Remove every chunk of one document (of one tenant); ids may hold slashes (folder sources)."""
+    if caller.tenant is not None and tenant not in (None, caller.tenant):
+        raise ApiError(403, "tenant_forbidden", f"this key may not delete documents of tenant {tenant!r}")
+    ingestor = _service(request).ingestor
+    job_id = ingestor.delete([document_id], caller.tenant if caller.tenant is not None else tenant)
+    return _job_answer(ingestor, job_id, wait, response)
+
+
+@router.get("/jobs/{job_id}", responses={**COMMON_RESPONSES, 404: {"model": ErrorBody}}, tags=["ingest"])
+def get_job(job_id: str, caller: Caller, request: Request) -> JobOut:
+    """A job's status and counts (a tenant-bound key sees only its own jobs)."""
+    return _visible(_service(request).ingestor.job(job_id), caller, job_id)
+
+
+@router.post("/search", responses=READ, tags=["search"])
+def search(body: SearchIn, caller: Caller, request: Request) -> SearchOut:
+    """The k best passages for a query in any language, encoded with its language's adapter."""
+    scope = [] if caller.tenant is None else [owned_by(caller.tenant)]
+    result = _service(request).retriever.search(body.query, body.k, body.language, body.filter, scope)
+    return SearchOut.of(result, given=body.language is not None)
+
+
+@router.post("/search/batch", responses=READ, tags=["search"])
+def search_batch(body: SearchBatchIn, caller: Caller, request: Request) -> SearchBatchOut:
+    """Several queries in one encoder pass and one store round trip."""
+    service = _service(request)
+    most = service.settings.api_max_queries
+    if len(body.queries) > most:
+        raise ApiError(413, "too_many_queries", f"{len(body.queries)} queries; send at most {most}")
+    if body.languages is not None and len(body.languages) != len(body.queries):
+        raise ApiError(422, "invalid_input", f"{len(body.languages)} languages for {len(body.queries)} queries")
+    scope = [] if caller.tenant is None else [owned_by(caller.tenant)]
+    results = service.retriever.search_batch(body.queries, body.k, body.languages, body.filter, scope)
+    given = body.languages or [None] * len(results)
+    return SearchBatchOut(results=[SearchOut.of(r, lang is not None) for r, lang in zip(results, given, strict=True)])
+
+
+@router.get("/health", tags=["operations"])
+def health() -> HealthOut:
+    """Alive (answers without touching the model or the store; no key needed)."""
+    return HealthOut()
+
+
+@router.get("/ready", responses={503: {"model": ReadyOut}}, tags=["operations"])
+def ready(request: Request) -> JSONResponse:
+    """Model loaded, store and (distributed) broker reachable; 503 with the failing check otherwise."""
+    service: Service | None = getattr(request.app.state, "service", None)
+    if service is None:
+        mode = "distributed" if request.app.state.settings.broker_url else "embedded"
+        body = ReadyOut(ready=False, mode=mode, checks={"model": "loading"})
+    else:
+        checks = service.checks()
+        body = ReadyOut(ready=all(v == "ok" for v in checks.values()), mode=service.ingestor.mode, checks=checks)  # type: ignore[arg-type]
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+def metrics() -> Response:
+    """Prometheus metrics: requests, latencies, documents, queue depth, encoder batch sizes (no key needed)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _job_answer(ingestor: Ingestor, job_id: str, wait: bool, response: Response) -> JobOut:
+    if not wait:
+        return JobOut.model_validate(ingestor.job(job_id))
+    response.status_code = 200
+    try:
+        return JobOut.model_validate(ingestor.wait(job_id, WAIT_LIMIT_S))
+    except TimeoutError:
+        response.status_code = 202
+        return JobOut.model_validate(ingestor.job(job_id))
