@@ -17,7 +17,7 @@ from retriever.errors import InvalidInputError, PermanentError
 
 TOKENS = "tokens"  # the per-token multivector, compared with MaxSim
 FIRST_STAGE = "first_stage"  # one vector per passage for the optional HNSW prefetch
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: point ids include the tenant
 METADATA_KEY = "xmsearch"  # the collection metadata entry that records the spec
 
 # Payload fields and the index each one gets (filters use these; `text` and `metadata` are stored).
@@ -79,7 +79,9 @@ class IndexSpec:
             )
         if recorded.get("schema") != SCHEMA_VERSION:
             raise StoreMismatchError(
-                f"collection {collection!r} has schema {recorded.get('schema')}, expected {SCHEMA_VERSION}"
+                f"collection {collection!r} has schema {recorded.get('schema')}, this version writes schema "
+                f"{SCHEMA_VERSION} (point ids include the tenant since schema 2): index again into a new collection "
+                "(XMSEARCH_COLLECTION) or data folder (XMSEARCH_DATA_DIR)"
             )
 
 

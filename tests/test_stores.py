@@ -221,3 +221,9 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
     for h in hits:
         assert abs(h.score - maxsim(stored(q), stored(by_id[(h.document_id, h.chunk)]))) < 1e-3
     s.close()
+
+
+def test_a_collection_of_an_older_schema_is_refused_with_what_to_do() -> None:
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM)
+    with pytest.raises(StoreMismatchError, match="has schema 1.*index again into a new collection"):
+        spec.check({**spec.record(), "schema": 1}, "docs")
