@@ -225,5 +225,5 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
 
 def test_a_collection_of_an_older_schema_is_refused_with_what_to_do() -> None:
     spec = IndexSpec(model_id="tiny@abc", dim=DIM)
-    with pytest.raises(StoreMismatchError, match="has schema 1.*index again into a new collection"):
+    with pytest.raises(StoreMismatchError, match=r"has schema 1.*index again into a new collection"):
         spec.check({**spec.record(), "schema": 1}, "docs")
