@@ -3,7 +3,6 @@ collection alias (optionally a single-vector prefetch first) -> ranked passages.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,7 +70,6 @@ class Retriever:
         self.settings = settings
         self.first_stage = first_stage
         self._count: tuple[float, int] | None = None
-        self._opening = threading.Lock()
         self.batcher = QueryBatcher(encoder.encode_queries, settings.batch_size) if settings.query_batching else None
 
     @classmethod
@@ -113,8 +111,7 @@ class Retriever:
         else:
             vectors = self.encoder.encode_queries(queries, adapters)
         encoded = time.perf_counter()
-        with self._opening:  # concurrent first searches open the store once
-            self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
+        self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
         prefetch = self._first_stage_vectors(vectors)
         hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()

@@ -3,7 +3,9 @@ scores and order equal to a brute-force numpy MaxSim (1e-3 in float16 storage, 1
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +229,27 @@ def test_a_collection_of_an_older_schema_is_refused_with_what_to_do() -> None:
     spec = IndexSpec(model_id="tiny@abc", dim=DIM)
     with pytest.raises(StoreMismatchError, match=r"has schema 1.*index again into a new collection"):
         spec.check({**spec.record(), "schema": 1}, "docs")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_sharing_a_store_open_it_once(backend: str, tmp_path: Path) -> None:
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM)
+    first = make_store(backend, tmp_path, spec)
+    first.open()
+    first.upsert(corpus(np.random.default_rng(6), 3))
+    if backend == "local-memory":
+        shared = first  # an in-memory collection lives in its client
+    else:
+        first.close()
+        shared = make_store(backend, tmp_path, spec)
+    barrier = threading.Barrier(8)
+
+    def open_and_count() -> int:
+        barrier.wait()
+        shared.open(create=False)
+        return shared.count()
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(lambda _: open_and_count(), range(8)))
+    assert len(set(counts)) == 1 and counts[0] > 0
+    shared.close()

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ class EdgeStore:
         self._lock = FolderLock(self.folder)
         self._shard: Any = None
         self._dirty = False
+        self._opening = threading.Lock()
 
     @property
     def shard(self) -> Any:
@@ -104,6 +106,11 @@ class EdgeStore:
     def open(self, create: bool = True) -> None:
         if self._shard is not None:
             return
+        with self._opening:  # threads sharing this store open it once
+            if self._shard is None:
+                self._load(create)
+
+    def _load(self, create: bool) -> None:
         current = self._current()
         if current is None and not create:
             raise CollectionNotFoundError(

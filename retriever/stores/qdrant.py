@@ -4,6 +4,7 @@ memory or a folder), which runs the same client code path in pure Python for tes
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,7 @@ class QdrantStore:
         self.retries = retries
         self.where = str(getattr(client, "init_options", {}).get("url") or backend)
         self._opened = False
+        self._opening = threading.Lock()
 
     @classmethod
     def server(cls, url: str, alias: str, spec: IndexSpec, *, api_key: str | None = None, grpc: bool = False,
@@ -122,6 +124,11 @@ class QdrantStore:
     def open(self, create: bool = True) -> None:
         if self._opened:
             return
+        with self._opening:  # threads sharing this store open it once
+            if not self._opened:
+                self._load(create)
+
+    def _load(self, create: bool) -> None:
         target = self._target()
         if target is None:
             if not create:
