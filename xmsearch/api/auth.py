@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from retriever.filters import Condition, owned_by
 from retriever.settings import ApiKey, Settings
 from xmsearch.api.errors import ApiError
 
@@ -26,6 +27,11 @@ class Principal:
 
     name: str
     tenant: str | None
+
+    @property
+    def scope(self) -> list[Condition]:
+        """What every search of this caller is ANDed with: its tenant, if the key is bound to one."""
+        return [] if self.tenant is None else [owned_by(self.tenant)]
 
 
 def new_key() -> tuple[str, str]:

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from retriever.filters import owned_by
 from xmsearch.api.auth import Caller, Principal
 from xmsearch.api.errors import COMMON_RESPONSES, ApiError, ErrorBody
 from xmsearch.api.models import (
@@ -93,8 +92,7 @@ def get_job(job_id: str, caller: Caller, request: Request) -> JobOut:
 @router.post("/search", responses=READ, tags=["search"])
 def search(body: SearchIn, caller: Caller, request: Request) -> SearchOut:
     """The k best passages for a query in any language, encoded with its language's adapter."""
-    scope = [] if caller.tenant is None else [owned_by(caller.tenant)]
-    result = _service(request).retriever.search(body.query, body.k, body.language, body.filter, scope)
+    result = _service(request).retriever.search(body.query, body.k, body.language, body.filter, caller.scope)
     return SearchOut.of(result, given=body.language is not None)
 
 
@@ -107,8 +105,7 @@ def search_batch(body: SearchBatchIn, caller: Caller, request: Request) -> Searc
         raise ApiError(413, "too_many_queries", f"{len(body.queries)} queries; send at most {most}")
     if body.languages is not None and len(body.languages) != len(body.queries):
         raise ApiError(422, "invalid_input", f"{len(body.languages)} languages for {len(body.queries)} queries")
-    scope = [] if caller.tenant is None else [owned_by(caller.tenant)]
-    results = service.retriever.search_batch(body.queries, body.k, body.languages, body.filter, scope)
+    results = service.retriever.search_batch(body.queries, body.k, body.languages, body.filter, caller.scope)
     given = body.languages or [None] * len(results)
     return SearchBatchOut(results=[SearchOut.of(r, lang is not None) for r, lang in zip(results, given, strict=True)])
 
