@@ -4,7 +4,6 @@ every answer must match the documented schema."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,14 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance,
 
 from retriever.encoder import Encoder
 from tests.test_api import DOCS, KEYS, api_settings
+from workers.bench_ingest import free_port
 from xmsearch.api import create_app
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, detecting_encoder: Encoder) -> Iterator[str]:
     settings = api_settings(tmp_path_factory.mktemp("api"), model=str(detecting_encoder.spec.path))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, detecting_encoder), port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

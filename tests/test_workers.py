@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,23 +27,18 @@ from retriever import Encoder
 from retriever.schema import IndexSpec
 from retriever.stores.edge import EdgeStore
 from tests.conftest import ROOT
+from workers.bench_ingest import free_port
 from workers.jobs import JobStore
 
 Env = dict[str, str]
 CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisServer:
     """A private redis-server with an append-only file, so that a restart keeps the queue."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -360,7 +354,7 @@ def test_the_api_in_distributed_mode_enqueues_for_the_workers(
 ) -> None:
     """`xmsearch serve` with a broker: documents and deletes go to the worker, jobs are read from Redis,
     and a dead broker is a named 503, not a hang."""
-    port = _free_port()
+    port = free_port()
     api_env = {**env, "XMSEARCH_API_AUTH": "disabled", "XMSEARCH_API_PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
     worker = Worker(env, tmp_path / "worker.log")
