@@ -101,14 +101,15 @@ def run(settings: Settings, clients: int, seconds: float, rounds: int, k: int) -
             "XMSEARCH_DATA_DIR": str(api_dir),
             "XMSEARCH_STORE": "edge",
             "XMSEARCH_API_AUTH": "disabled",
+            "XMSEARCH_API_PORT": str(port),
+            "XMSEARCH_MODEL": settings.model,
         }
-        env.update({"XMSEARCH_API_PORT": str(port), "XMSEARCH_MODEL": settings.model})
         env.pop("XMSEARCH_BROKER_URL", None)
-        server = subprocess.Popen(
-            [*CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        log = Path(tmp) / "server.log"  # a file, not a pipe: a chatty server never blocks on a full pipe
+        with log.open("wb") as out:
+            server = subprocess.Popen([*CLI, "serve"], env=env, stdout=out, stderr=out, start_new_session=True)
         try:
-            return _measure(retriever, f"http://127.0.0.1:{port}", server, queries, clients, seconds, rounds, k)
+            return _measure(retriever, f"http://127.0.0.1:{port}", server, log, queries, clients, seconds, rounds, k)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(60)
@@ -119,6 +120,7 @@ def _measure(
     retriever: Retriever,
     url: str,
     server: subprocess.Popen[bytes],
+    log: Path,
     queries: list[tuple[str, str]],
     clients: int,
     seconds: float,
@@ -127,9 +129,7 @@ def _measure(
 ) -> list[LoadFigures]:
     def up() -> bool:
         if server.poll() is not None:
-            raise PermanentError(
-                f"bench api: the server exited: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
-            )
+            raise PermanentError(f"bench api: the server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             return httpx.get(f"{url}/ready").status_code == 200
         except httpx.TransportError:
@@ -157,7 +157,7 @@ def _measure(
         "direct, unbatched": lambda query, language: unbatched.search(query, k, language),
     }
     latencies: dict[str, list[float]] = {name: [] for name in paths}
-    for call in paths.values():  # warm both (threads, connections, caches)
+    for call in paths.values():  # warm every path (threads, connections, caches)
         _drive(call, queries, clients, min(2.0, seconds))
     for _ in range(rounds):
         for name, call in paths.items():
