@@ -3,13 +3,13 @@ limit, and the request count and latency metrics labelled by route template, met
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xmsearch.api.errors import error_response
 
 REQUESTS = Counter("xmsearch_http_requests", "HTTP requests answered.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -41,8 +41,8 @@ class LimitsAndMetrics:
             await send(message)
 
         try:
-            if self._declared(scope) > self.max_body:
-                await self._refuse(sending)
+            if self._declared(scope) > self.max_body:  # refused before the app reads a byte
+                await error_response(413, "body_too_large", self._too_large)(scope, receive, sending)
             else:
                 await self.app(scope, self._counting(receive), sending)
         finally:
@@ -73,10 +73,3 @@ class LimitsAndMetrics:
     @property
     def _too_large(self) -> str:
         return f"the request body is over the limit of {self.max_body} bytes"
-
-    async def _refuse(self, send: Any) -> None:
-        body = {"error": {"code": "body_too_large", "message": self._too_large}}
-        raw = json.dumps(body).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": raw})
