@@ -227,9 +227,10 @@ def test_api_key_command_makes_a_working_entry() -> None:
     assert ApiKey(**made["entry"]).tenant == "acme" and made["entry"]["sha256"] == digest(made["key"])
 
 
-def test_ids_with_slashes_can_be_deleted(client: TestClient) -> None:
-    doc = {"id": "notes/2024/a.md", "text": "Notes about the harbour.", "language": "en"}
+@pytest.mark.parametrize(("doc_id", "path"), [("notes/2024/a.md", "notes/2024/a.md"), ("a\nb", "a%0Ab")])
+def test_ids_with_slashes_or_line_breaks_can_be_deleted(client: TestClient, doc_id: str, path: str) -> None:
+    doc = {"id": doc_id, "text": "Notes about the harbour.", "language": "en"}
     client.post("/documents?wait=true", json=doc, headers=as_("admin"))
-    deleted = client.delete("/documents/notes/2024/a.md?wait=true", headers=as_("admin"))
+    deleted = client.delete(f"/documents/{path}?wait=true", headers=as_("admin"))
     assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
     assert client.post("/search", json={"query": "harbour"}, headers=as_("admin")).json()["hits"] == []

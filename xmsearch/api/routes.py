@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.convertors import Convertor, register_url_convertor
 
 from xmsearch.api.auth import Caller, Principal
 from xmsearch.api.errors import COMMON_RESPONSES, ApiError, ErrorBody
@@ -26,6 +27,21 @@ from xmsearch.api.service import Service
 from xmsearch.ingestor import Ingestor
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
+
+
+class DocumentIdConvertor(Convertor[str]):
+    """Any document id in a path, slashes and line breaks included (ids come from users and folders)."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("document_id", DocumentIdConvertor())
 
 
 def _service(request: Request) -> Service:
@@ -65,7 +81,10 @@ def post_documents(
 
 
 @router.delete(
-    "/documents/{document_id:path}", status_code=202, responses={**WRITE, 200: {"model": JobOut}}, tags=["ingest"]
+    "/documents/{document_id:document_id}",
+    status_code=202,
+    responses={**WRITE, 200: {"model": JobOut}},
+    tags=["ingest"],
 )
 def delete_document(
     document_id: str,
