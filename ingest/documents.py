@@ -76,9 +76,13 @@ class Reject:
     location: str  # "line 12", "entry 1700000000-0", a relative path
     reason: str
     excerpt: str
+    key: tuple[str | None, str] | None = None  # (tenant, id) of a valid document that could not be indexed
 
     def as_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        record = asdict(self)
+        if self.key is None:
+            del record["key"]
+        return json.dumps(record, ensure_ascii=False)
 
 
 def limits(settings: Settings) -> dict[str, int]:

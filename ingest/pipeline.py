@@ -12,42 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from ingest.chunking import Chunk, Chunker
 from ingest.documents import Document, Reject
+from ingest.job import Job, JobStatus
+from retriever.components import Components
 from retriever.encoder import Encoder
 from retriever.errors import InvalidInputError
-from retriever.first_stage import FirstStage
 from retriever.languages import Resolution, base_language
 from retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from retriever.schema import Point
-from retriever.search import assemble
 from retriever.settings import Settings
-from retriever.stores import Store
-
-
-@dataclass
-class JobCounts:
-    accepted: int = 0  # valid documents read
-    skipped_unchanged: int = 0  # documents whose chunks were all stored already
-    encoded: int = 0  # chunks encoded
-    written: int = 0  # points written
-    deleted: int = 0  # chunks removed (shorter new versions, deleted documents)
-    rejected: int = 0  # records that are not valid documents
-    failed: int = 0  # valid documents that could not be indexed
-
-
-@dataclass
-class Job:
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    counts: JobCounts = field(default_factory=JobCounts)
-    status: str = "running"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "status": self.status, "counts": asdict(self.counts)}
 
 
 def content_hash(model_id: str, adapter: str, doc: Document, text: str) -> str:
@@ -64,17 +41,18 @@ class _Planned:
 class Indexer:
     """Indexes documents into the store the settings name, in this process."""
 
-    def __init__(self, encoder: Encoder, store: Store, settings: Settings, first_stage: FirstStage | None) -> None:
-        self.encoder = encoder
-        self.store = store
-        self.settings = settings
-        self.first_stage = first_stage
-        self.chunker = Chunker(encoder.tokenizer, settings.chunk_overlap)
+    def __init__(self, components: Components) -> None:
+        self.components = components
+        self.encoder = components.encoder
+        self.store = components.store
+        self.settings = components.settings
+        self.first_stage = components.first_stage
+        self.chunker = Chunker(self.encoder.tokenizer, self.settings.chunk_overlap)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Indexer:
+    def from_settings(cls, settings: Settings, encoder: Encoder | None = None) -> Indexer:
         """The encoder and store the settings name (the store opens on the first write)."""
-        return cls(*assemble(settings, encoder))
+        return cls(Components.load(settings, encoder))
 
     def ingest(
         self,
@@ -106,7 +84,7 @@ class Indexer:
                 on_progress(job)
         if pending:
             self._write(list(pending.values()), job, on_reject)
-        job.status = "done"
+        job.status = JobStatus.DONE
         on_progress(job)
         return job
 
@@ -139,7 +117,7 @@ class Indexer:
             except InvalidInputError as exc:
                 job.counts.failed += 1
                 failed += 1
-                on_reject(Reject("ingest", f"document {plan.doc.id!r}", str(exc), plan.doc.text[:200]))
+                on_reject(Reject("ingest", f"document {plan.doc.id!r}", str(exc), plan.doc.text[:200], plan.doc.key))
                 continue
             stored = existing.get(plan.doc.key, {})
             changed = False

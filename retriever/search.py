@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 
 from retriever.batching import QueryBatcher
+from retriever.components import Components
 from retriever.encoder import Encoder, Languages
 from retriever.errors import InvalidInputError
 from retriever.filters import Condition, parse_filter
-from retriever.first_stage import FirstStage, make_first_stage
 from retriever.languages import Resolution
-from retriever.schema import Hit, IndexSpec, check_k
+from retriever.schema import Hit, check_k
 from retriever.settings import Settings, get_settings
-from retriever.stores import Store, open_store
 from retriever.stores.base import CollectionNotFoundError
 
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
@@ -34,29 +33,6 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def index_spec(encoder: Encoder, settings: Settings, first_stage: FirstStage | None) -> IndexSpec:
-    """The collection a given encoder and settings write and read."""
-    return IndexSpec(
-        model_id=encoder.spec.model_id,
-        dim=encoder.spec.dim,
-        datatype=settings.vector_datatype,
-        quantization=settings.quantization,
-        first_stage_dim=first_stage.dim if first_stage else 0,
-        metadata_indexes=dict(settings.metadata_indexes),
-    )
-
-
-def assemble(
-    settings: Settings | None = None, encoder: Encoder | None = None
-) -> tuple[Encoder, Store, Settings, FirstStage | None]:
-    """The parts that readers and writers share: the encoder (loaded unless given), the store the
-    settings name (not yet opened), the settings, and the first stage."""
-    settings = settings or get_settings()
-    encoder = encoder or Encoder.from_pretrained(settings.model, settings)
-    first_stage = make_first_stage(encoder.spec.dim, settings)
-    return encoder, open_store(settings, index_spec(encoder, settings, first_stage)), settings, first_stage
-
-
 class Retriever:
     """Searches one collection with one encoder.
 
@@ -64,18 +40,21 @@ class Retriever:
     >>> retriever.search("wie alt ist der Eiffelturm", k=5).hits[0].text  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: Encoder, store: Store, settings: Settings, first_stage: FirstStage | None) -> None:
-        self.encoder = encoder
-        self.store = store
-        self.settings = settings
-        self.first_stage = first_stage
+    def __init__(self, components: Components) -> None:
+        self.components = components
+        self.encoder = components.encoder
+        self.store = components.store
+        self.settings = settings = components.settings
+        self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
-        self.batcher = QueryBatcher(encoder.encode_queries, settings.batch_size) if settings.query_batching else None
+        self.batcher = (
+            QueryBatcher(self.encoder.encode_queries, settings.batch_size) if settings.query_batching else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
         """The encoder and store the settings name (the store is opened on first search)."""
-        return cls(*assemble(settings, encoder))
+        return cls(Components.load(settings or get_settings(), encoder))
 
     def search(
         self,
@@ -150,4 +129,4 @@ class Retriever:
         self.store.close()
 
 
-__all__ = ["CollectionNotFoundError", "Retriever", "SearchResult", "assemble", "index_spec"]
+__all__ = ["CollectionNotFoundError", "Retriever", "SearchResult"]

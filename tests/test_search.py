@@ -16,7 +16,7 @@ from retriever import Encoder, InvalidInputError, Settings
 from retriever.first_stage import MeanPooling
 from retriever.schema import IndexSpec, Point
 from retriever.search import Retriever
-from retriever.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, open_store
+from retriever.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
 from retriever.stores.qdrant import QdrantStore
 from tests.conftest import ROOT, as_stored
 
@@ -183,7 +183,7 @@ def test_server_that_does_not_answer_is_retried_then_reported(encoder: Encoder) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = Settings(store="server", qdrant_url=f"http://127.0.0.1:{port}", qdrant_retries=2, qdrant_timeout=1.0)
-    store = open_store(settings, IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim))
+    store = make_store(settings, IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim))
     assert isinstance(store, QdrantStore)
     with pytest.raises(StoreUnavailableError, match=rf"127.0.0.1:{port} did not answer after 3 attempts"):
         store.open()

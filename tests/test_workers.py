@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +26,12 @@ import redis
 
 from retriever import Encoder
 from retriever.schema import IndexSpec
+from retriever.settings import Settings
 from retriever.stores.edge import EdgeStore
 from tests.conftest import ROOT
+from workers.app import DELETE_TASK, INDEX_TASK
 from workers.bench_ingest import free_port
+from workers.dispatch import TaskQueue
 from workers.jobs import JobStore
 
 Env = dict[str, str]
@@ -318,28 +322,38 @@ def test_dead_letters_can_be_requeued(env: Env, tmp_path: Path, encoder: Encoder
     assert sorted(_stored(env, encoder)) == ["good"]
 
 
+def _unit_context(
+    redis_url: str, indexer: object, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> tuple[TaskQueue, list[tuple[str, list[Any]]]]:
+    """The tasks' process context with this indexer and a queue on the private Redis, whose sends are
+    recorded (task name, args) instead of reaching a worker."""
+    from workers import tasks
+
+    queue = TaskQueue(Settings(broker_url=redis_url, **settings))
+    sent: list[tuple[str, list[Any]]] = []
+    monkeypatch.setattr(queue.app, "send_task", lambda name, args, **_: sent.append((name, args)))
+    monkeypatch.setitem(tasks._process, "context", tasks.WorkerContext(indexer, queue))  # type: ignore[arg-type]
+    return queue, sent
+
+
 def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unit test of the task body: an unexpected error splits the batch; a lone document dead-letters."""
     from workers import tasks
 
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    jobs, dead = tasks.JobStore(client), tasks.DeadLetters(client)
-    monkeypatch.setattr(tasks, "_stores", lambda: (jobs, dead))
-
     class Exploding:
         def write(self, docs: list[object], job: object, on_reject: object) -> None:
             raise RuntimeError("the encoder crashed")
 
-    monkeypatch.setattr(tasks, "indexer", lambda: Exploding())
-    sent: list[list[dict[str, object]]] = []
-    monkeypatch.setattr(tasks.index_documents, "apply_async", lambda args: sent.append(args[1]))
+    queue, sends = _unit_context(redis_server.url, Exploding(), monkeypatch)
+    jobs = queue.jobs
     jobs.create("j", "test")
     docs = [{"id": f"d{i}", "text": "t"} for i in range(4)]
     tasks.index_documents.push_request(id="t1", retries=0)
     try:
         tasks.index_documents.run("j", docs)
+        sent = [args[1] for _, args in sends]
         assert sent == [docs[:2], docs[2:]]
         with pytest.raises(RuntimeError, match="the encoder crashed"):
             tasks.index_documents.run("j", docs[:1])
@@ -347,6 +361,65 @@ def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
         tasks.index_documents.pop_request()
     job = jobs.get("j") or {}
     assert job["tasks_sent"] == 2 and job["tasks_done"] == 1
+
+
+def test_a_refused_document_is_dead_lettered_by_its_key_and_requeued_whole(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, encoder: Encoder
+) -> None:
+    """An id with a quote, a backslash and a line break, of a tenant: its dead letter holds the document
+    as sent (tenant included), and requeueing sends it back as it was."""
+    from ingest.pipeline import Indexer
+    from workers import tasks
+
+    settings = Settings(device="cpu", store="local", data_dir=tmp_path, detect_language=False)
+    queue, sends = _unit_context(redis_server.url, Indexer.from_settings(settings, encoder), monkeypatch)
+    queue.jobs.create("j", "test")
+    odd = {"id": 'he said "hi" \\ then\nleft', "text": "a refused text.", "language": "klingon", "tenant": "acme"}
+    fine = {"id": "fine", "text": "a fine text.", "language": "en", "tenant": "acme"}
+    tasks.index_documents.push_request(id="t1", retries=0)
+    try:
+        tasks.index_documents.run("j", [fine, odd])
+    finally:
+        tasks.index_documents.pop_request()
+    [letter] = queue.dead.entries()
+    assert letter["documents"] == [odd] and "klingon" in letter["reason"]
+    job = queue.jobs.get("j") or {}
+    assert job["failed"] == 1 and job["written"] == 1 and job["tasks_done"] == 1
+    assert queue.requeue().requeued == 1 and queue.dead.entries() == []
+    assert sends == [(INDEX_TASK, ["j", [odd]])]
+    assert (queue.jobs.get("j") or {})["failed"] == 0  # the requeued document is counted again when it runs
+
+
+def test_a_delete_that_fails_for_good_is_dead_lettered_and_ends_its_job(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete task has the index task's guarantees: a permanent error ends the job as failed (a
+    waiting `xmsearch delete` returns) with a dead letter that requeues; a task delivered too often is
+    dead-lettered too."""
+    from ingest.job import JobStatus
+    from workers import tasks
+
+    class Broken:
+        def delete(self, ids: list[str], tenant: str | None) -> None:
+            raise RuntimeError("the store is corrupt")
+
+    queue, sends = _unit_context(redis_server.url, Broken(), monkeypatch, max_redeliveries=2)
+    job_id = queue.delete(["a\nb"], "acme")
+    [(name, args)] = sends
+    assert name == DELETE_TASK
+    tasks.delete_documents.apply(args=args, task_id="d1")
+    job = queue.jobs.get(job_id) or {}
+    assert job["status"] == JobStatus.FAILED and job["tasks_done"] == 1 and job["tasks_failed"] == 1
+    [letter] = queue.dead.entries()
+    assert letter["task"] == "delete" and letter["document_ids"] == ["a\nb"] and letter["tenant"] == "acme"
+    assert "the store is corrupt" in letter["reason"]
+    assert queue.requeue().requeued == 1 and sends[-1] == (DELETE_TASK, [job_id, ["a\nb"], "acme"])
+    assert not JobStatus((queue.jobs.get(job_id) or {})["status"]).finished  # waiting for the requeued task
+    for _ in range(2):  # two deliveries of task d2 whose worker was lost each time
+        queue.delivered("d2", 0)
+    tasks.delete_documents.apply(args=args, task_id="d2")
+    [letter] = queue.dead.entries()
+    assert "delivered 3 times" in letter["reason"] and letter["task_failed"]
 
 
 def test_the_api_in_distributed_mode_enqueues_for_the_workers(

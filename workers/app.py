@@ -1,7 +1,10 @@
-"""The Celery app, configured from the settings: Redis broker, late acknowledgement, rejection on
-worker loss, prefetch 1, a visibility timeout above the longest task, JSON only."""
+"""The Celery app, built from the settings it is given: Redis broker, late acknowledgement,
+rejection on worker loss, prefetch 1, a visibility timeout above the longest task, JSON only, and the
+retry budget of the xmsearch tasks."""
 
 from __future__ import annotations
+
+import logging
 
 import redis
 from celery import Celery
@@ -9,9 +12,20 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from retriever.errors import PermanentError
-from retriever.settings import Settings, get_settings
+from retriever.settings import Settings
+from retriever.stores import backend_for
+
+log = logging.getLogger(__name__)
 
 QUEUE = "xmsearch"
+INDEX_TASK = "xmsearch.index"
+DELETE_TASK = "xmsearch.delete"
+
+
+class XmsearchCelery(Celery):  # type: ignore[misc]
+    """A Celery app that carries the settings it was built from (its tasks read them)."""
+
+    settings: Settings
 
 
 def broker_url(settings: Settings) -> str:
@@ -20,17 +34,13 @@ def broker_url(settings: Settings) -> str:
     return settings.broker_url
 
 
-def make_app(settings: Settings) -> Celery:
-    app = Celery("xmsearch", include=["workers.tasks"])
-    configure(app, settings)
-    return app
-
-
-def configure(app: Celery, settings: Settings) -> None:
-    """Point the app at the settings' broker (a caller may pass settings other than the environment's,
-    before the app has sent anything)."""
+def make_app(settings: Settings) -> XmsearchCelery:
+    """An app for these settings; a worker started from it runs the tasks of `workers.tasks`."""
+    app = XmsearchCelery("xmsearch", include=["workers.tasks"], set_as_current=False)
+    app.settings = settings
+    retries = {"max_retries": settings.task_retries}
     app.conf.update(
-        broker_url=settings.broker_url or "memory://",
+        broker_url=broker_url(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -38,11 +48,21 @@ def configure(app: Celery, settings: Settings) -> None:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
+        task_annotations={INDEX_TASK: retries, DELETE_TASK: retries},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarted Redis is waited for, not given up on
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )
+    return app
+
+
+def worker_processes(settings: Settings, wanted: int) -> int:
+    """How many worker processes may run: one where the store is an Edge folder (one process owns it)."""
+    if wanted > 1 and backend_for(settings) == "edge":
+        log.warning("Qdrant Edge admits one process per store: running 1 worker process, not %d", wanted)
+        return 1
+    return wanted
 
 
 def redis_client(settings: Settings, retries: int = 40) -> redis.Redis:
@@ -56,6 +76,3 @@ def redis_client(settings: Settings, retries: int = 40) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
-
-
-app = make_app(get_settings())

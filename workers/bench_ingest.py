@@ -21,15 +21,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import redis
-
 from ingest.documents import limits
+from ingest.job import JobStatus
 from ingest.sources import read_path
 from retriever.bench_search import python_doc_passages
 from retriever.encoder import Encoder
 from retriever.errors import PermanentError
 from retriever.settings import Settings
-from workers.jobs import JobStore
 
 CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
 
@@ -108,16 +106,15 @@ def run(settings: Settings, n_docs: int) -> IngestFigures:
 
 def _end_to_end(corpus: Path, settings: Settings) -> tuple[float, int]:
     """Producer in this process (its clock starts at the first line read), the worker in its own."""
-    from workers.app import app
+    from workers.dispatch import TaskQueue
     from workers.producer import enqueue
 
-    app.conf.broker_url = settings.broker_url  # this process may have been started without one
-    jobs = JobStore(redis.Redis.from_url(str(settings.broker_url), decode_responses=True))
+    tasks = TaskQueue(settings)
     start = time.perf_counter()
-    job_id = enqueue(read_path(str(corpus), limits(settings)), settings, jobs, str(corpus))
-    wait_for(lambda: (jobs.get(job_id) or {}).get("status") == "done", 3600, "the job did not finish")
+    job_id = enqueue(read_path(str(corpus), limits(settings)), tasks, str(corpus))
+    wait_for(lambda: JobStatus((tasks.jobs.get(job_id) or {})["status"]).finished, 3600, "the job did not finish")
     elapsed = time.perf_counter() - start
-    job = jobs.get(job_id) or {}
+    job = tasks.jobs.get(job_id) or {}
     if job.get("failed") or job.get("rejected"):
         raise PermanentError(f"bench ingest: the run had failures: {job}")
     return elapsed, int(job["written"])

@@ -20,8 +20,8 @@ from typing import Any
 import redis
 
 from ingest.documents import Document, Reject, limits, parse
-from retriever.settings import Settings
-from workers.jobs import DeadLetters, JobStore
+from workers.dispatch import TaskQueue
+from workers.jobs import DeadLetter
 
 log = logging.getLogger(__name__)
 STREAM = "xmsearch:intake"
@@ -53,19 +53,18 @@ def _record(entry_id: str, fields: dict[str, str], context: dict[str, int]) -> D
 class Intake:
     """One consumer of the intake stream."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, consumer: str | None = None, claim_idle: float = 60.0):
-        self.redis, self.settings = client, settings
+    def __init__(self, queue: TaskQueue, consumer: str | None = None, claim_idle: float = 60.0):
+        self.queue, self.redis, self.settings = queue, queue.redis, queue.settings
         self.consumer = consumer or f"intake-{uuid.uuid4().hex[:8]}"
         self.claim_idle_ms = int(claim_idle * 1000)
-        self.jobs, self.dead = JobStore(client), DeadLetters(client)
         self.job_id = f"intake-{self.consumer}"
-        self.context = limits(settings)
+        self.context = limits(self.settings)
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until `stop` is set (forever by default)."""
         ensure_group(self.redis)
-        if self.jobs.get(self.job_id) is None:
-            self.jobs.create(self.job_id, STREAM)
+        if self.queue.jobs.get(self.job_id) is None:
+            self.queue.jobs.create(self.job_id, STREAM)
         while stop is None or not stop.is_set():
             self.step()
 
@@ -86,17 +85,14 @@ class Intake:
         return len(entries)
 
     def _send(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        from workers.tasks import index_documents
-
         documents: list[dict[str, Any]] = []
         for entry_id, fields in entries:
             record = _record(entry_id, fields, self.context)
             if isinstance(record, Reject):
-                self.dead.push(self.job_id, [], f"{record.location}: {record.reason}")
-                self.jobs.add(self.job_id, rejected=1)
+                self.queue.dead.push(DeadLetter(self.job_id, f"{record.location}: {record.reason}"))
+                self.queue.jobs.add(self.job_id, rejected=1)
             else:
                 documents.append(record.model_dump())
         if documents:
-            self.jobs.add(self.job_id, tasks_sent=1, accepted=len(documents))
-            index_documents.apply_async(args=[self.job_id, documents], retry=True)
+            self.queue.send_index(self.job_id, documents, accepted=len(documents))
         self.redis.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 import redis
 
-from ingest.pipeline import JobCounts
+from ingest.job import COUNTS, JobStatus
 
 PREFIX = "xmsearch"
 JOB_TTL_S = 7 * 24 * 3600
-COUNTS = tuple(f.name for f in fields(JobCounts))
+TASK_COUNTS = ("tasks_sent", "tasks_done", "tasks_failed")
 
 
 class JobStore:
-    """One Redis hash per job: its counts, the tasks sent and done, and its status."""
+    """One Redis hash per job: its counts, the tasks sent, done and failed for good, and whether the
+    producer has sent them all."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -28,7 +29,7 @@ class JobStore:
 
     def create(self, job_id: str, source: str, tenant: str | None = None) -> None:
         key = self._key(job_id)
-        mapping: dict[str | bytes, str | int | float] = {name: 0 for name in (*COUNTS, "tasks_sent", "tasks_done")}
+        mapping: dict[str | bytes, str | int | float] = {name: 0 for name in (*COUNTS, *TASK_COUNTS)}
         mapping.update(source=source, created=time.time())
         if tenant is not None:
             mapping["tenant"] = tenant
@@ -52,10 +53,9 @@ class JobStore:
             return None
         data = {str(k): str(v) for k, v in raw.items()}  # the client decodes responses
         out: dict[str, Any] = {"id": job_id, "source": data.get("source", ""), "tenant": data.get("tenant")}
-        for name in (*COUNTS, "tasks_sent", "tasks_done"):
+        for name in (*COUNTS, *TASK_COUNTS):
             out[name] = int(data.get(name, 0))
-        sent_all = data.get("sending") == "done"
-        out["status"] = "done" if sent_all and out["tasks_done"] >= out["tasks_sent"] else "running"
+        out["status"] = str(status(data.get("sending") == "done", out))
         return out
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -63,26 +63,63 @@ class JobStore:
         return [job for job in (self.get(i) for i in ids) if job is not None]
 
 
+def status(sent_all: bool, counts: dict[str, int]) -> JobStatus:
+    """A distributed job's status from its task counts."""
+    if sent_all and counts["tasks_done"] >= counts["tasks_sent"]:
+        return JobStatus.FAILED if counts["tasks_failed"] > 0 else JobStatus.DONE
+    return JobStatus.RUNNING if counts["tasks_done"] else JobStatus.QUEUED
+
+
+@dataclass
+class DeadLetter:
+    """A task, or the documents of one, that will not succeed as it is: what it was and why.
+
+    `task_failed`: the whole task failed for good (out of retries, a lone poison document, delivered
+    too often), as opposed to documents a successful task refused (e.g. the language policy)."""
+
+    job_id: str
+    reason: str
+    task: Literal["index", "delete"] = "index"
+    documents: list[dict[str, Any]] = field(default_factory=list)  # index: the documents, as sent
+    document_ids: list[str] = field(default_factory=list)  # delete: the ids and their tenant
+    tenant: str | None = None
+    task_failed: bool = False
+    time: float = field(default_factory=time.time)
+
+    @property
+    def why_kept(self) -> str | None:
+        """Why requeueing cannot help, or None when it can."""
+        if self.task == "index" and not self.documents:
+            return "it holds no document (a record that was not one: fix it at its source and send it again)"
+        return None
+
+    @classmethod
+    def from_json(cls, raw: str) -> DeadLetter:
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
 class DeadLetters:
-    """Tasks that will not succeed (bad input, or too many deliveries), with the reason, to inspect
-    and requeue."""
+    """The dead-letter list, to inspect and requeue."""
 
     key = f"{PREFIX}:dlq"
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def push(self, job_id: str, documents: list[dict[str, Any]], reason: str) -> None:
-        entry = {"job_id": job_id, "documents": documents, "reason": reason, "time": time.time()}
-        self.redis.rpush(self.key, json.dumps(entry, ensure_ascii=False))
+    def push(self, letter: DeadLetter) -> None:
+        self.redis.rpush(self.key, letter.as_json())
+
+    def raw(self) -> list[str]:
+        return [str(r) for r in self.redis.lrange(self.key, 0, -1)]
 
     def entries(self) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.redis.lrange(self.key, 0, -1)]
+        return [asdict(DeadLetter.from_json(raw)) for raw in self.raw()]
 
-    def take_all(self) -> list[dict[str, Any]]:
-        """Take every entry out (to requeue them) atomically."""
-        pipe = self.redis.pipeline()
-        pipe.lrange(self.key, 0, -1)
-        pipe.delete(self.key)
-        raw, _ = pipe.execute()
-        return [json.loads(r) for r in raw]
+    def remove(self, raw: str) -> None:
+        """Remove one entry (exactly as listed by `raw`), once it was requeued."""
+        self.redis.lrem(self.key, 1, raw)

@@ -6,16 +6,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ingest.documents import Document, Reject
-from retriever.settings import Settings
-from workers.jobs import JobStore
+from workers.dispatch import TaskQueue
 
 _END = object()
-_RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
 
 
 def _with_timeouts(records: Iterable[Document | Reject], wait: float) -> Iterator[Document | Reject | None]:
@@ -43,30 +40,20 @@ def _with_timeouts(records: Iterable[Document | Reject], wait: float) -> Iterato
 
 def enqueue(
     records: Iterable[Document | Reject],
-    settings: Settings,
-    jobs: JobStore,
+    tasks: TaskQueue,
     source: str,
     on_reject: Callable[[Reject], None] = lambda r: None,
     tenant: str | None = None,
 ) -> str:
     """Send every document as index tasks; return the job id (its counts live in Redis; `tenant`
     records whose job it is)."""
-    from workers.tasks import index_documents
-
-    job_id = uuid.uuid4().hex
-    jobs.create(job_id, source, tenant)
+    settings = tasks.settings
+    job_id = tasks.new_job(source, tenant)
     batch: list[dict[str, Any]] = []
     chars, first_at = 0, 0.0
-
-    def send() -> None:
-        nonlocal batch, chars
-        jobs.add(job_id, tasks_sent=1, accepted=len(batch))
-        index_documents.apply_async(args=[job_id, batch], retry=True, retry_policy=_RETRY_POLICY)
-        batch, chars = [], 0
-
     for record in _with_timeouts(records, settings.producer_max_wait):
         if isinstance(record, Reject):
-            jobs.add(job_id, rejected=1)
+            tasks.jobs.add(job_id, rejected=1)
             on_reject(record)
         elif record is not None:
             if not batch:
@@ -76,20 +63,9 @@ def enqueue(
         full = len(batch) >= settings.producer_batch_docs or chars >= settings.producer_batch_chars
         waited = batch and time.monotonic() - first_at >= settings.producer_max_wait
         if batch and (full or waited):
-            send()
+            tasks.send_index(job_id, batch, accepted=len(batch))
+            batch, chars = [], 0
     if batch:
-        send()
-    jobs.finish_sending(job_id)
-    return job_id
-
-
-def enqueue_delete(document_ids: list[str], tenant: str | None, jobs: JobStore) -> str:
-    """Send one delete task for the workers (they own the store); return its job id."""
-    from workers.tasks import delete_documents
-
-    job_id = uuid.uuid4().hex
-    jobs.create(job_id, "delete", tenant)
-    jobs.add(job_id, tasks_sent=1)
-    jobs.finish_sending(job_id)
-    delete_documents.apply_async(args=[job_id, document_ids, tenant], retry=True, retry_policy=_RETRY_POLICY)
+        tasks.send_index(job_id, batch, accepted=len(batch))
+    tasks.jobs.finish_sending(job_id)
     return job_id

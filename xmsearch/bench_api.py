@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -146,10 +146,7 @@ def _measure(
             raise PermanentError(f"POST /search answered {response.status_code}: {response.text[:300]}")
 
     unbatched = Retriever(  # the same encoder and store, one forward pass per search
-        retriever.encoder,
-        retriever.store,
-        retriever.settings.model_copy(update={"query_batching": False}),
-        retriever.first_stage,
+        replace(retriever.components, settings=retriever.settings.model_copy(update={"query_batching": False}))
     )
     paths: dict[str, Callable[[str, str], object]] = {
         "direct": lambda query, language: retriever.search(query, k, language),

@@ -20,11 +20,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ingest.job import COUNTS
 from retriever.errors import TransientError, XmsearchError
 
 if TYPE_CHECKING:
     from ingest.documents import Reject
-    from workers.jobs import JobStore
+    from xmsearch.ingestor import Ingestor
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
 model_app = typer.Typer(no_args_is_help=True, help="Make and inspect ColBERT-XM checkpoints.")
@@ -57,37 +58,37 @@ def demo(
     from importlib import resources
 
     from ingest.documents import limits
-    from ingest.pipeline import Indexer
     from ingest.sources import read_jsonl
+    from retriever.components import Components
     from retriever.search import Retriever
     from retriever.settings import get_settings
+    from xmsearch.ingestor import Ingestor
 
     settings = get_settings()
     data = resources.files("ingest").joinpath("data")
     with console.status("loading the model and indexing the sample corpus", spinner="dots"):
-        indexer = Indexer.from_settings(settings)
-        try:
-            with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
-                job = indexer.ingest(read_jsonl(corpus, "sample_corpus.jsonl", limits(settings)))
-        finally:
-            indexer.close()
+        components = Components.load(settings)
+        ingestor = Ingestor.from_settings(settings, components=components)
     queries = json.loads(data.joinpath("sample_queries.json").read_text(encoding="utf-8"))
-    retriever = Retriever.from_settings(settings, indexer.encoder)
     try:
-        results = retriever.search_batch([q["query"] for q in queries], k=k, languages=[q["language"] for q in queries])
+        with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
+            records = read_jsonl(corpus, "sample_corpus.jsonl", limits(settings))
+            job = ingestor.wait(ingestor.ingest(records, "demo"))
+        texts, languages = [q["query"] for q in queries], [q["language"] for q in queries]
+        results = Retriever(components).search_batch(texts, k=k, languages=languages)
     finally:
-        retriever.close()
+        ingestor.close()  # and the store the Retriever shares
+    model_id = components.encoder.spec.model_id
     if as_json:
         out = [
             {"query": r.query, "language": r.language.adapter, "hits": [dataclasses.asdict(h) for h in r.hits]}
             for r in results
         ]
-        print(json.dumps({"model": indexer.encoder.spec.model_id, "job": job.as_dict(), "results": out}))
+        print(json.dumps({"model": model_id, "job": _job_json(job), "results": out}))
         return
-    counts = job.counts
     console.print(
-        f"[bold]{indexer.encoder.spec.model_id}[/bold]: {counts.accepted} documents, {counts.encoded} chunks encoded, "
-        f"{counts.skipped_unchanged} unchanged, in {settings.data_dir}"
+        f"[bold]{model_id}[/bold]: {job['accepted']} documents, {job['encoded']} chunks encoded, "
+        f"{job['skipped_unchanged']} unchanged, in {settings.data_dir}"
     )
     for query, result in zip(queries, results, strict=True):
         found = sum(h.metadata.get("topic") == query["expect_topic"] for h in result.hits)
@@ -119,40 +120,27 @@ def ingest(
       cat docs.jsonl | xmsearch ingest -
       xmsearch ingest ./notes/            (id = relative path)
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     from ingest.documents import limits
-    from ingest.pipeline import Indexer, Job
     from ingest.sources import read_path
     from retriever.settings import get_settings
+    from xmsearch.ingestor import Ingestor
 
     settings = get_settings()
-    if settings.broker_url:
-        _enqueue(path, rejects, wait, as_json)
-        return
-    with console.status("loading the model", spinner="dots"):
-        indexer = Indexer.from_settings(settings)
+    records = read_path(path, limits(settings))
+    with console.status("loading the model", spinner="dots"):  # embedded mode; distributed: at once
+        ingestor = Ingestor.from_settings(settings, patient=True)
     reported = _Rejects(rejects)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
-        task = progress.add_task("reading")
-
-        def on_progress(job: Job) -> None:
-            c = job.counts
-            progress.update(
-                task, description=f"{c.accepted} documents, {c.encoded} chunks encoded, {c.rejected} rejected"
-            )
-
-        try:
-            job = indexer.ingest(read_path(path, limits(settings)), reported, on_progress)
-        finally:
-            indexer.close()
-            reported.close()
-    _print_job(job.as_dict() if as_json else dataclasses.asdict(job.counts), as_json)
+    try:
+        job_id = ingestor.ingest(records, path, reported)
+        job = _follow(ingestor, job_id, as_json) if wait or ingestor.mode == "embedded" else ingestor.job(job_id)
+    finally:
+        ingestor.close()  # embedded: after the job is done
+        reported.close()
+    _print_job(job or {}, as_json)
     if not as_json:
         reported.show()
-    if reported.count:
-        raise typer.Exit(3)  # done, but some records were rejected
+    if reported.count or (job or {}).get("failed"):
+        raise typer.Exit(3)  # done, but some records were rejected or could not be indexed
 
 
 class _Rejects:
@@ -186,56 +174,38 @@ class _Rejects:
             )
 
 
-def _enqueue(path: str, rejects: Path | None, wait: bool, as_json: bool) -> None:
-    """The distributed `ingest`: send tasks, then (with wait) follow the job's counts in Redis."""
+def _follow(ingestor: Ingestor, job_id: str, quiet: bool) -> dict[str, Any]:
+    """A live line of the job's counts (and a bar of its tasks, distributed) until it is done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-    from ingest.documents import limits
-    from ingest.sources import read_path
-    from retriever.settings import get_settings
-    from workers.app import redis_client
-    from workers.jobs import JobStore
-    from workers.producer import enqueue
-
-    settings = get_settings()
-    jobs = JobStore(redis_client(settings))
-    reported = _Rejects(rejects)
-    try:
-        job_id = enqueue(read_path(path, limits(settings)), settings, jobs, path, reported)
-    finally:
-        reported.close()
-    job = jobs.get(job_id) or {}
-    if wait:
-        job = _follow(jobs, job_id, as_json)
-    _print_job(job, as_json)
-    if not as_json:
-        reported.show()
-    if job.get("rejected") or job.get("failed"):
-        raise typer.Exit(3)
-
-
-def _follow(jobs: JobStore, job_id: str, quiet: bool) -> dict[str, Any]:
-    """A progress bar of the job's tasks until the workers are done with it; the job's last counts."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    columns = (TextColumn(f"job {job_id[:8]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
-    job: dict[str, Any] = jobs.get(job_id) or {}
+    columns = (
+        SpinnerColumn(),
+        TextColumn(f"job {job_id[:8]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet) as progress:
-        bar = progress.add_task("tasks", total=job.get("tasks_sent") or None)
-        while job.get("status") != "done":
-            time.sleep(0.5)
-            job = jobs.get(job_id) or {}
-            written = f"tasks, {job.get('written', 0)} chunks written"
-            progress.update(bar, completed=job.get("tasks_done", 0), total=job.get("tasks_sent"), description=written)
-    return job
+        bar = progress.add_task("", total=None)
+
+        def show(job: dict[str, Any]) -> None:
+            counts = f"{job['accepted']} documents, {job['encoded']} chunks encoded, {job['rejected']} rejected"
+            progress.update(bar, completed=job.get("tasks_done", 0), total=job.get("tasks_sent"), description=counts)
+
+        return ingestor.wait(job_id, on_progress=show, poll=0.2)
 
 
-def _print_job(job: dict[str, object], as_json: bool) -> None:
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as printed by --json: its fields, and its counts also grouped under `counts`."""
+    return {**job, "counts": {name: job[name] for name in COUNTS}}
+
+
+def _print_job(job: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(job))
+        print(json.dumps(_job_json(job)))
         return
-    console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in job.items()))
+    shown = {k: v for k, v in job.items() if k not in ("errors", "source", "tenant") and v is not None}
+    console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()))
 
 
 @app.command()
@@ -247,15 +217,11 @@ def worker(
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2
     """
     from retriever.settings import get_settings
-    from workers.app import QUEUE, broker_url
-    from workers.app import app as celery_app
+    from workers.app import QUEUE, make_app, worker_processes
 
     settings = get_settings()
-    broker_url(settings)
-    n = concurrency or settings.worker_concurrency
-    if settings.store in ("auto", "edge") and not settings.qdrant_url and n > 1:
-        console.print("[yellow]Qdrant Edge admits one process per store: running 1 worker process[/yellow]")
-        n = 1
+    celery_app = make_app(settings)
+    n = worker_processes(settings, concurrency or settings.worker_concurrency)
     celery_app.worker_main(
         [
             "worker",
@@ -281,11 +247,10 @@ def intake(
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch intake --consumer intake-1
     """
     from retriever.settings import get_settings
-    from workers.app import redis_client
+    from workers.dispatch import TaskQueue
     from workers.intake import Intake
 
-    settings = get_settings()
-    Intake(redis_client(settings), settings, consumer, claim_idle).run()
+    Intake(TaskQueue(get_settings()), consumer, claim_idle).run()
 
 
 @app.command()
@@ -322,35 +287,30 @@ def dlq(
     action: Annotated[str, typer.Argument(help="list | requeue")] = "list",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the dead letters (with their reasons), or requeue them all as new tasks.
+    """List the dead letters (with their reasons), or requeue those that can succeed again as new tasks
+    of their jobs (the others are kept, and the reason is said).
 
     Examples: xmsearch dlq list --json    xmsearch dlq requeue
     """
     from retriever.errors import InvalidInputError
     from retriever.settings import get_settings
-    from workers.app import redis_client
-    from workers.jobs import DeadLetters, JobStore
-    from workers.tasks import index_documents
+    from workers.dispatch import TaskQueue
 
-    client = redis_client(get_settings())
-    dead = DeadLetters(client)
+    tasks = TaskQueue(get_settings())
     if action == "list":
-        entries = dead.entries()
+        entries = tasks.dead.entries()
         if as_json:
             print(json.dumps(entries))
         for e in [] if as_json else entries:
-            ids = ", ".join(d.get("id", "?") for d in e["documents"])
-            console.print(escape(f"job {e['job_id']}: [{ids}] {e['reason']}"))
+            ids = ", ".join(d.get("id", "?") for d in e["documents"]) or ", ".join(e["document_ids"])
+            console.print(escape(f"job {e['job_id']} ({e['task']}): [{ids}] {e['reason']}"))
         return
     if action != "requeue":
         raise InvalidInputError(f"dlq takes list or requeue, not {action!r}")
-    entries = dead.take_all()
-    jobs_store = JobStore(client)
-    for e in entries:
-        if e["documents"]:
-            jobs_store.add(e["job_id"], tasks_sent=1)
-            index_documents.apply_async(args=[e["job_id"], e["documents"]])
-    console.print(f"requeued {len(entries)} dead letter(s)")
+    done = tasks.requeue()
+    console.print(f"requeued {done.requeued} dead letter(s)")
+    for entry, why in done.kept:
+        console.print(escape(f"kept: job {entry['job_id']}: {entry['reason']}: {why}"))
 
 
 @app.command()

@@ -19,12 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import redis
 
 from ingest.documents import Document, Reject, limits, parse
-from ingest.pipeline import Indexer, Job
+from ingest.job import Job, JobStatus
+from ingest.pipeline import Indexer
+from retriever.components import Components
 from retriever.encoder import Encoder
 from retriever.errors import InvalidInputError, PermanentError, TransientError
 from retriever.metrics import DOCUMENTS
@@ -57,19 +59,32 @@ class BrokerUnavailableError(TransientError):
     """The distributed mode's broker (Redis) did not answer."""
 
 
-class _Backend(Protocol):
-    mode: str
+Mode = Literal["embedded", "distributed"]
+OnReject = Callable[[Reject], None]
 
-    def submit(self, documents: list[Document], source: str, tenant: str | None) -> str: ...
+
+def mode_for(settings: Settings) -> Mode:
+    """The one place the mode is decided: distributed when a broker is named, else embedded."""
+    return "distributed" if settings.broker_url else "embedded"
+
+
+class _Backend(Protocol):
+    mode: Mode
+
+    def submit(
+        self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject
+    ) -> str: ...
     def delete(self, document_ids: list[str], tenant: str | None) -> str: ...
     def job(self, job_id: str) -> dict[str, Any] | None: ...
     def depth(self) -> int: ...
-    def check(self) -> None: ...
+    def checks(self) -> dict[str, str]: ...
     def close(self) -> None: ...
 
 
 class Ingestor:
-    """Submit, delete and follow jobs: inline in the embedded mode, through the queue in the distributed one."""
+    """The one door for writes: submit, ingest, delete and follow jobs, inline in the embedded mode and
+    through the queue in the distributed one. The CLI, the HTTP API and Python callers all write
+    through it; only it knows the mode."""
 
     def __init__(self, backend: _Backend, settings: Settings) -> None:
         self.backend = backend
@@ -77,18 +92,24 @@ class Ingestor:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, encoder: Encoder | None = None, indexer: Indexer | None = None
+        cls,
+        settings: Settings | None = None,
+        encoder: Encoder | None = None,
+        components: Components | None = None,
+        patient: bool = False,
     ) -> Ingestor:
-        """The mode the settings name; embedded mode loads the model (or uses `indexer`, e.g. one that
-        shares its store with a Retriever of the same process)."""
+        """The mode the settings name. Embedded: the model is loaded (or `components` are used, e.g. those
+        a Retriever of the same process shares) and this process owns the store from now on.
+        Distributed: `patient` rides out a broker restart (a long ingest); otherwise a dead broker is
+        an error at once (a caller is waiting)."""
         settings = settings or get_settings()
-        if settings.broker_url:
-            return cls(_Queued(settings), settings)
-        indexer = indexer or Indexer.from_settings(settings, encoder)
+        if mode_for(settings) == "distributed":
+            return cls(_Queued(settings, patient), settings)
+        indexer = Indexer(components or Components.load(settings, encoder))
         return cls(_Inline(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Mode:
         """`embedded` or `distributed`."""
         return self.backend.mode
 
@@ -99,9 +120,14 @@ class Ingestor:
         refuses the whole submission (InvalidDocumentsError names each problem). With `tenant`, the
         documents belong to that tenant; a document naming another one is refused."""
         docs = self.validate(documents, tenant)
-        job_id = self.backend.submit(docs, source, tenant)
+        job_id = self.backend.submit(docs, source, tenant, lambda r: None)
         DOCUMENTS.labels("accepted").inc(len(docs))
         return job_id
+
+    def ingest(self, records: Iterable[Document | Reject], source: str, on_reject: OnReject = lambda r: None) -> str:
+        """Queue a stream of records (a file, standard input) as one job, read as it goes; records that
+        are not documents are counted as rejected and passed to `on_reject`. Return the job id."""
+        return self.backend.submit(records, source, None, on_reject)
 
     def validate(self, documents: Iterable[Document | Mapping[str, Any]], tenant: str | None) -> list[Document]:
         """The documents, checked against the settings' limits and given `tenant`; nothing is queued."""
@@ -136,26 +162,35 @@ class Ingestor:
         """The job's status (queued, running, done or failed), its counts and first errors; None if unknown."""
         return self.backend.job(job_id)
 
-    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job is done or failed (TimeoutError after `timeout` seconds)."""
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[dict[str, Any]], None] = lambda job: None,
+        poll: float = 0.05,
+    ) -> dict[str, Any]:
+        """Block until the job is done or failed (TimeoutError after `timeout` seconds), passing the job
+        to `on_progress` at each poll."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.job(job_id)
             if job is None:
                 raise InvalidInputError(f"no job {job_id!r}")
-            if job["status"] in ("done", "failed"):
+            on_progress(job)
+            if JobStatus(job["status"]).finished:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
-            time.sleep(0.05)
+            time.sleep(poll)
 
     def depth(self) -> int:
         """Work waiting: submitted jobs not started (embedded) or tasks in the broker queue (distributed)."""
         return self.backend.depth()
 
-    def check(self) -> None:
-        """Raise if the write path cannot work (the indexing thread died, the broker is unreachable)."""
-        self.backend.check()
+    def checks(self) -> dict[str, str]:
+        """What the write path needs, each `ok` or the problem: the broker (distributed); the indexing
+        thread (embedded) is named only when it has stopped."""
+        return self.backend.checks()
 
     def close(self) -> None:
         """Finish what was accepted, then release the store (embedded) or the connection."""
@@ -172,7 +207,7 @@ class _InlineJob:
     def view(self) -> dict[str, Any]:
         return {
             "id": self.job.id,
-            "status": self.job.status,
+            "status": str(self.job.status),
             "source": self.source,
             "tenant": self.tenant,
             **asdict(self.job.counts),
@@ -187,10 +222,11 @@ class _InlineJob:
 class _Inline:
     """Embedded mode: a bounded queue of jobs, indexed in order by one thread that owns the writes."""
 
-    mode = "embedded"
+    mode: Mode = "embedded"
 
     def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int) -> None:
         self.indexer = indexer
+        indexer.store.open(create=True)  # this process owns the embedded store from now on
         self.optimize_after = optimize_after
         self.unoptimized = 0  # points written or deleted since the store was last optimized
         self.queue: queue.Queue[tuple[_InlineJob, Callable[[], None]] | None] = queue.Queue(maxsize=max_jobs)
@@ -199,11 +235,15 @@ class _Inline:
         self.thread = threading.Thread(target=self._run, name="xmsearch-indexer", daemon=True)
         self.thread.start()
 
-    def submit(self, documents: list[Document], source: str, tenant: str | None) -> str:
+    def submit(self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject) -> str:
         entry = self._new(source, tenant)
 
+        def rejected(reject: Reject) -> None:
+            entry.note(reject)
+            on_reject(reject)
+
         def work() -> None:
-            self.indexer.ingest(documents, on_reject=entry.note, job=entry.job)
+            self.indexer.ingest(records, on_reject=rejected, job=entry.job)
 
         self._put(entry, work)
         return entry.job.id
@@ -219,7 +259,7 @@ class _Inline:
         return entry.job.id
 
     def _new(self, source: str, tenant: str | None) -> _InlineJob:
-        entry = _InlineJob(Job(status="queued"), source, tenant)
+        entry = _InlineJob(Job(status=JobStatus.QUEUED), source, tenant)
         with self.lock:
             self.jobs[entry.job.id] = entry
             while len(self.jobs) > KEPT_JOBS:
@@ -237,13 +277,13 @@ class _Inline:
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             entry, work = item
-            entry.job.status = "running"
+            entry.job.status = JobStatus.RUNNING
             try:
                 work()
-                entry.job.status = "done"
+                entry.job.status = JobStatus.DONE
             except Exception as exc:  # the job fails with its reason; the thread goes on with the next
                 entry.errors.append(f"{type(exc).__name__}: {exc}")
-                entry.job.status = "failed"
+                entry.job.status = JobStatus.FAILED
             self.unoptimized += entry.job.counts.written + entry.job.counts.deleted
             if self.queue.empty() and self.unoptimized >= self.optimize_after:
                 self._optimize()
@@ -265,9 +305,8 @@ class _Inline:
     def depth(self) -> int:
         return self.queue.qsize()
 
-    def check(self) -> None:
-        if not self.thread.is_alive():
-            raise PermanentError("the indexing thread has stopped")
+    def checks(self) -> dict[str, str]:
+        return {} if self.thread.is_alive() else {"indexer": "the indexing thread has stopped"}
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -279,48 +318,38 @@ class _Inline:
 class _Queued:
     """Distributed mode: jobs are Celery tasks; their counts live in Redis."""
 
-    mode = "distributed"
+    mode: Mode = "distributed"
 
-    def __init__(self, settings: Settings) -> None:
-        from workers.app import app, configure, redis_client
-        from workers.jobs import JobStore
+    def __init__(self, settings: Settings, patient: bool) -> None:
+        from workers.dispatch import TaskQueue
 
-        if app.conf.broker_url != settings.broker_url:
-            configure(app, settings)
         self.settings = settings
-        self.redis = redis_client(settings, retries=2)  # callers wait on it: a dead broker is an error at once
-        self.jobs = JobStore(self.redis)
+        self.tasks = TaskQueue(settings, retries=40 if patient else 2)
 
-    def submit(self, documents: list[Document], source: str, tenant: str | None) -> str:
+    def submit(self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject) -> str:
         from workers.producer import enqueue
 
         with self._broker():
-            return enqueue(documents, self.settings, self.jobs, source, tenant=tenant)
+            return enqueue(records, self.tasks, source, on_reject, tenant)
 
     def delete(self, document_ids: list[str], tenant: str | None) -> str:
-        from workers.producer import enqueue_delete
-
         with self._broker():
-            return enqueue_delete(document_ids, tenant, self.jobs)
+            return self.tasks.delete(document_ids, tenant)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         with self._broker():
-            job = self.jobs.get(job_id)
-        if job is not None and job["status"] == "running" and not job["tasks_done"]:
-            job["status"] = "queued"
-        return job
+            return self.tasks.jobs.get(job_id)
 
     def depth(self) -> int:
-        from workers.app import QUEUE
+        return self.tasks.depth()
 
+    def checks(self) -> dict[str, str]:
         try:
-            return int(self.redis.llen(QUEUE))
-        except redis.RedisError:
-            return -1  # unknown: /ready names the problem
-
-    def check(self) -> None:
-        with self._broker():
-            self.redis.ping()
+            with self._broker():
+                self.tasks.redis.ping()
+        except BrokerUnavailableError as exc:
+            return {"broker": f"{type(exc).__name__}: {exc}"}
+        return {"broker": "ok"}
 
     @contextmanager
     def _broker(self) -> Iterator[None]:
@@ -331,4 +360,4 @@ class _Queued:
             raise BrokerUnavailableError(f"the broker at {where} did not answer: {exc}") from exc
 
     def close(self) -> None:
-        self.redis.close()
+        self.tasks.close()

@@ -3,16 +3,25 @@ qdrant-client, and qdrant-client's local mode (tests, tiny data)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from retriever.schema import IndexSpec
 from retriever.settings import Settings
 from retriever.stores.base import CollectionNotFoundError, Store, StoreLockedError, StoreUnavailableError
 
+Backend = Literal["edge", "local", "server"]
 
-def open_store(settings: Settings, spec: IndexSpec) -> Store:
-    """The backend the settings name (not yet opened: call `open`)."""
-    backend = settings.store
-    if backend == "auto":
-        backend = "server" if settings.qdrant_url else "edge"
+
+def backend_for(settings: Settings) -> Backend:
+    """The backend the settings name: `auto` is a server when a URL is set, else Qdrant Edge."""
+    if settings.store == "auto":
+        return "server" if settings.qdrant_url else "edge"
+    return settings.store
+
+
+def make_store(settings: Settings, spec: IndexSpec) -> Store:
+    """The store of the backend the settings name, for `spec` (not yet opened: call `open`)."""
+    backend = backend_for(settings)
     if backend == "server":
         from retriever.stores.qdrant import QdrantStore
 
@@ -35,4 +44,4 @@ def open_store(settings: Settings, spec: IndexSpec) -> Store:
     return EdgeStore(settings.data_dir / "edge", settings.collection, spec)
 
 
-__all__ = ["CollectionNotFoundError", "Store", "StoreLockedError", "StoreUnavailableError", "open_store"]
+__all__ = ["CollectionNotFoundError", "Store", "StoreLockedError", "StoreUnavailableError", "backend_for", "make_store"]

@@ -49,6 +49,9 @@ class JobOut(BaseModel):
     failed: int = Field(0, description="Valid documents that could not be indexed (see errors, or the DLQ).")
     tasks_sent: int | None = Field(None, description="Distributed mode: tasks queued for the workers.")
     tasks_done: int | None = Field(None, description="Distributed mode: tasks the workers finished.")
+    tasks_failed: int | None = Field(
+        None, description="Distributed mode: tasks that failed for good (dead-lettered); the job is then failed."
+    )
     errors: list[str] = Field(default_factory=list, description="Embedded mode: the first reasons for failures.")
 
 

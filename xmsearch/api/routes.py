@@ -24,7 +24,7 @@ from xmsearch.api.models import (
     SearchOut,
 )
 from xmsearch.api.service import Service
-from xmsearch.ingestor import Ingestor
+from xmsearch.ingestor import Ingestor, mode_for
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
 
@@ -140,11 +140,10 @@ def ready(request: Request) -> JSONResponse:
     """Model loaded, store and (distributed) broker reachable; 503 with the failing check otherwise."""
     service: Service | None = getattr(request.app.state, "service", None)
     if service is None:
-        mode = "distributed" if request.app.state.settings.broker_url else "embedded"
-        body = ReadyOut(ready=False, mode=mode, checks={"model": "loading"})
+        body = ReadyOut(ready=False, mode=mode_for(request.app.state.settings), checks={"model": "loading"})
     else:
         checks = service.checks()
-        body = ReadyOut(ready=all(v == "ok" for v in checks.values()), mode=service.ingestor.mode, checks=checks)  # type: ignore[arg-type]
+        body = ReadyOut(ready=all(v == "ok" for v in checks.values()), mode=service.ingestor.mode, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 

@@ -1,23 +1,24 @@
 """What the routes use: the retriever and the ingestor of one API process, and its readiness.
 
-Embedded mode: this process owns the store; one Retriever and one Indexer share it. Distributed mode:
-documents go to the workers through Redis, and searches go to the Qdrant server.
+Both share one set of Components (model and store). Embedded mode: this process owns the store, and
+the Ingestor's indexing thread writes to it. Distributed mode: documents go to the workers through
+Redis, and searches go to the Qdrant server. Only the Ingestor knows which.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest.pipeline import Indexer
+from retriever.components import Components
 from retriever.encoder import Encoder
-from retriever.search import Retriever, assemble
+from retriever.search import Retriever
 from retriever.settings import Settings
 from xmsearch.ingestor import Ingestor
 
 
 @dataclass
 class Service:
-    """What the routes use: the retriever, the ingestor, and the mode."""
+    """What the routes use: the retriever and the ingestor."""
 
     settings: Settings
     retriever: Retriever
@@ -25,12 +26,8 @@ class Service:
 
     @classmethod
     def start(cls, settings: Settings, encoder: Encoder | None = None) -> Service:
-        parts = assemble(settings, encoder)
-        retriever = Retriever(*parts)
-        if settings.broker_url:
-            return cls(settings, retriever, Ingestor.from_settings(settings))
-        retriever.store.open(create=True)  # this process owns the embedded store from now on
-        return cls(settings, retriever, Ingestor.from_settings(settings, indexer=Indexer(*parts)))
+        components = Components.load(settings, encoder)
+        return cls(settings, Retriever(components), Ingestor.from_settings(settings, components=components))
 
     def checks(self) -> dict[str, str]:
         out = {"model": "ok", "store": "ok"}
@@ -38,13 +35,7 @@ class Service:
             self.retriever.store.versions()
         except Exception as exc:
             out["store"] = f"{type(exc).__name__}: {exc}"
-        if self.ingestor.mode == "distributed":
-            out["broker"] = "ok"
-        try:
-            self.ingestor.check()
-        except Exception as exc:
-            out["broker" if self.ingestor.mode == "distributed" else "indexer"] = f"{type(exc).__name__}: {exc}"
-        return out
+        return {**out, **self.ingestor.checks()}
 
     def close(self) -> None:
         self.ingestor.close()  # finishes the accepted jobs first

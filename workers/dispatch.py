@@ -1,0 +1,113 @@
+"""The one way a task reaches the workers: `TaskQueue` sends index and delete tasks (with the broker
+retry policy) and counts each in its job; it dead-letters a task that failed for good and requeues
+dead letters. The producer, the stream intake, the tasks' batch split and `xmsearch dlq` all send
+through it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from retriever.settings import Settings
+from workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
+from workers.jobs import DeadLetter, DeadLetters, JobStore
+
+# How long sending waits for a broker that does not answer (kombu's publish retries).
+RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
+DELIVERIES_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What `requeue` did: entries sent again, and those kept with the reason."""
+
+    requeued: int
+    kept: list[tuple[dict[str, Any], str]]
+
+
+class TaskQueue:
+    """Sends tasks to the workers and keeps their jobs' counts (Redis), for one broker."""
+
+    def __init__(self, settings: Settings, app: XmsearchCelery | None = None, retries: int = 40) -> None:
+        self.settings = settings
+        self.app = app or make_app(settings)
+        self.redis = redis_client(settings, retries)
+        self.jobs = JobStore(self.redis)
+        self.dead = DeadLetters(self.redis)
+
+    def new_job(self, source: str, tenant: str | None = None) -> str:
+        job_id = uuid.uuid4().hex
+        self.jobs.create(job_id, source, tenant)
+        return job_id
+
+    def send_index(self, job_id: str, documents: list[dict[str, Any]], accepted: int = 0) -> None:
+        """Count one more task of the job (and `accepted` documents), then queue it."""
+        self.jobs.add(job_id, tasks_sent=1, accepted=accepted)
+        self.app.send_task(INDEX_TASK, args=[job_id, documents], retry=True, retry_policy=RETRY_POLICY)
+
+    def send_delete(self, job_id: str, document_ids: list[str], tenant: str | None) -> None:
+        self.jobs.add(job_id, tasks_sent=1)
+        self.app.send_task(DELETE_TASK, args=[job_id, document_ids, tenant], retry=True, retry_policy=RETRY_POLICY)
+
+    def delete(self, document_ids: list[str], tenant: str | None) -> str:
+        """One delete job of one task (the workers own the store); its id."""
+        job_id = self.new_job("delete", tenant)
+        self.send_delete(job_id, document_ids, tenant)
+        self.jobs.finish_sending(job_id)
+        return job_id
+
+    def fail(self, task: str, args: list[Any], reason: str) -> None:
+        """A task failed for good: dead-letter it with the reason, and count it done and failed."""
+        job_id = args[0]
+        if task == DELETE_TASK:
+            letter = DeadLetter(job_id, reason, "delete", document_ids=args[1], tenant=args[2], task_failed=True)
+        else:
+            letter = DeadLetter(job_id, reason, "index", documents=args[1], task_failed=True)
+        self.dead.push(letter)
+        self.jobs.add(job_id, failed=len(letter.documents), tasks_failed=1, tasks_done=1)
+
+    def delivered(self, task_id: str, retries: int) -> int:
+        """Count one more delivery of this task (attempt); how many there were."""
+        key = f"xmsearch:deliveries:{task_id}:{retries}"
+        count = int(self.redis.incr(key))
+        self.redis.expire(key, DELIVERIES_TTL_S)
+        return count
+
+    def requeue(self) -> Requeued:
+        """Send every dead letter that can succeed again as a new task of its job (taking back what it
+        counted as failed); keep the others, saying why."""
+        done, kept = 0, []
+        for raw in self.dead.raw():
+            letter = DeadLetter.from_json(raw)
+            why = letter.why_kept
+            if why is not None:
+                kept.append((letter.__dict__, why))
+                continue
+            self._reopen(letter)
+            if letter.task == "delete":
+                self.send_delete(letter.job_id, letter.document_ids, letter.tenant)
+            else:
+                self.send_index(letter.job_id, letter.documents)
+            self.dead.remove(raw)  # after sending: a crash in between requeues it twice (tasks are idempotent)
+            done += 1
+        return Requeued(done, kept)
+
+    def _reopen(self, letter: DeadLetter) -> None:
+        if self.jobs.get(letter.job_id) is None:  # expired since
+            self.jobs.create(letter.job_id, "dlq requeue")
+            self.jobs.finish_sending(letter.job_id)
+            return
+        self.jobs.add(letter.job_id, failed=-len(letter.documents), tasks_failed=-int(letter.task_failed))
+
+    def depth(self) -> int:
+        """Tasks waiting in the broker queue (-1: the broker did not answer)."""
+        try:
+            return int(self.redis.llen(QUEUE))
+        except redis.RedisError:
+            return -1
+
+    def close(self) -> None:
+        self.redis.close()
