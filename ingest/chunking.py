@@ -12,7 +12,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from retriever.tokenization import ColbertTokenizer
+from xmsearch.retriever.model.tokenization import ColbertTokenizer
 
 # A sentence ends at . ! ? (and their CJK and Devanagari forms) followed by space, or at a blank line.
 SENTENCE_END = re.compile(r"(?<=[.!?。！？।؟])\s+|(?<=[。！？])|\n\s*\n")

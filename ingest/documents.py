@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 
-from retriever.filters import out_of_int64
-from retriever.settings import Settings
+from xmsearch.retriever.index.filters import out_of_int64
+from xmsearch.retriever.settings import Settings
 
 MAX_ID_CHARS = 512
 

@@ -1,5 +1,5 @@
 """What a job is, in both modes: its status and its counts. The embedded mode keeps them in memory,
-the distributed mode in Redis (`workers.jobs`); both report them through these types."""
+the distributed mode in Redis (`xmsearch.workers.jobs`); both report them through these types."""
 
 from __future__ import annotations
 

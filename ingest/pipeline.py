@@ -15,16 +15,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ingest.chunking import Chunk, Chunker
-from ingest.documents import Document, Reject
-from ingest.job import Job, JobStatus
-from retriever.components import Components
-from retriever.encoder import Encoder
-from retriever.errors import InvalidInputError
-from retriever.languages import Resolution, base_language
-from retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
-from retriever.schema import Point
-from retriever.settings import Settings
+from xmsearch.ingest.chunking import Chunk, Chunker
+from xmsearch.ingest.documents import Document, Reject
+from xmsearch.ingest.job import Job, JobStatus
+from xmsearch.retriever.components import Components
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.schema import Point
+from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.model.languages import Resolution, base_language
+from xmsearch.retriever.settings import Settings
 
 
 def content_hash(model_id: str, adapter: str, doc: Document, text: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ingest.documents import Document, Reject, parse
+from xmsearch.ingest.documents import Document, Reject, parse
 
 FOLDER_SUFFIXES = (".txt", ".md")
 

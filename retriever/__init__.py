@@ -9,28 +9,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retriever.lazy import lazy_exports
+from xmsearch.retriever.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from retriever.encoder import Encoder
-    from retriever.errors import (
+    from xmsearch.retriever.errors import (
         CheckpointError,
         CheckpointUnavailableError,
         InvalidInputError,
         UnknownLanguageError,
         XmsearchError,
     )
-    from retriever.settings import Settings, get_settings
+    from xmsearch.retriever.model.encoder import Encoder
+    from xmsearch.retriever.settings import Settings, get_settings
 
 _HOMES = {
-    "Encoder": "retriever.encoder",
-    "CheckpointError": "retriever.errors",
-    "CheckpointUnavailableError": "retriever.errors",
-    "InvalidInputError": "retriever.errors",
-    "UnknownLanguageError": "retriever.errors",
-    "XmsearchError": "retriever.errors",
-    "Settings": "retriever.settings",
-    "get_settings": "retriever.settings",
+    "Encoder": "xmsearch.retriever.model.encoder",
+    "CheckpointError": "xmsearch.retriever.errors",
+    "CheckpointUnavailableError": "xmsearch.retriever.errors",
+    "InvalidInputError": "xmsearch.retriever.errors",
+    "UnknownLanguageError": "xmsearch.retriever.errors",
+    "XmsearchError": "xmsearch.retriever.errors",
+    "Settings": "xmsearch.retriever.settings",
+    "get_settings": "xmsearch.retriever.settings",
 }
 __all__ = [
     "CheckpointError",

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retriever.encoder import Encoder
-from retriever.first_stage import FirstStage, make_first_stage
-from retriever.schema import IndexSpec
-from retriever.settings import Settings
-from retriever.stores import Store, make_store
+from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
+from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.stores import Store, make_store
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import Settings
 
 
 def index_spec(encoder: Encoder, settings: Settings, first_stage: FirstStage | None) -> IndexSpec:

@@ -1,5 +1,5 @@
 """Package attributes that import their module on first use: `from retriever import Encoder` works,
-while `import retriever.errors` (the CLI, workers, the API's error table) does not pull in torch."""
+while `import xmsearch.retriever.errors` (the CLI, workers, the API's error table) does not pull in torch."""
 
 from __future__ import annotations
 

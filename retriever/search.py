@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from retriever.batching import QueryBatcher
-from retriever.components import Components
-from retriever.encoder import Encoder, Languages
-from retriever.errors import InvalidInputError
-from retriever.filters import Condition, parse_filter
-from retriever.languages import Resolution
-from retriever.schema import Hit, check_k
-from retriever.settings import Settings, get_settings
-from retriever.stores.base import CollectionNotFoundError
+from xmsearch.retriever.components import Components
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.filters import Condition, parse_filter
+from xmsearch.retriever.index.schema import Hit, check_k
+from xmsearch.retriever.index.stores.base import CollectionNotFoundError
+from xmsearch.retriever.model.batching import QueryBatcher
+from xmsearch.retriever.model.encoder import Encoder, Languages
+from xmsearch.retriever.model.languages import Resolution
+from xmsearch.retriever.settings import Settings, get_settings
 
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever import Encoder, Settings
-from retriever.tiny import make_tiny
+from xmsearch.retriever import Encoder, Settings
+from xmsearch.retriever.model.tiny import make_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from retriever.encoder import Encoder
-from retriever.settings import ApiKey, Settings
 from xmsearch.api import create_app
 from xmsearch.api.auth import digest
 from xmsearch.api.errors import ConfigurationError
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import ApiKey, Settings
 
 KEYS = {"admin": "xms_admin-key", "acme": "xms_acme-key", "globex": "xms_globex-key"}
 DOCS = [

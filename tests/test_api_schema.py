@@ -16,10 +16,10 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from retriever.encoder import Encoder
+from tests.helpers import free_port
 from tests.test_api import DOCS, KEYS, api_settings
-from workers.bench_ingest import free_port
 from xmsearch.api import create_app
+from xmsearch.retriever.model.encoder import Encoder
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever.batching import QueryBatcher
-from retriever.encoder import Encoder
-from retriever.search import Retriever
-from retriever.settings import Settings
+from xmsearch.retriever.model.batching import QueryBatcher
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.search import Retriever
+from xmsearch.retriever.settings import Settings
 
 
 class SlowEncoder:
@@ -75,12 +75,12 @@ def test_a_failure_reaches_the_callers_of_its_pass_only() -> None:
 
 
 def test_concurrent_searches_equal_sequential_ones(tmp_path: Path, encoder: Encoder, tiny_checkpoint: Path) -> None:
-    from ingest.pipeline import Indexer
+    from xmsearch.ingest.pipeline import Indexer
 
     settings = Settings(model=str(tiny_checkpoint), device="cpu", store="local", data_dir=tmp_path)
     indexer = Indexer.from_settings(settings, encoder)
     docs = [{"id": f"d{i}", "text": f"river {i} flows past mill {i * 7}", "language": "en"} for i in range(20)]
-    from ingest.documents import Document
+    from xmsearch.ingest.documents import Document
 
     indexer.ingest([Document(**d) for d in docs])
     indexer.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retriever.bench_search import DIM, Resampled, measure, python_doc_passages
-from retriever.first_stage import MeanPooling
+from xmsearch.bench.search import DIM, Resampled, measure, python_doc_passages
+from xmsearch.retriever.index.first_stage import MeanPooling
 
 
 def _docs(n: int, seed: int = 0) -> list[np.ndarray]:

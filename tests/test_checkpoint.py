@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from retriever import CheckpointError, CheckpointUnavailableError, Encoder, Settings
-from retriever.checkpoint import locate, read_spec
+from xmsearch.retriever import CheckpointError, CheckpointUnavailableError, Encoder, Settings
+from xmsearch.retriever.model.checkpoint import locate, read_spec
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_spec_values_come_from_the_files(copy: Path) -> None:
 
 
 def test_model_id_changes_with_the_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from retriever.tiny import make_tiny
+    from xmsearch.retriever.model.tiny import make_tiny
 
     other = make_tiny(tmp_path / "other", seed=1)
     assert read_spec(tiny_checkpoint).model_id.split("@")[1] != read_spec(other).model_id.split("@")[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from retriever import Encoder, InvalidInputError, Settings, UnknownLanguageError
+from xmsearch.retriever import Encoder, InvalidInputError, Settings, UnknownLanguageError
 
 TEXTS = [
     "The river flows past the old mill.",
@@ -136,7 +136,7 @@ def test_empty_list_gives_empty_result(encoder: Encoder) -> None:
 
 
 def test_bf16_on_cpu_agrees_with_fp32(encoder: Encoder, tiny_checkpoint: Path) -> None:
-    from retriever.bench import agreement
+    from xmsearch.bench.encode import agreement
 
     bf16 = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", precision="bf16", detect_language=False))
     assert bf16.model.backbone.dtype == torch.bfloat16

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retriever.errors import InvalidInputError
-from retriever.filters import Condition, parse_filter
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.filters import Condition, parse_filter
 
 
 def test_forms() -> None:

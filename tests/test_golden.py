@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retriever import Encoder, InvalidInputError, Settings
 from tests.conftest import GOLDEN
+from xmsearch.retriever import Encoder, InvalidInputError, Settings
 
 CONVENTIONS = ["legacy", "current"]
 

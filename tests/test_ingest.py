@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.chunking import Chunker
-from ingest.documents import Document, Reject, limits
-from ingest.pipeline import Indexer
-from ingest.sources import read_folder, read_jsonl
-from retriever import Encoder, Settings
-from retriever.search import Retriever
+from xmsearch.ingest.chunking import Chunker
+from xmsearch.ingest.documents import Document, Reject, limits
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.sources import read_folder, read_jsonl
+from xmsearch.retriever import Encoder, Settings
+from xmsearch.retriever.search import Retriever
 
 
 def _lines(*records: object) -> io.BytesIO:

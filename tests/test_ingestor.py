@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from retriever.encoder import Encoder
-from retriever.settings import Settings
 from xmsearch import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import Settings
 
 
 def make(tmp_path: Path, encoder: Encoder, **overrides: Any) -> Ingestor:

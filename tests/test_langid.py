@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retriever import Encoder, Settings, UnknownLanguageError
-from retriever.bench import bench_langid
+from xmsearch.bench.encode import bench_langid
+from xmsearch.retriever import Encoder, Settings, UnknownLanguageError
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from retriever import Encoder
-from retriever.model import pick_device, pick_dtype, set_adapter_routing
+from xmsearch.retriever import Encoder
+from xmsearch.retriever.model.loading import pick_device, pick_dtype, set_adapter_routing
 
 
 def test_auto_device_and_precision() -> None:

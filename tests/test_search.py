@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever import Encoder, InvalidInputError, Settings
-from retriever.first_stage import MeanPooling
-from retriever.schema import IndexSpec, Point
-from retriever.search import Retriever
-from retriever.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
-from retriever.stores.qdrant import QdrantStore
 from tests.conftest import ROOT, as_stored
+from xmsearch.retriever import Encoder, InvalidInputError, Settings
+from xmsearch.retriever.index.first_stage import MeanPooling
+from xmsearch.retriever.index.schema import IndexSpec, Point
+from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
+from xmsearch.retriever.index.stores.qdrant import QdrantStore
+from xmsearch.retriever.search import Retriever
 
 DOCS = [
     ("river", "en", "acme", "The river flows past the old mill, and children play on the bridge."),
@@ -151,8 +151,8 @@ def test_missing_collection(tmp_path: Path, encoder: Encoder, store: str) -> Non
 HOLD = """
 import sys, time
 from pathlib import Path
-from retriever.schema import IndexSpec
-from retriever.stores.edge import EdgeStore
+from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.stores.edge import EdgeStore
 store = EdgeStore(Path(sys.argv[1]), "docs", IndexSpec(model_id=sys.argv[2], dim=int(sys.argv[3])))
 store.open()
 print("ready", flush=True)

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retriever.errors import InvalidInputError
-from retriever.filters import parse_filter
-from retriever.schema import IndexSpec, Point, StoreMismatchError, point_id
-from retriever.stores import CollectionNotFoundError, Store
-from retriever.stores.edge import EdgeStore
-from retriever.stores.qdrant import QdrantStore
 from tests.conftest import as_stored
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.filters import parse_filter
+from xmsearch.retriever.index.schema import IndexSpec, Point, StoreMismatchError, point_id
+from xmsearch.retriever.index.stores import CollectionNotFoundError, Store
+from xmsearch.retriever.index.stores.edge import EdgeStore
+from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
 DIM = 16
 BACKENDS = ["local-memory", "local-folder", "edge"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors import safe_open
 from transformers import AutoTokenizer, XmodModel
 
-from retriever.tiny import build_tokenizer, make_tiny
+from xmsearch.retriever.model.tiny import build_tokenizer, make_tiny
 
 
 def test_same_seed_same_bytes(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from retriever.checkpoint import read_spec
-from retriever.tiny import make_tiny
-from retriever.tokenization import ColbertTokenizer
+from xmsearch.retriever.model.checkpoint import read_spec
+from xmsearch.retriever.model.tiny import make_tiny
+from xmsearch.retriever.model.tokenization import ColbertTokenizer
 
 MASK = 250001
 XLMR_SKIPLIST = [6, 15, 20, 44, 101, 152, 242, 248, 378, 468, 619, 661, 705, 711, 977, 997, 1374, 1388, 1745, 2203,

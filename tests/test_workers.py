@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,45 +23,17 @@ import httpx
 import pytest
 import redis
 
-from retriever import Encoder
-from retriever.schema import IndexSpec
-from retriever.settings import Settings
-from retriever.stores.edge import EdgeStore
 from tests.conftest import ROOT
-from workers.app import DELETE_TASK, INDEX_TASK
-from workers.bench_ingest import free_port
-from workers.dispatch import TaskQueue
-from workers.jobs import JobStore
+from tests.helpers import CLI, RedisServer, Worker, free_port
+from xmsearch.retriever import Encoder
+from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.stores.edge import EdgeStore
+from xmsearch.retriever.settings import Settings
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK
+from xmsearch.workers.dispatch import TaskQueue
+from xmsearch.workers.jobs import JobStore
 
 Env = dict[str, str]
-CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
-
-
-class RedisServer:
-    """A private redis-server with an append-only file, so that a restart keeps the queue."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-        self.process = subprocess.Popen([*args, "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
@@ -89,35 +60,6 @@ def env(redis_server: RedisServer, tiny_checkpoint: Path, tmp_path: Path) -> dic
         "XMSEARCH_PRODUCER_BATCH_DOCS": "4",
         "XMSEARCH_VISIBILITY_TIMEOUT": "8",
     }
-
-
-class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*CLI, "worker"], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
-            )
-        self._wait_for("ready", 90)
-
-    def _wait_for(self, text: str, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if text in self.log.read_text(errors="replace"):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        raise RuntimeError(f"no {text!r} from the worker in {seconds}s:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """Warm shutdown: the worker process closes (and unlocks) its store."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(60)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
 
 
 def _docs(n: int, words: int = 20) -> list[dict[str, object]]:
@@ -263,8 +205,8 @@ def test_redis_stream_intake_with_reclaim(
     env: Env, redis_server: RedisServer, tmp_path: Path, encoder: Encoder
 ) -> None:
     """Apps push to the stream; entries a dead consumer read but never acknowledged are reclaimed."""
-    from workers.intake import GROUP, STREAM, ensure_group
-    from workers.jobs import DeadLetters, JobStore
+    from xmsearch.workers.intake import GROUP, STREAM, ensure_group
+    from xmsearch.workers.jobs import DeadLetters, JobStore
 
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     ensure_group(client)
@@ -327,7 +269,7 @@ def _unit_context(
 ) -> tuple[TaskQueue, list[tuple[str, list[Any]]]]:
     """The tasks' process context with this indexer and a queue on the private Redis, whose sends are
     recorded (task name, args) instead of reaching a worker."""
-    from workers import tasks
+    from xmsearch.workers import tasks
 
     queue = TaskQueue(Settings(broker_url=redis_url, **settings))
     sent: list[tuple[str, list[Any]]] = []
@@ -340,7 +282,7 @@ def test_a_failing_batch_is_halved_until_the_poison_stands_alone(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unit test of the task body: an unexpected error splits the batch; a lone document dead-letters."""
-    from workers import tasks
+    from xmsearch.workers import tasks
 
     class Exploding:
         def write(self, docs: list[object], job: object, on_reject: object) -> None:
@@ -368,8 +310,8 @@ def test_a_refused_document_is_dead_lettered_by_its_key_and_requeued_whole(
 ) -> None:
     """An id with a quote, a backslash and a line break, of a tenant: its dead letter holds the document
     as sent (tenant included), and requeueing sends it back as it was."""
-    from ingest.pipeline import Indexer
-    from workers import tasks
+    from xmsearch.ingest.pipeline import Indexer
+    from xmsearch.workers import tasks
 
     settings = Settings(device="cpu", store="local", data_dir=tmp_path, detect_language=False)
     queue, sends = _unit_context(redis_server.url, Indexer.from_settings(settings, encoder), monkeypatch)
@@ -396,8 +338,8 @@ def test_a_delete_that_fails_for_good_is_dead_lettered_and_ends_its_job(
     """The delete task has the index task's guarantees: a permanent error ends the job as failed (a
     waiting `xmsearch delete` returns) with a dead letter that requeues; a task delivered too often is
     dead-lettered too."""
-    from ingest.job import JobStatus
-    from workers import tasks
+    from xmsearch.ingest.job import JobStatus
+    from xmsearch.workers import tasks
 
     class Broken:
         def delete(self, ids: list[str], tenant: str | None) -> None:

@@ -11,9 +11,9 @@ from celery import Celery
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from retriever.errors import PermanentError
-from retriever.settings import Settings
-from retriever.stores import backend_for
+from xmsearch.retriever.errors import PermanentError
+from xmsearch.retriever.index.stores import backend_for
+from xmsearch.retriever.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def broker_url(settings: Settings) -> str:
 
 
 def make_app(settings: Settings) -> XmsearchCelery:
-    """An app for these settings; a worker started from it runs the tasks of `workers.tasks`."""
-    app = XmsearchCelery("xmsearch", include=["workers.tasks"], set_as_current=False)
+    """An app for these settings; a worker started from it runs the tasks of `xmsearch.workers.tasks`."""
+    app = XmsearchCelery("xmsearch", include=["xmsearch.workers.tasks"], set_as_current=False)
     app.settings = settings
     retries = {"max_retries": settings.task_retries}
     app.conf.update(

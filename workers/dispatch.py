@@ -11,9 +11,9 @@ from typing import Any
 
 import redis
 
-from retriever.settings import Settings
-from workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
-from workers.jobs import DeadLetter, DeadLetters, JobStore
+from xmsearch.retriever.settings import Settings
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
+from xmsearch.workers.jobs import DeadLetter, DeadLetters, JobStore
 
 # How long sending waits for a broker that does not answer (kombu's publish retries).
 RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}

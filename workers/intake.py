@@ -19,9 +19,9 @@ from typing import Any
 
 import redis
 
-from ingest.documents import Document, Reject, limits, parse
-from workers.dispatch import TaskQueue
-from workers.jobs import DeadLetter
+from xmsearch.ingest.documents import Document, Reject, limits, parse
+from xmsearch.workers.dispatch import TaskQueue
+from xmsearch.workers.jobs import DeadLetter
 
 log = logging.getLogger(__name__)
 STREAM = "xmsearch:intake"

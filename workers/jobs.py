@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import redis
 
-from ingest.job import COUNTS, JobStatus
+from xmsearch.ingest.job import COUNTS, JobStatus
 
 PREFIX = "xmsearch"
 JOB_TTL_S = 7 * 24 * 3600

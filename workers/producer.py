@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ingest.documents import Document, Reject
-from workers.dispatch import TaskQueue
+from xmsearch.ingest.documents import Document, Reject
+from xmsearch.workers.dispatch import TaskQueue
 
 _END = object()
 

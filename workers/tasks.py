@@ -21,13 +21,13 @@ from typing import Any
 from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from ingest.documents import Document, Reject
-from ingest.job import Job
-from ingest.pipeline import Indexer
-from retriever.errors import TransientError
-from workers.app import DELETE_TASK, INDEX_TASK, XmsearchCelery
-from workers.dispatch import TaskQueue
-from workers.jobs import DeadLetter
+from xmsearch.ingest.documents import Document, Reject
+from xmsearch.ingest.job import Job
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.retriever.errors import TransientError
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, XmsearchCelery
+from xmsearch.workers.dispatch import TaskQueue
+from xmsearch.workers.jobs import DeadLetter
 
 log = logging.getLogger(__name__)
 

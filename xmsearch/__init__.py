@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from retriever.lazy import lazy_exports
+from xmsearch.retriever.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from retriever.search import Retriever, SearchResult
     from xmsearch.ingestor import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+    from xmsearch.retriever.search import Retriever, SearchResult
 
 _HOMES = {
-    "Retriever": "retriever.search",
-    "SearchResult": "retriever.search",
+    "Retriever": "xmsearch.retriever.search",
+    "SearchResult": "xmsearch.retriever.search",
     "Ingestor": "xmsearch.ingestor",
     "InvalidDocumentsError": "xmsearch.ingestor",
     "QueueFullError": "xmsearch.ingestor",

@@ -23,14 +23,14 @@ from typing import Any, Literal, Protocol
 
 import redis
 
-from ingest.documents import Document, Reject, limits, parse
-from ingest.job import Job, JobStatus
-from ingest.pipeline import Indexer
-from retriever.components import Components
-from retriever.encoder import Encoder
-from retriever.errors import InvalidInputError, PermanentError, TransientError
-from retriever.metrics import DOCUMENTS
-from retriever.settings import Settings, get_settings
+from xmsearch.ingest.documents import Document, Reject, limits, parse
+from xmsearch.ingest.job import Job, JobStatus
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.retriever.components import Components
+from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
+from xmsearch.retriever.metrics import DOCUMENTS
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 KEPT_JOBS = 10_000  # embedded mode: the most recent jobs whose status can still be read
@@ -321,13 +321,13 @@ class _Queued:
     mode: Mode = "distributed"
 
     def __init__(self, settings: Settings, patient: bool) -> None:
-        from workers.dispatch import TaskQueue
+        from xmsearch.workers.dispatch import TaskQueue
 
         self.settings = settings
         self.tasks = TaskQueue(settings, retries=40 if patient else 2)
 
     def submit(self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject) -> str:
-        from workers.producer import enqueue
+        from xmsearch.workers.producer import enqueue
 
         with self._broker():
             return enqueue(records, self.tasks, source, on_reject, tenant)

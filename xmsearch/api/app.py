@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import Gauge
 
-from retriever.encoder import Encoder
-from retriever.settings import Settings, get_settings
 from xmsearch.api import errors
 from xmsearch.api.auth import KeyRing
 from xmsearch.api.middleware import LimitsAndMetrics
 from xmsearch.api.routes import router
 from xmsearch.api.service import Service
+from xmsearch.ingestor import mode_for
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import Settings, get_settings
 
 QUEUE_DEPTH = Gauge("xmsearch_queue_depth", "Work waiting: jobs not started (embedded) or broker tasks (distributed).")
 
@@ -26,6 +27,21 @@ Send an API key as `X-API-Key: <key>` or `Authorization: Bearer <key>`. A key bo
 reads and writes only that tenant's documents, whatever the request says. Errors are JSON:
 `{"error": {"code": "...", "message": "...", "details": [...]}}` with a stable `code`.
 """
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_serving(settings: Settings, host: str, processes: int) -> None:
+    """Refuse a way of serving that cannot work or is unsafe, saying what to do instead."""
+    if settings.api_auth == "disabled" and host not in LOOPBACK:
+        raise errors.ConfigurationError(
+            f"XMSEARCH_API_AUTH=disabled serves loopback only, not {host}: configure API keys"
+        )
+    if processes > 1 and mode_for(settings) == "embedded":
+        raise errors.ConfigurationError(
+            "the embedded mode owns its store in one process: --workers 1, or use the distributed mode"
+        )
 
 
 def create_app(settings: Settings | None = None, encoder: Encoder | None = None) -> FastAPI:

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from retriever.filters import Condition, owned_by
-from retriever.settings import ApiKey, Settings
 from xmsearch.api.errors import ApiError
+from xmsearch.retriever.index.filters import Condition, owned_by
+from xmsearch.retriever.settings import ApiKey, Settings
 
 KEY_PREFIX = "xms_"
 

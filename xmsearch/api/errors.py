@@ -13,10 +13,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retriever.errors import InvalidInputError, PermanentError, TransientError, UnknownLanguageError, XmsearchError
-from retriever.schema import StoreMismatchError
-from retriever.stores.base import CollectionNotFoundError, StoreLockedError
 from xmsearch.ingestor import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from xmsearch.retriever.errors import (
+    InvalidInputError,
+    PermanentError,
+    TransientError,
+    UnknownLanguageError,
+    XmsearchError,
+)
+from xmsearch.retriever.index.schema import StoreMismatchError
+from xmsearch.retriever.index.stores.base import CollectionNotFoundError, StoreLockedError
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from ingest.documents import Document
-from retriever.languages import base_language
-from retriever.search import SearchResult
+from xmsearch.ingest.documents import Document
+from xmsearch.retriever.model.languages import base_language
+from xmsearch.retriever.search import SearchResult
 
 FILTER_HELP = (
     'Every key must hold (AND): {"language": "fr"} equal, {"tenant": ["a", "b"]} any of, '

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retriever.components import Components
-from retriever.encoder import Encoder
-from retriever.search import Retriever
-from retriever.settings import Settings
 from xmsearch.ingestor import Ingestor
+from xmsearch.retriever.components import Components
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.search import Retriever
+from xmsearch.retriever.settings import Settings
 
 
 @dataclass

@@ -19,8 +19,8 @@ from importlib import resources
 import numpy as np
 import torch
 
-from retriever.encoder import Encoder
-from retriever.model import set_adapter_routing
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.model.loading import set_adapter_routing
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,12 @@ class EncodeFigures:
 
 def sample_texts(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """Documents of varied length (2-40 sentences) and short queries from the bundled corpus."""
-    lines = resources.files("retriever").joinpath("data/tiny_corpus.txt").read_text(encoding="utf-8").splitlines()
+    lines = (
+        resources.files("xmsearch.retriever.model")
+        .joinpath("data/tiny_corpus.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    )
     sentences = [s for s in lines if s and not s.startswith(("Numbers", "abc"))]
     rng = np.random.default_rng(seed)
     docs = [" ".join(rng.choice(sentences, size=int(rng.integers(2, 40)))) for _ in range(n_docs)]
@@ -138,12 +143,12 @@ def bench_langid(threshold: float) -> list[LangidFigures]:
     overall, and for the detections at or above `threshold` (the rest go to the fallback policy)."""
     import json
 
-    from retriever.langid import LanguageDetector
-    from retriever.languages import COLBERT_XM_LANGUAGES, LanguageResolver
+    from xmsearch.retriever.model.langid import LanguageDetector
+    from xmsearch.retriever.model.languages import COLBERT_XM_LANGUAGES, LanguageResolver
 
     resolver = LanguageResolver(COLBERT_XM_LANGUAGES)
     detector = LanguageDetector(resolver, threshold)
-    raw = resources.files("retriever").joinpath("data/langid_eval.jsonl").read_text(encoding="utf-8")
+    raw = resources.files("xmsearch.bench").joinpath("data/langid_eval.jsonl").read_text(encoding="utf-8")
     items = [json.loads(line) for line in raw.splitlines() if line.strip()]
     out = []
     for kind in ("query", "passage"):

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.first_stage import FirstStage, MeanPooling
-from retriever.schema import IndexSpec, Point
-from retriever.stores import Store
-from retriever.stores.edge import EdgeStore
-from retriever.stores.qdrant import QdrantStore
+from xmsearch.retriever.index.first_stage import FirstStage, MeanPooling
+from xmsearch.retriever.index.schema import IndexSpec, Point
+from xmsearch.retriever.index.stores import Store
+from xmsearch.retriever.index.stores.edge import EdgeStore
+from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
 DIM = 128
 K = 10
@@ -243,7 +243,7 @@ def _take(docs: Iterator[np.ndarray], rng: np.random.Generator, n: int, size: in
 def default_first_stages() -> list[FirstStage]:
     stages: list[FirstStage] = [MeanPooling(DIM)]
     try:
-        from retriever.first_stage import Muvera
+        from xmsearch.retriever.index.first_stage import Muvera
 
         stages.append(Muvera(DIM))
     except Exception:  # fastembed not installed: mean pooling only

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from retriever.errors import PermanentError
-from retriever.settings import Settings
+from xmsearch.retriever.errors import PermanentError
+from xmsearch.retriever.settings import Settings
 
 
 class FirstStage(Protocol):

@@ -15,9 +15,18 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from retriever.filters import Condition, FilterVocabulary, owned_by, translate
-from retriever.schema import FIRST_STAGE, HASH_FIELDS, METADATA_KEY, TOKENS, Hit, IndexSpec, Point, point_id
-from retriever.stores.base import (
+from xmsearch.retriever.index.filters import Condition, FilterVocabulary, owned_by, translate
+from xmsearch.retriever.index.schema import (
+    FIRST_STAGE,
+    HASH_FIELDS,
+    METADATA_KEY,
+    TOKENS,
+    Hit,
+    IndexSpec,
+    Point,
+    point_id,
+)
+from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
     StoreLockedError,
     StoreUnavailableError,

@@ -26,13 +26,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from ingest.documents import limits
-from ingest.pipeline import Indexer
-from ingest.sources import read_jsonl
-from retriever.errors import PermanentError
-from retriever.search import Retriever
-from retriever.settings import Settings
-from workers.bench_ingest import CLI, free_port, wait_for
+from xmsearch.bench.processes import CLI, free_port, wait_for
+from xmsearch.ingest.documents import limits
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.sources import read_jsonl
+from xmsearch.retriever.errors import PermanentError
+from xmsearch.retriever.search import Retriever
+from xmsearch.retriever.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _figures(path: str, latencies: list[float], seconds: float) -> LoadFigures:
 
 
 def run(settings: Settings, clients: int, seconds: float, rounds: int, k: int) -> list[LoadFigures]:
-    data = resources.files("ingest") / "data"
+    data = resources.files("xmsearch.ingest") / "data"
     queries = [(q["query"], q["language"]) for q in json.loads((data / "sample_queries.json").read_text())]
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-api-") as tmp:
         direct_dir, api_dir = Path(tmp) / "direct", Path(tmp) / "api"

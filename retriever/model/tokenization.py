@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from retriever.checkpoint import TOKENIZER_FILE, CheckpointSpec
-from retriever.errors import CheckpointError
+from xmsearch.retriever.errors import CheckpointError
+from xmsearch.retriever.model.checkpoint import TOKENIZER_FILE, CheckpointSpec
 
 Convention = Literal["legacy", "current"]
 LEGACY_PREFIX = ". "

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from retriever.errors import InvalidInputError
-from retriever.schema import FILTERABLE
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.schema import FILTERABLE
 
 Scalar = str | int | float | bool
 RANGE_KEYS = ("gt", "gte", "lt", "lte")

@@ -12,8 +12,8 @@ from safetensors import safe_open
 from transformers import XmodConfig, XmodModel
 from transformers.utils import logging as hf_logging
 
-from retriever.checkpoint import PROJECTION_KEY, WEIGHTS_FILE, CheckpointSpec
-from retriever.errors import CheckpointError, InvalidInputError
+from xmsearch.retriever.errors import CheckpointError, InvalidInputError
+from xmsearch.retriever.model.checkpoint import PROJECTION_KEY, WEIGHTS_FILE, CheckpointSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,24 +12,20 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ingest.documents import limits
-from ingest.job import JobStatus
-from ingest.sources import read_path
-from retriever.bench_search import python_doc_passages
-from retriever.encoder import Encoder
-from retriever.errors import PermanentError
-from retriever.settings import Settings
-
-CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
+from xmsearch.bench.processes import CLI, free_port, wait_for
+from xmsearch.bench.search import python_doc_passages
+from xmsearch.ingest.documents import limits
+from xmsearch.ingest.job import JobStatus
+from xmsearch.ingest.sources import read_path
+from xmsearch.retriever.errors import PermanentError
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -42,21 +38,6 @@ class IngestFigures:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise PermanentError(f"bench ingest: {what} within {seconds:.0f} s")
 
 
 def run(settings: Settings, n_docs: int) -> IngestFigures:
@@ -106,8 +87,8 @@ def run(settings: Settings, n_docs: int) -> IngestFigures:
 
 def _end_to_end(corpus: Path, settings: Settings) -> tuple[float, int]:
     """Producer in this process (its clock starts at the first line read), the worker in its own."""
-    from workers.dispatch import TaskQueue
-    from workers.producer import enqueue
+    from xmsearch.workers.dispatch import TaskQueue
+    from xmsearch.workers.producer import enqueue
 
     tasks = TaskQueue(settings)
     start = time.perf_counter()

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retriever.checkpoint import CheckpointSpec, locate, read_spec
-from retriever.errors import InvalidInputError
-from retriever.languages import LanguageResolver, Resolution
-from retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
-from retriever.model import LoadedModel, load_model, pick_device, pick_dtype
-from retriever.settings import Settings, get_settings
-from retriever.tokenization import ColbertTokenizer, TokenBatch
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
+from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
+from xmsearch.retriever.model.languages import LanguageResolver, Resolution
+from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device, pick_dtype
+from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
+from xmsearch.retriever.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Encoder:
         if not self.settings.detect_language:
             return [Resolution("", self.languages.fallback, fallback=True) for _ in texts]
         if self._detector is None:
-            from retriever.langid import LanguageDetector
+            from xmsearch.retriever.model.langid import LanguageDetector
 
             self._detector = LanguageDetector(self.languages, self.settings.langid_min_confidence)
         return self._detector(texts)

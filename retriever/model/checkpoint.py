@@ -16,7 +16,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from retriever.errors import CheckpointError, CheckpointUnavailableError
+from xmsearch.retriever.errors import CheckpointError, CheckpointUnavailableError
 
 log = logging.getLogger(__name__)
 

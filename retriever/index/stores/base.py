@@ -11,9 +11,9 @@ from typing import Protocol
 
 import numpy as np
 
-from retriever.errors import PermanentError, TransientError
-from retriever.filters import Condition
-from retriever.schema import Hit, IndexSpec, Point
+from xmsearch.retriever.errors import PermanentError, TransientError
+from xmsearch.retriever.index.filters import Condition
+from xmsearch.retriever.index.schema import Hit, IndexSpec, Point
 
 
 class CollectionNotFoundError(PermanentError):

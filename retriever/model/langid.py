@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import hanzidentifier
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from retriever.languages import COLBERT_XM_LANGUAGES, LanguageResolver, Resolution
+from xmsearch.retriever.model.languages import COLBERT_XM_LANGUAGES, LanguageResolver, Resolution
 
 
 @dataclass(frozen=True)

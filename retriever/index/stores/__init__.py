@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from retriever.schema import IndexSpec
-from retriever.settings import Settings
-from retriever.stores.base import CollectionNotFoundError, Store, StoreLockedError, StoreUnavailableError
+from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.stores.base import CollectionNotFoundError, Store, StoreLockedError, StoreUnavailableError
+from xmsearch.retriever.settings import Settings
 
 Backend = Literal["edge", "local", "server"]
 
@@ -23,10 +23,10 @@ def make_store(settings: Settings, spec: IndexSpec) -> Store:
     """The store of the backend the settings name, for `spec` (not yet opened: call `open`)."""
     backend = backend_for(settings)
     if backend == "server":
-        from retriever.stores.qdrant import QdrantStore
+        from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
         if not settings.qdrant_url:
-            from retriever.errors import PermanentError
+            from xmsearch.retriever.errors import PermanentError
 
             raise PermanentError("XMSEARCH_STORE=server needs XMSEARCH_QDRANT_URL")
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -35,11 +35,11 @@ def make_store(settings: Settings, spec: IndexSpec) -> Store:
             timeout=settings.qdrant_timeout, retries=settings.qdrant_retries,
         )  # fmt: skip
     if backend == "local":
-        from retriever.stores.qdrant import QdrantStore
+        from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
         in_memory = str(settings.data_dir) == ":memory:"
         return QdrantStore.local(None if in_memory else settings.data_dir / "local", settings.collection, spec)
-    from retriever.stores.edge import EdgeStore
+    from xmsearch.retriever.index.stores.edge import EdgeStore
 
     return EdgeStore(settings.data_dir / "edge", settings.collection, spec)
 

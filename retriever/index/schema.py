@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retriever.errors import InvalidInputError, PermanentError
+from xmsearch.retriever.errors import InvalidInputError, PermanentError
 
 TOKENS = "tokens"  # the per-token multivector, compared with MaxSim
 FIRST_STAGE = "first_stage"  # one vector per passage for the optional HNSW prefetch

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import XmodConfig, XmodModel
 
-from retriever.checkpoint import (
+from xmsearch.retriever.model.checkpoint import (
     BACKBONE_PREFIX,
     CONFIG_FILE,
     METADATA_FILE,
@@ -47,7 +47,7 @@ def build_tokenizer(max_words: int = 600) -> Tokenizer:
     """An XLM-R-shaped Unigram tokenizer built from the bundled corpus by counting (no training, so
     the result is reproducible): <s>=0 <pad>=1 </s>=2 <unk>=3, then `▁`, every character, `▁`-glued
     punctuation (so the skiplist has several ids, as XLM-R's does) and the most frequent words."""
-    corpus = resources.files("retriever").joinpath("data/tiny_corpus.txt").read_text(encoding="utf-8")
+    corpus = resources.files("xmsearch.retriever.model").joinpath("data/tiny_corpus.txt").read_text(encoding="utf-8")
     normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
     words = Counter("▁" + w for w in normalizer.normalize_str(corpus).split())
     chars = Counter(c for w, n in words.items() for c in w for _ in range(n))

@@ -16,7 +16,7 @@ from typing import Literal
 
 import langcodes
 
-from retriever.errors import CheckpointError, UnknownLanguageError
+from xmsearch.retriever.errors import CheckpointError, UnknownLanguageError
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import qdrant_edge as q
 
-from retriever.filters import Condition, FilterVocabulary, owned_by, translate
-from retriever.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
-from retriever.stores.base import CollectionNotFoundError, StoreLockedError, next_version, own_versions
+from xmsearch.retriever.index.filters import Condition, FilterVocabulary, owned_by, translate
+from xmsearch.retriever.index.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
+from xmsearch.retriever.index.stores.base import CollectionNotFoundError, StoreLockedError, next_version, own_versions
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 256

@@ -1,0 +1,80 @@
+"""Processes the tests start: the `xmsearch` command, a private redis-server, a worker, a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from tests.conftest import ROOT
+
+CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server with an append-only file, so that a restart keeps the queue."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        self.process = subprocess.Popen([*args, "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*CLI, "worker"], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
+            )
+        self._wait_for("ready", 90)
+
+    def _wait_for(self, text: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"no {text!r} from the worker in {seconds}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Warm shutdown: the worker process closes (and unlocks) its store."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(60)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)

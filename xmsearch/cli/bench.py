@@ -1,0 +1,216 @@
+"""`xmsearch bench`: run the benchmarks of xmsearch.bench and print their figures as tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from xmsearch.cli.output import console
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (ratios measured side by side).")
+
+
+@app.command("encode")
+def bench_encode(
+    model: Annotated[str | None, typer.Option(help="Checkpoint folder or hub id (default: XMSEARCH_MODEL).")] = None,
+    docs: Annotated[int, typer.Option(help="Documents to encode.")] = 256,
+    queries: Annotated[int, typer.Option(help="Single queries to time.")] = 64,
+    repeats: Annotated[int, typer.Option(help="Timed repeats (the best is kept).")] = 3,
+    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, bf16, fp16.")] = "fp32,bf16",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Documents/s, tokens/s and query latency of the encoder next to the bare XmodModel forward.
+
+    Example: xmsearch bench encode --model ./base-random --docs 128
+    """
+    from xmsearch.bench.encode import agreement, bench_encoder, sample_texts
+    from xmsearch.retriever import Encoder
+    from xmsearch.retriever.settings import get_settings
+
+    texts, qs = sample_texts(docs, queries)
+    rows, reference = [], None
+    for precision in precisions.split(","):
+        settings = get_settings().model_copy(update={"precision": precision.strip()})
+        with console.status(f"benchmarking {precision}", spinner="dots"):
+            encoder = Encoder.from_pretrained(model, settings)
+            figures = bench_encoder(encoder, texts, qs, repeats)
+            vectors = encoder.encode_documents(texts[:64], "en")
+        if reference is None:
+            reference = vectors
+        else:
+            mean, worst = agreement(reference, vectors)
+            figures = dataclasses.replace(figures, mean_cosine_vs_fp32=mean, worst_cosine_vs_fp32=worst)
+        rows.append(figures)
+        del encoder
+    if as_json:
+        print(json.dumps([f.as_dict() for f in rows]))
+        return
+    table = Table(title=f"encoder vs bare XmodModel forward ({docs} documents, {queries} single queries)")
+    table.add_column("figure")
+    for f in rows:
+        table.add_column(f.precision, justify="right")
+    lines = [
+        ("documents/s (encoder)", "docs_per_s", ".2f"),
+        ("documents/s (bare forward)", "bare_docs_per_s", ".2f"),
+        ("ratio encoder / bare", "ratio", ".3f"),
+        ("documents/s (bare, unsorted batches)", "bare_unsorted_docs_per_s", ".2f"),
+        ("tokens/s (encoder)", "tokens_per_s", ".0f"),
+        ("query p50 ms (encoder)", "query_p50_ms", ".2f"),
+        ("query p50 ms (bare forward)", "bare_query_p50_ms", ".2f"),
+        ("query speed ratio encoder / bare", "query_ratio", ".3f"),
+        ("cosine vs first: mean", "mean_cosine_vs_fp32", ".6f"),
+        ("cosine vs first: worst", "worst_cosine_vs_fp32", ".6f"),
+    ]
+    for label, attr, spec in lines:
+        values = [getattr(f, attr) for f in rows]
+        table.add_row(label, *("-" if v is None else format(v, spec) for v in values))
+    console.print(table)
+
+
+@app.command("search")
+def bench_search_cmd(
+    sizes: Annotated[
+        str, typer.Option(help="Collection sizes on Qdrant Edge (comma-separated).")
+    ] = "1000,5000,20000,50000",
+    local_sizes: Annotated[str, typer.Option(help="Collection sizes on qdrant-client local mode.")] = "1000,4000",
+    realistic: Annotated[int, typer.Option(help="Passages encoded by the real MiniLM encoder.")] = 2000,
+    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 50,
+    candidates: Annotated[
+        str, typer.Option(help="First-stage candidates to rerank (comma-separated).")
+    ] = "100,200,400",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Query latency p50/p95 per backend, mode and size; first-stage recall@10; bytes per stored token.
+
+    Needs the bench extra (pip install 'xmsearch[bench]'; MUVERA rows also need 'xmsearch[muvera]').
+    Example: xmsearch bench search --sizes 1000,10000 --local-sizes 1000 --realistic 500
+    """
+    from xmsearch.bench.search import default_first_stages, run
+
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    with console.status("benchmarking search (minutes)", spinner="dots"):
+        rows = run(ints(sizes), ints(local_sizes), realistic, queries, ints(candidates), default_first_stages())
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title=f"search: {queries} queries per row, k=10")
+    for col in ("backend", "vectors", "size", "mode", "p50 ms", "p95 ms", "recall@10", "bytes/token", "load s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        recall = "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}"
+        per_token = "-" if r.bytes_per_token is None else f"{r.bytes_per_token:.0f}"
+        table.add_row(
+            r.backend,
+            r.data,
+            str(r.size),
+            r.mode,
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            recall,
+            per_token,
+            f"{r.load_s:.1f}",
+        )
+    console.print(table)
+
+
+@app.command("ingest")
+def bench_ingest_cmd(
+    docs: Annotated[int, typer.Option(help="Passages (of the Python documentation) to ingest.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """End-to-end documents/s (JSON Lines -> Redis -> worker -> searchable points) next to the
+    encoder alone on the same texts, in one run.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench ingest --docs 200
+    """
+    from xmsearch.bench.ingest import run
+    from xmsearch.retriever.settings import get_settings
+
+    with console.status("benchmarking ingestion (minutes)", spinner="dots"):
+        figures = run(get_settings(), docs)
+    if as_json:
+        print(json.dumps(figures.as_dict()))
+        return
+    console.print(
+        f"{figures.documents} documents ({figures.chunks} chunks): "
+        f"end to end {figures.end_to_end_docs_per_s:.2f} docs/s, "
+        f"encoder alone {figures.encoder_docs_per_s:.2f} docs/s, ratio {figures.ratio:.3f}"
+    )
+
+
+@app.command("api")
+def bench_api_cmd(
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Seconds per phase.")] = 10.0,
+    rounds: Annotated[int, typer.Option(help="Alternating direct/API rounds.")] = 2,
+    k: Annotated[int, typer.Option(help="Hits per query.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Load test of POST /search on loopback (`xmsearch serve` in its own process) next to the Retriever
+    called directly (with and without query batching), same clients, queries and index, phases
+    alternating; prints throughput, p50/p95/p99 and the ratios. Bounded: 3 x rounds x seconds plus
+    start-up.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench api --clients 4 --seconds 10
+    """
+    from xmsearch.bench.api import as_dicts, run
+    from xmsearch.retriever.settings import get_settings
+
+    with console.status("load-testing the API", spinner="dots"):
+        rows = run(get_settings(), clients, seconds, rounds, k)
+    if as_json:
+        print(json.dumps(as_dicts(rows)))
+        return
+    table = Table(title=f"POST /search vs Retriever.search, {clients} clients, {rounds} x {seconds:.0f} s each")
+    for col in ("path", "requests", "per s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.path, str(r.requests), f"{r.per_s:.1f}", f"{r.p50_ms:.2f}", f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}"
+        )
+    console.print(table)
+    direct, api, unbatched = rows
+    console.print(
+        f"API / direct: p50 {api.p50_ms / direct.p50_ms:.3f}, p99 {api.p99_ms / direct.p99_ms:.3f}, "
+        f"throughput {api.per_s / direct.per_s:.3f}; query batching: throughput "
+        f"{direct.per_s / unbatched.per_s:.2f}x, p50 {direct.p50_ms / unbatched.p50_ms:.3f}"
+    )
+
+
+@app.command("langid")
+def bench_langid_cmd(
+    threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Accuracy of language identification on the bundled set: 81 languages, queries and passages.
+
+    Example: xmsearch bench langid --threshold 0.7
+    """
+    from xmsearch.bench.encode import bench_langid
+    from xmsearch.retriever.settings import get_settings
+
+    rows = bench_langid(get_settings().langid_min_confidence if threshold is None else threshold)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title="language identification (py3langid + hanzidentifier), 81 XMOD languages")
+    for col in ("kind", "texts", "accuracy", "threshold", "kept", "accuracy of kept", "most missed"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        missed = ", ".join(f"{k} {v}" for k, v in list(r.per_language_misses.items())[:6]) or "-"
+        table.add_row(
+            r.kind,
+            str(r.texts),
+            f"{r.accuracy:.3f}",
+            f"{r.threshold:.2f}",
+            f"{r.kept:.3f}",
+            f"{r.kept_accuracy:.3f}",
+            missed,
+        )
+    console.print(table)

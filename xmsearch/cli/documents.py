@@ -1,0 +1,179 @@
+"""Commands on documents: the demo (README command 1), ingest, delete and search. Every write goes
+through the Ingestor, which decides the mode."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xmsearch.cli.output import Rejects, console, follow, job_json, print_job
+from xmsearch.cli.root import app
+from xmsearch.retriever.errors import XmsearchError
+
+
+@app.command()
+def demo(
+    k: Annotated[int, typer.Option("--k", help="Hits shown per query.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """README command 1: index the bundled sample corpus (40 documents, 15 languages) on the embedded
+    default, then answer the bundled sample queries (12 languages, most of them cross-lingual).
+
+    Re-running it encodes nothing new (unchanged documents are skipped). Example:
+      XMSEARCH_MODEL=./tiny-model xmsearch demo --k 5
+    """
+    from importlib import resources
+
+    from xmsearch.ingest.documents import limits
+    from xmsearch.ingest.sources import read_jsonl
+    from xmsearch.ingestor import Ingestor
+    from xmsearch.retriever.components import Components
+    from xmsearch.retriever.search import Retriever
+    from xmsearch.retriever.settings import get_settings
+
+    settings = get_settings()
+    data = resources.files("xmsearch.ingest").joinpath("data")
+    with console.status("loading the model and indexing the sample corpus", spinner="dots"):
+        components = Components.load(settings)
+        ingestor = Ingestor.from_settings(settings, components=components)
+    queries = json.loads(data.joinpath("sample_queries.json").read_text(encoding="utf-8"))
+    try:
+        with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
+            records = read_jsonl(corpus, "sample_corpus.jsonl", limits(settings))
+            job = ingestor.wait(ingestor.ingest(records, "demo"))
+        texts, languages = [q["query"] for q in queries], [q["language"] for q in queries]
+        results = Retriever(components).search_batch(texts, k=k, languages=languages)
+    finally:
+        ingestor.close()  # and the store the Retriever shares
+    model_id = components.encoder.spec.model_id
+    if as_json:
+        out = [
+            {"query": r.query, "language": r.language.adapter, "hits": [dataclasses.asdict(h) for h in r.hits]}
+            for r in results
+        ]
+        print(json.dumps({"model": model_id, "job": job_json(job), "results": out}))
+        return
+    console.print(
+        f"[bold]{model_id}[/bold]: {job['accepted']} documents, {job['encoded']} chunks encoded, "
+        f"{job['skipped_unchanged']} unchanged, in {settings.data_dir}"
+    )
+    for query, result in zip(queries, results, strict=True):
+        found = sum(h.metadata.get("topic") == query["expect_topic"] for h in result.hits)
+        console.print(
+            f"\n[bold]{result.query}[/bold] ({result.language.adapter}; topic {query['expect_topic']}: {found}/{k})"
+        )
+        for hit in result.hits:
+            topic = hit.metadata.get("topic", "")
+            console.print(
+                f"  {hit.score:6.2f}  {hit.document_id}#{hit.chunk} [{hit.language}, {topic}]  {hit.text[:70]}"
+            )
+
+
+@app.command()
+def ingest(
+    path: Annotated[str, typer.Argument(help="A JSON Lines file, a folder of .txt/.md files, or - for stdin.")],
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected records here (JSON Lines).")] = None,
+    wait: Annotated[bool, typer.Option(help="Distributed mode: wait until the workers are done.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Index documents, skipping unchanged ones: in this process (embedded mode), or as tasks for
+    the workers when XMSEARCH_BROKER_URL is set (distributed mode; --no-wait returns at once).
+
+    Each JSON line: {"id": "...", "text": "...", "language": "fr", "tenant": "...", "metadata": {...}};
+    only id and text are required. Bad records are reported with their line and reason.
+
+    Examples:
+      xmsearch ingest docs.jsonl --rejects rejects.jsonl
+      cat docs.jsonl | xmsearch ingest -
+      xmsearch ingest ./notes/            (id = relative path)
+    """
+    from xmsearch.ingest.documents import limits
+    from xmsearch.ingest.sources import read_path
+    from xmsearch.ingestor import Ingestor
+    from xmsearch.retriever.settings import get_settings
+
+    settings = get_settings()
+    records = read_path(path, limits(settings))
+    with console.status("loading the model", spinner="dots"):  # embedded mode; distributed: at once
+        ingestor = Ingestor.from_settings(settings, patient=True)
+    reported = Rejects(rejects)
+    try:
+        job_id = ingestor.ingest(records, path, reported)
+        job = follow(ingestor, job_id, as_json) if wait or ingestor.mode == "embedded" else ingestor.job(job_id)
+    finally:
+        ingestor.close()  # embedded: after the job is done
+        reported.close()
+    print_job(job or {}, as_json)
+    if not as_json:
+        reported.show()
+    if reported.count or (job or {}).get("failed"):
+        raise typer.Exit(3)  # done, but some records were rejected or could not be indexed
+
+
+@app.command()
+def delete(
+    ids: Annotated[list[str], typer.Argument(help="Document ids to remove (every chunk).")],
+    tenant: Annotated[str | None, typer.Option(help="The documents' tenant (default: documents without one).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Remove documents from the index: in this process, or through the workers when
+    XMSEARCH_BROKER_URL is set (they own the store). Waits until it is done.
+
+    Examples:
+      xmsearch delete en-water-cycle fr-pain-maison
+      xmsearch delete report-7 --tenant acme --json
+    """
+    from xmsearch.ingestor import Ingestor
+
+    with console.status("loading the model", spinner="dots"):
+        ingestor = Ingestor.from_settings()
+    try:
+        job = ingestor.wait(ingestor.delete(ids, tenant))
+    finally:
+        ingestor.close()
+    if job["status"] == "failed":
+        raise XmsearchError(f"the delete failed: {'; '.join(job.get('errors', []))}")
+    print_job(job if as_json else {"deleted": len(ids), "job": job["id"]}, as_json)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query, in any language.")],
+    k: Annotated[int, typer.Option("--k", help="How many hits.")] = 10,
+    lang: Annotated[str | None, typer.Option("--lang", help="The query's language (default: detected).")] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help='JSON filter, e.g. {"language": "fr"}.')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search the index.
+
+    Examples:
+      xmsearch search "how do vaccines work"
+      xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
+    """
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.retriever.search import Retriever
+
+    try:
+        flt = json.loads(filter_) if filter_ else None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--filter is not valid JSON: {exc}") from exc
+    retriever = Retriever.from_settings()
+    try:
+        result = retriever.search(query, k=k, language=lang, filter=flt)
+    finally:
+        retriever.close()
+    if as_json:
+        hits = [dataclasses.asdict(h) for h in result.hits]
+        print(
+            json.dumps(
+                {"query": query, "language": result.language.adapter, "hits": hits, "timings_ms": result.timings_ms}
+            )
+        )
+        return
+    console.print(f"[bold]{query}[/bold] ({result.language.adapter})")
+    for hit in result.hits:
+        console.print(f"{hit.score:7.2f}  {hit.document_id}#{hit.chunk} [{hit.language}]  {hit.text[:100]}")

@@ -1,0 +1,83 @@
+"""What the commands print: jobs (human or JSON), a live view of a running job, and rejected records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from xmsearch.ingest.job import COUNTS
+
+if TYPE_CHECKING:
+    from xmsearch.ingest.documents import Reject
+    from xmsearch.ingestor import Ingestor
+
+console = Console()
+
+
+class Rejects:
+    """Rejected records: all written to the --rejects file as they come, the first few kept to show."""
+
+    SHOWN = 20
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.sink = path.open("w", encoding="utf-8") if path else None
+        self.first: list[Reject] = []
+        self.count = 0
+
+    def __call__(self, reject: Reject) -> None:
+        self.count += 1
+        if len(self.first) < self.SHOWN:
+            self.first.append(reject)
+        if self.sink:
+            self.sink.write(reject.as_json() + "\n")
+
+    def close(self) -> None:
+        if self.sink:
+            self.sink.close()
+
+    def show(self) -> None:
+        for reject in self.first:
+            console.print("[yellow]rejected[/yellow] " + escape(f"{reject.source} {reject.location}: {reject.reason}"))
+        if self.count > len(self.first):
+            console.print(
+                f"... and {self.count - len(self.first)} more" + (f" (all in {self.path})" if self.path else "")
+            )
+
+
+def follow(ingestor: Ingestor, job_id: str, quiet: bool) -> dict[str, Any]:
+    """A live line of the job's counts (and a bar of its tasks, distributed) until it is done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn(f"job {job_id[:8]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet) as progress:
+        bar = progress.add_task("", total=None)
+
+        def show(job: dict[str, Any]) -> None:
+            counts = f"{job['accepted']} documents, {job['encoded']} chunks encoded, {job['rejected']} rejected"
+            progress.update(bar, completed=job.get("tasks_done", 0), total=job.get("tasks_sent"), description=counts)
+
+        return ingestor.wait(job_id, on_progress=show, poll=0.2)
+
+
+def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as printed by --json: its fields, and its counts also grouped under `counts`."""
+    return {**job, "counts": {name: job[name] for name in COUNTS}}
+
+
+def print_job(job: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job_json(job)))
+        return
+    shown = {k: v for k, v in job.items() if k not in ("errors", "source", "tenant") and v is not None}
+    console.print(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()))

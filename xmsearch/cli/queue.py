@@ -1,0 +1,117 @@
+"""Commands of the distributed mode: a worker, the stream intake, jobs and dead letters."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from xmsearch.cli.output import console, print_job
+from xmsearch.cli.root import app
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: the setting).")] = None,
+) -> None:
+    """Run a Celery worker that indexes the queued tasks (distributed mode).
+
+    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2
+    """
+    from xmsearch.retriever.settings import get_settings
+    from xmsearch.workers.app import QUEUE, make_app, worker_processes
+
+    settings = get_settings()
+    celery_app = make_app(settings)
+    n = worker_processes(settings, concurrency or settings.worker_concurrency)
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={n}",
+            "--pool=prefork",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def intake(
+    consumer: Annotated[str | None, typer.Option(help="This consumer's name (default: a random one).")] = None,
+    claim_idle: Annotated[float, typer.Option(help="Seconds before an unacknowledged entry is reclaimed.")] = 60.0,
+) -> None:
+    """Read documents that apps push to the Redis Stream `xmsearch:intake` and queue them for the workers.
+
+    An app pushes:  XADD xmsearch:intake * document '{"id": "a", "text": "...", "language": "fr"}'
+    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch intake --consumer intake-1
+    """
+    from xmsearch.retriever.settings import get_settings
+    from xmsearch.workers.dispatch import TaskQueue
+    from xmsearch.workers.intake import Intake
+
+    Intake(TaskQueue(get_settings()), consumer, claim_idle).run()
+
+
+@app.command()
+def jobs(
+    job_id: Annotated[str | None, typer.Argument(help="One job (default: the recent ones).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show ingestion jobs and their counts (distributed mode).
+
+    Examples: xmsearch jobs    xmsearch jobs 3f2a... --json
+    """
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.retriever.settings import get_settings
+    from xmsearch.workers.app import redis_client
+    from xmsearch.workers.jobs import JobStore
+
+    store = JobStore(redis_client(get_settings()))
+    if job_id:
+        job = store.get(job_id)
+        if job is None:
+            raise InvalidInputError(f"no job {job_id!r} (jobs are kept for 7 days)")
+        print_job(job, as_json)
+        return
+    recent = store.recent()
+    if as_json:
+        print(json.dumps(recent))
+        return
+    for job in recent:
+        print_job(job, False)
+
+
+@app.command()
+def dlq(
+    action: Annotated[str, typer.Argument(help="list | requeue")] = "list",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the dead letters (with their reasons), or requeue those that can succeed again as new tasks
+    of their jobs (the others are kept, and the reason is said).
+
+    Examples: xmsearch dlq list --json    xmsearch dlq requeue
+    """
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.retriever.settings import get_settings
+    from xmsearch.workers.dispatch import TaskQueue
+
+    tasks = TaskQueue(get_settings())
+    if action == "list":
+        entries = tasks.dead.entries()
+        if as_json:
+            print(json.dumps(entries))
+        for e in [] if as_json else entries:
+            ids = ", ".join(d.get("id", "?") for d in e["documents"]) or ", ".join(e["document_ids"])
+            console.print(escape(f"job {e['job_id']} ({e['task']}): [{ids}] {e['reason']}"))
+        return
+    if action != "requeue":
+        raise InvalidInputError(f"dlq takes list or requeue, not {action!r}")
+    done = tasks.requeue()
+    console.print(f"requeued {done.requeued} dead letter(s)")
+    for entry, why in done.kept:
+        console.print(escape(f"kept: job {entry['job_id']}: {entry['reason']}: {why}"))

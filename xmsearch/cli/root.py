@@ -1,0 +1,42 @@
+"""The `xmsearch` command: its root (global options, the one-line error handler) and its command
+groups, each in its own module: documents (demo, ingest, delete, search), the queue (worker, intake,
+jobs, dlq), the API (serve, api-key), model tools and benchmarks.
+
+Human output by default, `--json` for scripts; errors are one line without a traceback unless
+`--debug`. Exit codes: 0 ok; 1 an error that will happen again (bad input, bad checkpoint, bad
+settings); 2 usage; 3 done, but some records were rejected; 4 a service did not answer (broker, Qdrant
+server: retrying later may work).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from xmsearch.retriever.errors import TransientError, XmsearchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point: run the app, turning xmsearch errors into one clear line and exit code 1 or 4."""
+    try:
+        app()
+    except XmsearchError as exc:
+        if _state["debug"]:
+            raise
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        sys.exit(4 if isinstance(exc, TransientError) else 1)

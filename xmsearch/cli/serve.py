@@ -1,0 +1,65 @@
+"""Commands of the HTTP API: serve it, and make API keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from xmsearch.cli.output import console
+from xmsearch.cli.root import app
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: XMSEARCH_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: XMSEARCH_API_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn processes (distributed mode only; Edge: 1).")] = 1,
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs). API keys are required unless XMSEARCH_API_AUTH=disabled,
+    which only listens on loopback.
+
+    Examples:
+      XMSEARCH_API_KEYS='[{"sha256": "<from xmsearch api-key>", "name": "app"}]' xmsearch serve --port 8000
+      XMSEARCH_API_AUTH=disabled xmsearch serve
+    """
+    import uvicorn
+
+    from xmsearch.api.app import check_serving, create_app
+    from xmsearch.retriever.settings import get_settings
+
+    settings = get_settings()
+    host = host or settings.api_host
+    check_serving(settings, host, workers)
+    if workers > 1:
+        uvicorn.run(
+            "xmsearch.api.app:create_app", factory=True, host=host, port=port or settings.api_port, workers=workers
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port or settings.api_port, log_level="info")
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Option(help="A name for the key (logs show it, never the key).")] = "app",
+    tenant: Annotated[str | None, typer.Option(help="Bind the key to this tenant.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a new API key. The key is shown once; the settings keep only its SHA-256.
+
+    Examples:
+      xmsearch api-key --name billing-app
+      xmsearch api-key --name acme-portal --tenant acme --json
+    """
+    from xmsearch.api.auth import new_key
+    from xmsearch.retriever.settings import ApiKey
+
+    key, digest = new_key()
+    entry = ApiKey(sha256=digest, name=name, tenant=tenant).model_dump(exclude_none=True)
+    if as_json:
+        print(json.dumps({"key": key, "entry": entry}))
+        return
+    console.print(f"key (give it to the client; it is not stored): [bold]{key}[/bold]")
+    console.print("add this entry to the JSON list in XMSEARCH_API_KEYS:")
+    print(json.dumps(entry))
