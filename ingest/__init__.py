@@ -1,1 +1,1 @@
-"""Documents in, points out: sources, validation, chunking, hashes and the write path (to come)."""
+"""Documents in, points out: sources, validation, chunking, content hashes, jobs and the write path (`Indexer`)."""

@@ -12,6 +12,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
+from xmsearch.retriever.errors import CheckpointError
 from xmsearch.retriever.model.tokenization import ColbertTokenizer
 
 # A sentence ends at . ! ? (and their CJK and Devanagari forms) followed by space, or at a blank line.
@@ -35,7 +36,9 @@ class Chunker:
         )
         self.budget = tokenizer.spec.doc_maxlen - overhead - SAFETY
         if self.budget < 8:
-            raise ValueError(f"doc_maxlen {tokenizer.spec.doc_maxlen} leaves no room for text")
+            raise CheckpointError(
+                f"doc_maxlen {tokenizer.spec.doc_maxlen} of {tokenizer.spec.model_id} leaves no room for text"
+            )
         self.overlap = min(overlap, self.budget // 2)
 
     def split(self, text: str) -> list[Chunk]:

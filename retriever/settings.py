@@ -26,7 +26,7 @@ class ApiKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Configuration shared by the encoder, the CLI and (later) the store, ingestion and workers."""
+    """Configuration shared by the encoder, the store, ingestion, the workers, the API and the CLI."""
 
     model_config = SettingsConfigDict(env_prefix="XMSEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
 

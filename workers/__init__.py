@@ -1,1 +1,2 @@
-"""The Celery app and its tasks: batching, retries, acknowledgements and dead letters (to come)."""
+"""The distributed mode: the Celery app and its tasks, the producer and the stream intake (batching), retries,
+acknowledgements, job counts and dead letters in Redis."""

