@@ -23,7 +23,7 @@ from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import Point
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.model.languages import Resolution, base_language
+from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import Settings
 
 
@@ -138,7 +138,8 @@ class Indexer:
         DOCUMENTS.labels("indexed").inc(len(planned) - failed)
 
     def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job) -> None:
-        vectors = self.encoder.encode_documents([c.text for _, c, _, _ in todo], [r.adapter for _, _, r, _ in todo])
+        texts, languages = [c.text for _, c, _, _ in todo], [r for _, _, r, _ in todo]
+        vectors = self.encoder.encode(self.encoder.tokenize(texts, languages, "document"))
         job.counts.encoded += len(vectors)
         CHUNKS_ENCODED.inc(len(vectors))
         first = self.first_stage.documents(vectors) if self.first_stage else None
@@ -148,7 +149,7 @@ class Indexer:
                 chunk=chunk.number,
                 vectors=v,
                 text=chunk.text,
-                language=base_language(lang.requested) if lang.requested else base_language(lang.adapter.split("_")[0]),
+                language=lang.code,
                 content_hash=digest,
                 model_id=self.encoder.spec.model_id,
                 tenant=doc.tenant,

@@ -16,7 +16,7 @@ from xmsearch.retriever.index.filters import Condition, parse_filter
 from xmsearch.retriever.index.schema import Hit, check_k
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
-from xmsearch.retriever.model.encoder import Encoder, Languages
+from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
 from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import Settings, get_settings
 
@@ -47,9 +47,9 @@ class Retriever:
         self.settings = settings = components.settings
         self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
-        self.batcher = (
-            QueryBatcher(self.encoder.encode_queries, settings.batch_size) if settings.query_batching else None
-        )
+        self.batcher: QueryBatcher[Prepared] | None = None
+        if settings.query_batching:  # the queries of concurrent searches share forward passes
+            self.batcher = QueryBatcher(lambda parts: self.encoder.encode(Prepared.join(parts)), settings.batch_size)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
@@ -80,35 +80,26 @@ class Retriever:
         `scope` is ANDed with the filter whatever it says (e.g. the tenant an API key is bound to)."""
         check_k(k, self.settings.max_k)
         conditions = [*parse_filter(filter), *scope]
+        if isinstance(queries, str) or not queries:
+            raise InvalidInputError("give one or more queries")
         queries = list(queries)
-        self._check_lengths(queries)
         start = time.perf_counter()
-        langs = self.encoder.resolve_languages(queries, languages)
-        adapters = [r.adapter for r in langs]
-        if self.batcher is not None:  # with the queries of concurrent searches, in one forward pass
-            vectors = self.batcher.encode(queries, adapters)
-        else:
-            vectors = self.encoder.encode_queries(queries, adapters)
+        prepared = self.encoder.prepare(queries, languages, "query", "query", self.settings.max_query_chars)
+        self._check_lengths(prepared)
+        vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
         encoded = time.perf_counter()
         self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
         prefetch = self._first_stage_vectors(vectors)
         hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
-        return [SearchResult(q, lang, h, timings) for q, lang, h in zip(queries, langs, hits, strict=True)]
+        results = zip(queries, prepared.languages, hits, strict=True)
+        return [SearchResult(q, lang, h, timings) for q, lang, h in results]
 
-    def _check_lengths(self, queries: list[str]) -> None:
-        if isinstance(queries, str) or not queries:
-            raise InvalidInputError("give one or more queries")
-        for i, query in enumerate(queries):
-            if not isinstance(query, str) or not query.strip():
-                raise InvalidInputError(f"query {i} is empty or not a string")
-            if len(query) > self.settings.max_query_chars:
-                raise InvalidInputError(
-                    f"query {i} is {len(query)} characters, over the limit of {self.settings.max_query_chars}"
-                )
+    def _check_lengths(self, prepared: Prepared) -> None:
+        """A query longer than the model reads is refused, not cut (its end would be ignored)."""
         limit = self.encoder.spec.query_maxlen
-        for i, n in enumerate(self.encoder.tokenizer.query_lengths(queries)):
+        for i, n in enumerate(prepared.lengths):
             if n > limit:
                 raise InvalidInputError(f"query {i} is {n} tokens long; the model reads at most {limit} (query_maxlen)")
 

@@ -234,3 +234,19 @@ def test_ids_with_slashes_or_line_breaks_can_be_deleted(client: TestClient, doc_
     deleted = client.delete(f"/documents/{path}?wait=true", headers=as_("admin"))
     assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
     assert client.post("/search", json={"query": "harbour"}, headers=as_("admin")).json()["hits"] == []
+
+
+def test_one_language_code_rule_for_payloads_and_answers(client: TestClient) -> None:
+    """A language without an adapter (Swahili here) is encoded with the fallback adapter; the stored
+    chunk and the search answer both report the text's own language, and the answer names the adapter."""
+    doc = {"id": "sw", "text": "Mto unapita karibu na kinu cha zamani.", "language": "sw"}
+    assert client.post("/documents?wait=true", json=doc, headers=as_("admin")).status_code == 200
+    r = client.post("/search", json={"query": "mto kinu", "language": "sw-KE", "k": 1}, headers=as_("admin"))
+    assert r.json()["language"] == {
+        "code": "sw",
+        "adapter": "en_XX",
+        "source": "given",
+        "confidence": None,
+        "fallback": True,
+    }
+    assert r.json()["hits"][0]["document_id"] == "sw" and r.json()["hits"][0]["language"] == "sw"

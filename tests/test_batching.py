@@ -23,7 +23,8 @@ class SlowEncoder:
         self.release = threading.Event()
         self.calls: list[list[str]] = []
 
-    def __call__(self, texts: list[str], adapters: list[str]) -> list[np.ndarray]:
+    def __call__(self, queries: list[tuple[str, str]]) -> list[np.ndarray]:
+        texts = [text for text, _ in queries]
         if not self.calls:
             self.release.wait(10)
         self.calls.append(list(texts))
@@ -41,13 +42,13 @@ def _until(batcher: QueryBatcher, leading: bool, pending: int) -> None:
 
 def test_waiting_callers_share_a_pass_and_get_their_own_vectors() -> None:
     fake = SlowEncoder()
-    batcher = QueryBatcher(fake, max_texts=3)
+    batcher: QueryBatcher[tuple[str, str]] = QueryBatcher(fake, max_texts=3)
     with ThreadPoolExecutor(5) as pool:
-        first = pool.submit(batcher.encode, ["q0"], ["en_XX"])
+        first = pool.submit(batcher.encode, [("q0", "en_XX")])
         _until(batcher, leading=True, pending=0)  # the first caller leads and is encoding
         others = []
         for i, texts in enumerate((["q1", "q11"], ["q2"], ["q3"]), start=1):  # queued in this order
-            others.append(pool.submit(batcher.encode, texts, ["en_XX"] * len(texts)))
+            others.append(pool.submit(batcher.encode, [(t, "en_XX") for t in texts]))
             _until(batcher, leading=True, pending=i)
         fake.release.set()
         results = [first.result(), *(f.result() for f in others)]
@@ -59,13 +60,13 @@ def test_waiting_callers_share_a_pass_and_get_their_own_vectors() -> None:
 
 def test_a_failure_reaches_the_callers_of_its_pass_only() -> None:
     fake = SlowEncoder()
-    batcher = QueryBatcher(fake, max_texts=1)
+    batcher: QueryBatcher[tuple[str, str]] = QueryBatcher(fake, max_texts=1)
     with ThreadPoolExecutor(3) as pool:
-        first = pool.submit(batcher.encode, ["q0"], ["en_XX"])
+        first = pool.submit(batcher.encode, [("q0", "en_XX")])
         _until(batcher, leading=True, pending=0)
-        bad = pool.submit(batcher.encode, ["boom"], ["en_XX"])
+        bad = pool.submit(batcher.encode, [("boom", "en_XX")])
         _until(batcher, leading=True, pending=1)
-        good = pool.submit(batcher.encode, ["q2"], ["en_XX"])
+        good = pool.submit(batcher.encode, [("q2", "en_XX")])
         _until(batcher, leading=True, pending=2)
         fake.release.set()
         assert float(first.result()[0][0, 0]) == 0.0

@@ -13,35 +13,37 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
-EncodeFn = Callable[[list[str], list[str]], list[np.ndarray]]
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
-class _Request:
-    texts: list[str]
-    adapters: list[str]
+class _Request(Generic[T]):
+    queries: list[T]
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     result: list[np.ndarray] | None = None
     error: BaseException | None = None
 
 
-class QueryBatcher:
-    """Encodes the queries of concurrent callers in shared forward passes of at most `max_texts`."""
+class QueryBatcher(Generic[T]):
+    """Encodes the queries of concurrent callers in shared forward passes of at most `max_texts`:
+    `encode` takes the queries of a pass (of any type T, e.g. prepared queries) and returns one
+    vector matrix each."""
 
-    def __init__(self, encode: EncodeFn, max_texts: int) -> None:
+    def __init__(self, encode: Callable[[list[T]], list[np.ndarray]], max_texts: int) -> None:
         self._encode = encode
         self.max_texts = max_texts
         self._lock = threading.Lock()
-        self._pending: list[_Request] = []
+        self._pending: list[_Request[T]] = []
         self._busy = False
         self.passes = 0  # forward passes run (for tests and figures)
 
-    def encode(self, texts: list[str], adapters: list[str]) -> list[np.ndarray]:
-        request = _Request(texts, adapters)
+    def encode(self, queries: list[T]) -> list[np.ndarray]:
+        request = _Request(queries)
         with self._lock:
             self._pending.append(request)
             if not self._busy:
@@ -58,15 +60,15 @@ class QueryBatcher:
     def _run_batch(self) -> None:
         with self._lock:
             batch = [self._pending.pop(0)]  # the leader's own request is first in the queue
-            size = len(batch[0].texts)
-            while self._pending and size + len(self._pending[0].texts) <= self.max_texts:
-                size += len(self._pending[0].texts)
+            size = len(batch[0].queries)
+            while self._pending and size + len(self._pending[0].queries) <= self.max_texts:
+                size += len(self._pending[0].queries)
                 batch.append(self._pending.pop(0))
         try:
-            vectors = self._encode([t for r in batch for t in r.texts], [a for r in batch for a in r.adapters])
+            vectors = self._encode([q for r in batch for q in r.queries])
             start = 0
             for r in batch:
-                r.result, start = vectors[start : start + len(r.texts)], start + len(r.texts)
+                r.result, start = vectors[start : start + len(r.queries)], start + len(r.queries)
         except BaseException as exc:  # every caller of the pass gets the failure
             for r in batch:
                 r.error = exc

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +26,38 @@ from xmsearch.retriever.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 Languages = str | Sequence[str | None] | None
+Kind = Literal["query", "document"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Texts checked, tokenised and given their adapters: what a forward pass needs, made once.
+    `lengths` are the token counts before truncation."""
+
+    kind: Kind
+    rows: list[list[int]]
+    lengths: list[int]
+    languages: list[Resolution]
+
+    @classmethod
+    def join(cls, parts: Sequence[Prepared]) -> Prepared:
+        """Several prepared batches of one kind as one (for a shared forward pass)."""
+        return cls(
+            parts[0].kind,
+            [row for p in parts for row in p.rows],
+            [n for p in parts for n in p.lengths],
+            [lang for p in parts for lang in p.languages],
+        )
+
+    def split(self) -> list[Prepared]:
+        """One prepared text each (to be joined again with other callers' in a shared pass)."""
+        return [
+            Prepared(self.kind, [r], [n], [lang])
+            for r, n, lang in zip(self.rows, self.lengths, self.languages, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 class Encoder:
@@ -60,15 +94,31 @@ class Encoder:
 
     def encode_queries(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
-        texts = _check_texts(texts)
-        rows = self.tokenizer.query_rows(texts)
-        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.query_batch, "query")
+        return self.encode(self.prepare(texts, languages, "query"))
 
     def encode_documents(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (kept tokens, dim) float32 array per document: pad and punctuation rows dropped."""
-        texts = _check_texts(texts)
-        rows = self.tokenizer.document_rows(texts)
-        return self._encode(rows, self.resolve_languages(texts, languages), self.tokenizer.document_batch, "document")
+        return self.encode(self.prepare(texts, languages, "document"))
+
+    def prepare(
+        self, texts: Sequence[str], languages: Languages, kind: Kind, what: str = "text", max_chars: int | None = None
+    ) -> Prepared:
+        """Check the texts (naming a bad one `what` i; refusing those over `max_chars`), tokenise them
+        and resolve their adapters, once: callers that need the lengths or the languages read them
+        here and hand the result to `encode`."""
+        texts = _check_texts(texts, what, max_chars)
+        return self.tokenize(texts, self.resolve_languages(texts, languages), kind)
+
+    def tokenize(self, texts: list[str], languages: list[Resolution], kind: Kind) -> Prepared:
+        """Texts already checked, with the adapters already resolved (e.g. chunks whose languages
+        decided their content hashes), ready for `encode`."""
+        tokenized = self.tokenizer.queries(texts) if kind == "query" else self.tokenizer.documents(texts)
+        return Prepared(kind, tokenized.rows, tokenized.lengths, languages)
+
+    def encode(self, prepared: Prepared) -> list[np.ndarray]:
+        """The vectors of prepared texts, in their order."""
+        to_batch = self.tokenizer.query_batch if prepared.kind == "query" else self.tokenizer.document_batch
+        return self._encode(prepared.rows, prepared.languages, to_batch, prepared.kind)
 
     def resolve_languages(self, texts: Sequence[str], languages: Languages = None) -> list[Resolution]:
         """The adapter of each text: given (resolved through the checkpoint's languages), else detected,
@@ -123,15 +173,17 @@ class Encoder:
         return [v[k] for v, k in zip(vectors, batch.keep, strict=True)]
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def _check_texts(texts: Sequence[str], what: str, max_chars: int | None) -> list[str]:
     if isinstance(texts, str):
-        raise InvalidInputError("texts must be a list of strings, not a single string")
+        raise InvalidInputError(f"{what}s must be a list of strings, not a single string")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InvalidInputError(f"text {i} is a {type(text).__name__}, not a string")
+            raise InvalidInputError(f"{what} {i} is a {type(text).__name__}, not a string")
         if not text.strip():
-            raise InvalidInputError(f"text {i} is empty or only whitespace")
+            raise InvalidInputError(f"{what} {i} is empty or only whitespace")
+        if max_chars is not None and len(text) > max_chars:
+            raise InvalidInputError(f"{what} {i} is {len(text)} characters, over the limit of {max_chars}")
     return texts
 
 

@@ -34,6 +34,13 @@ class Resolution:
     fallback: bool = False
     confidence: float | None = None  # set when the language was detected
 
+    @property
+    def code(self) -> str:
+        """The base language of the text (pt-BR -> pt): the one given or detected, even when the
+        fallback adapter encoded it; the adapter's own where no language is known. Payloads, filters
+        and API answers all report this."""
+        return base_language(self.requested or self.adapter.split("_")[0])
+
 
 @dataclass(frozen=True)
 class _Tag:

@@ -32,6 +32,15 @@ class TokenBatch:
     keep: np.ndarray
 
 
+@dataclass(frozen=True)
+class Tokenized:
+    """Marked ids per text (truncated as the reference truncates) and each text's length in tokens
+    before truncation (marker and special tokens included)."""
+
+    rows: list[list[int]]
+    lengths: list[int]
+
+
 class ColbertTokenizer:
     """Turns texts into the id matrices the reference feeds to the model."""
 
@@ -72,22 +81,33 @@ class ColbertTokenizer:
                 ids.add(encoded[0])
         return ids
 
-    def _encode(self, texts: list[str], max_length: int) -> list[list[int]]:
-        """Ids with special tokens, truncated to max_length as the Hugging Face tokenizer truncates."""
+    def _encode(self, texts: list[str], max_length: int) -> Tokenized:
+        """Ids with special tokens, truncated to max_length as the Hugging Face tokenizer truncates, and
+        each text's length before truncation."""
         encodings: list[Encoding] = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        out = []
+        rows, lengths = [], []
         for encoding in encodings:
+            lengths.append(len(encoding.ids) + self._specials)
             encoding.truncate(max_length - self._specials)
-            out.append(self.tokenizer.post_process(encoding).ids)
-        return out
+            rows.append(self.tokenizer.post_process(encoding).ids)
+        return Tokenized(rows, lengths)
 
-    def _marked(self, texts: list[str], max_length: int, marker: int) -> list[list[int]]:
+    def _marked(self, texts: list[str], max_length: int, marker: int) -> Tokenized:
         if self.convention == "legacy":
-            rows = self._encode([LEGACY_PREFIX + t for t in texts], max_length)
-            for row in rows:
+            out = self._encode([LEGACY_PREFIX + t for t in texts], max_length)
+            for row in out.rows:
                 row[1] = marker
-            return rows
-        return [[row[0], marker, *row[1:]] for row in self._encode(texts, max_length - 1)]
+            return out
+        out = self._encode(texts, max_length - 1)
+        return Tokenized([[row[0], marker, *row[1:]] for row in out.rows], [n + 1 for n in out.lengths])
+
+    def queries(self, texts: list[str]) -> Tokenized:
+        """Marked ids of each query, at most query_maxlen long, and its length before truncation."""
+        return self._marked(texts, self.spec.query_maxlen, self.query_marker_id)
+
+    def documents(self, texts: list[str]) -> Tokenized:
+        """Marked ids of each document, at most doc_maxlen long (truncated as the reference does)."""
+        return self._marked(texts, self.spec.doc_maxlen, self.doc_marker_id)
 
     def _pad(self, rows: list[list[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.full((len(rows), length), self.pad_id, dtype=np.int64)
@@ -99,15 +119,11 @@ class ColbertTokenizer:
 
     def query_rows(self, texts: list[str]) -> list[list[int]]:
         """Marked ids of each query, at most query_maxlen long."""
-        return self._marked(texts, self.spec.query_maxlen, self.query_marker_id)
+        return self.queries(texts).rows
 
     def document_rows(self, texts: list[str]) -> list[list[int]]:
         """Marked ids of each document, at most doc_maxlen long (truncated as the reference does)."""
-        return self._marked(texts, self.spec.doc_maxlen, self.doc_marker_id)
-
-    def query_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts of queries before truncation (marker and special tokens included)."""
-        return [len(row) for row in self._marked(texts, 1 << 30, self.query_marker_id)]
+        return self.documents(texts).rows
 
     def query_batch(self, rows: list[list[int]]) -> TokenBatch:
         """Exactly query_maxlen ids per query, pads turned into <mask>; every row is kept."""

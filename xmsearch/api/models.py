@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from xmsearch.ingest.documents import Document
-from xmsearch.retriever.model.languages import base_language
 from xmsearch.retriever.search import SearchResult
 
 FILTER_HELP = (
@@ -74,7 +73,10 @@ class SearchBatchIn(Strict):
 
 
 class LanguageOut(BaseModel):
-    code: str = Field(description="The base language (fr, de, zh).")
+    code: str = Field(
+        description="The query's base language (fr, de, zh): given or detected, even when the fallback adapter "
+        "encoded it; the adapter's where none is known."
+    )
     adapter: str = Field(description="The model's language adapter that encoded the query.")
     source: Literal["given", "detected"] = Field(description="Given with the request, or detected.")
     confidence: float | None = Field(None, description="The detector's confidence, when detected.")
@@ -103,7 +105,7 @@ class SearchOut(BaseModel):
         return cls(
             query=result.query,
             language=LanguageOut(
-                code=base_language(lang.adapter.split("_")[0] if lang.fallback else lang.requested),
+                code=lang.code,
                 adapter=lang.adapter,
                 source="given" if given else "detected",
                 confidence=lang.confidence,

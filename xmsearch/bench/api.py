@@ -93,7 +93,7 @@ def run(settings: Settings, clients: int, seconds: float, rounds: int, k: int) -
         indexer.close()
         shutil.copytree(direct_dir, api_dir)
         retriever = Retriever.from_settings(local, indexer.encoder)
-        lengths = indexer.encoder.tokenizer.query_lengths([q for q, _ in queries])
+        lengths = indexer.encoder.tokenizer.queries([q for q, _ in queries]).lengths
         queries = [q for q, n in zip(queries, lengths, strict=True) if n <= indexer.encoder.spec.query_maxlen]
         port = free_port()
         env = {
