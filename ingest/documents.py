@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 
+from xmsearch.ingest.settings import IngestSettings
 from xmsearch.retriever.index.filters import out_of_int64
-from xmsearch.retriever.settings import Settings
 
 MAX_ID_CHARS = 512
 
@@ -85,7 +85,7 @@ class Reject:
         return json.dumps(record, ensure_ascii=False)
 
 
-def limits(settings: Settings) -> dict[str, int]:
+def limits(settings: IngestSettings) -> dict[str, int]:
     """The validation context the settings give."""
     return {"max_chars": settings.max_document_chars, "max_metadata_bytes": settings.max_metadata_bytes}
 

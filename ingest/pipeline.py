@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from xmsearch.ingest.chunking import Chunk, Chunker
 from xmsearch.ingest.documents import Document, Reject
 from xmsearch.ingest.job import Job, JobStatus
+from xmsearch.ingest.settings import IndexerSettings, IngestSettings
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import Point
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.languages import Resolution
-from xmsearch.retriever.settings import Settings
 
 
 def content_hash(model_id: str, adapter: str, doc: Document, text: str) -> str:
@@ -41,18 +41,18 @@ class _Planned:
 class Indexer:
     """Indexes documents into the store the settings name, in this process."""
 
-    def __init__(self, components: Components) -> None:
+    def __init__(self, components: Components, settings: IngestSettings) -> None:
         self.components = components
         self.encoder = components.encoder
         self.store = components.store
-        self.settings = components.settings
+        self.settings = settings
         self.first_stage = components.first_stage
         self.chunker = Chunker(self.encoder.tokenizer, self.settings.chunk_overlap)
 
     @classmethod
-    def from_settings(cls, settings: Settings, encoder: Encoder | None = None) -> Indexer:
+    def from_settings(cls, settings: IndexerSettings, encoder: Encoder | None = None) -> Indexer:
         """The encoder and store the settings name (the store opens on the first write)."""
-        return cls(Components.load(settings, encoder))
+        return cls(Components.load(settings, encoder), settings)
 
     def ingest(
         self,

@@ -1,8 +1,8 @@
 """The model and the index: ColBERT-XM checkpoints, tokenisation, language adapters and encoding.
 
-`from retriever import Encoder` is the public entry point for encoding. This package never imports
-Celery: ingestion and workers build on it, not the other way round. The names load on first use, so
-that importing `retriever.errors` or `retriever.settings` does not import torch.
+`from xmsearch.retriever import Encoder` is the public entry point for encoding. This package never
+imports Celery: ingestion and workers build on it, not the other way round. The names load on first
+use, so that importing `xmsearch.retriever.errors` or `.settings` does not import torch.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         XmsearchError,
     )
     from xmsearch.retriever.model.encoder import Encoder
-    from xmsearch.retriever.settings import Settings, get_settings
+    from xmsearch.retriever.settings import EncoderSettings, RetrieverSettings
 
 _HOMES = {
     "Encoder": "xmsearch.retriever.model.encoder",
@@ -29,17 +29,17 @@ _HOMES = {
     "InvalidInputError": "xmsearch.retriever.errors",
     "UnknownLanguageError": "xmsearch.retriever.errors",
     "XmsearchError": "xmsearch.retriever.errors",
-    "Settings": "xmsearch.retriever.settings",
-    "get_settings": "xmsearch.retriever.settings",
+    "EncoderSettings": "xmsearch.retriever.settings",
+    "RetrieverSettings": "xmsearch.retriever.settings",
 }
 __all__ = [
     "CheckpointError",
     "CheckpointUnavailableError",
     "Encoder",
+    "EncoderSettings",
     "InvalidInputError",
-    "Settings",
+    "RetrieverSettings",
     "UnknownLanguageError",
     "XmsearchError",
-    "get_settings",
 ]
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -10,10 +10,10 @@ from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores import Store, make_store
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.settings import Settings
+from xmsearch.retriever.settings import RetrieverSettings, StoreSettings
 
 
-def index_spec(encoder: Encoder, settings: Settings, first_stage: FirstStage | None) -> IndexSpec:
+def index_spec(encoder: Encoder, settings: StoreSettings, first_stage: FirstStage | None) -> IndexSpec:
     """The collection a given encoder and settings write and read."""
     return IndexSpec(
         model_id=encoder.spec.model_id,
@@ -33,13 +33,13 @@ class Components:
     >>> Retriever(parts), Indexer(parts)  # doctest: +SKIP
     """
 
-    settings: Settings
+    settings: RetrieverSettings
     encoder: Encoder
     store: Store
     first_stage: FirstStage | None
 
     @classmethod
-    def load(cls, settings: Settings, encoder: Encoder | None = None) -> Components:
+    def load(cls, settings: RetrieverSettings, encoder: Encoder | None = None) -> Components:
         """Load the model the settings name (unless `encoder` is given) and make their store."""
         encoder = encoder or Encoder.from_pretrained(settings.model, settings)
         first_stage = make_first_stage(encoder.spec.dim, settings)

@@ -18,7 +18,7 @@ from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
 from xmsearch.retriever.model.languages import Resolution
-from xmsearch.retriever.settings import Settings, get_settings
+from xmsearch.retriever.settings import RetrieverSettings
 
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
 
@@ -52,9 +52,9 @@ class Retriever:
             self.batcher = QueryBatcher(lambda parts: self.encoder.encode(Prepared.join(parts)), settings.batch_size)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> Retriever:
+    def from_settings(cls, settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> Retriever:
         """The encoder and store the settings name (the store is opened on first search)."""
-        return cls(Components.load(settings or get_settings(), encoder))
+        return cls(Components.load(settings or RetrieverSettings(), encoder))
 
     def search(
         self,

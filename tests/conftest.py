@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xmsearch.retriever import Encoder, Settings
+from xmsearch.retriever import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
+from xmsearch.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"

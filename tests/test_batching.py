@@ -13,7 +13,7 @@ import pytest
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.search import Retriever
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 
 
 class SlowEncoder:

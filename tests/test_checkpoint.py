@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from xmsearch.retriever import CheckpointError, CheckpointUnavailableError, Encoder, Settings
+from xmsearch.retriever import CheckpointError, CheckpointUnavailableError, Encoder
 from xmsearch.retriever.model.checkpoint import locate, read_spec
+from xmsearch.settings import Settings
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from xmsearch.retriever import Encoder, InvalidInputError, Settings, UnknownLanguageError
+from xmsearch.retriever import Encoder, InvalidInputError, UnknownLanguageError
+from xmsearch.settings import Settings
 
 TEXTS = [
     "The river flows past the old mill.",

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import GOLDEN
-from xmsearch.retriever import Encoder, InvalidInputError, Settings
+from xmsearch.retriever import Encoder, InvalidInputError
+from xmsearch.settings import Settings
 
 CONVENTIONS = ["legacy", "current"]
 

@@ -13,8 +13,9 @@ from xmsearch.ingest.chunking import Chunker
 from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.sources import read_folder, read_jsonl
-from xmsearch.retriever import Encoder, Settings
+from xmsearch.retriever import Encoder
 from xmsearch.retriever.search import Retriever
+from xmsearch.settings import Settings
 
 
 def _lines(*records: object) -> io.BytesIO:

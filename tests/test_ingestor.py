@@ -12,7 +12,7 @@ import pytest
 
 from xmsearch import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 
 
 def make(tmp_path: Path, encoder: Encoder, **overrides: Any) -> Ingestor:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from xmsearch.bench.encode import bench_langid
-from xmsearch.retriever import Encoder, Settings, UnknownLanguageError
+from xmsearch.retriever import Encoder, UnknownLanguageError
+from xmsearch.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, as_stored
-from xmsearch.retriever import Encoder, InvalidInputError, Settings
+from xmsearch.retriever import Encoder, InvalidInputError
 from xmsearch.retriever.index.first_stage import MeanPooling
 from xmsearch.retriever.index.schema import IndexSpec, Point
 from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.search import Retriever
+from xmsearch.settings import Settings
 
 DOCS = [
     ("river", "en", "acme", "The river flows past the old mill, and children play on the bridge."),

@@ -28,7 +28,7 @@ from tests.helpers import CLI, RedisServer, Worker, free_port
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores.edge import EdgeStore
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 from xmsearch.workers.app import DELETE_TASK, INDEX_TASK
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import JobStore

@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.stores import backend_for
-from xmsearch.retriever.settings import Settings
+from xmsearch.workers.settings import QueueSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,16 @@ DELETE_TASK = "xmsearch.delete"
 class XmsearchCelery(Celery):  # type: ignore[misc]
     """A Celery app that carries the settings it was built from (its tasks read them)."""
 
-    settings: Settings
+    settings: WorkerSettings
 
 
-def broker_url(settings: Settings) -> str:
+def broker_url(settings: QueueSettings) -> str:
     if not settings.broker_url:
         raise PermanentError("the distributed mode needs XMSEARCH_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     return settings.broker_url
 
 
-def make_app(settings: Settings) -> XmsearchCelery:
+def make_app(settings: WorkerSettings) -> XmsearchCelery:
     """An app for these settings; a worker started from it runs the tasks of `xmsearch.workers.tasks`."""
     app = XmsearchCelery("xmsearch", include=["xmsearch.workers.tasks"], set_as_current=False)
     app.settings = settings
@@ -57,7 +57,7 @@ def make_app(settings: Settings) -> XmsearchCelery:
     return app
 
 
-def worker_processes(settings: Settings, wanted: int) -> int:
+def worker_processes(settings: WorkerSettings, wanted: int) -> int:
     """How many worker processes may run: one where the store is an Edge folder (one process owns it)."""
     if wanted > 1 and backend_for(settings) == "edge":
         log.warning("Qdrant Edge admits one process per store: running 1 worker process, not %d", wanted)
@@ -65,7 +65,7 @@ def worker_processes(settings: Settings, wanted: int) -> int:
     return wanted
 
 
-def redis_client(settings: Settings, retries: int = 40) -> redis.Redis:
+def redis_client(settings: QueueSettings, retries: int = 40) -> redis.Redis:
     """A client for jobs and dead letters that rides out a Redis restart (by default about a minute of
     retries; fewer where a caller is waiting on the answer)."""
     return redis.Redis.from_url(

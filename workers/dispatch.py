@@ -11,9 +11,9 @@ from typing import Any
 
 import redis
 
-from xmsearch.retriever.settings import Settings
 from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
 from xmsearch.workers.jobs import DeadLetter, DeadLetters, JobStore
+from xmsearch.workers.settings import WorkerSettings
 
 # How long sending waits for a broker that does not answer (kombu's publish retries).
 RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
@@ -31,7 +31,7 @@ class Requeued:
 class TaskQueue:
     """Sends tasks to the workers and keeps their jobs' counts (Redis), for one broker."""
 
-    def __init__(self, settings: Settings, app: XmsearchCelery | None = None, retries: int = 40) -> None:
+    def __init__(self, settings: WorkerSettings, app: XmsearchCelery | None = None, retries: int = 40) -> None:
         self.settings = settings
         self.app = app or make_app(settings)
         self.redis = redis_client(settings, retries)

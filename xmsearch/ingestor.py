@@ -30,7 +30,7 @@ from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.metrics import DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.settings import Settings, get_settings
+from xmsearch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 KEPT_JOBS = 10_000  # embedded mode: the most recent jobs whose status can still be read
@@ -105,7 +105,7 @@ class Ingestor:
         settings = settings or get_settings()
         if mode_for(settings) == "distributed":
             return cls(_Queued(settings, patient), settings)
-        indexer = Indexer(components or Components.load(settings, encoder))
+        indexer = Indexer(components or Components.load(settings, encoder), settings)
         return cls(_Inline(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
 
     @property

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
-from xmsearch.retriever.settings import Settings
+from xmsearch.retriever.settings import SearchSettings
 
 
 class FirstStage(Protocol):
@@ -70,7 +70,7 @@ class Muvera:
         return np.stack([self._muvera.process_query(v) for v in vectors]).astype(np.float32)
 
 
-def make_first_stage(token_dim: int, settings: Settings) -> FirstStage | None:
+def make_first_stage(token_dim: int, settings: SearchSettings) -> FirstStage | None:
     """The first stage the settings ask for, or None when it is off."""
     if settings.first_stage == "off":
         return None

@@ -21,7 +21,7 @@ from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spe
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device, pick_dtype
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
-from xmsearch.retriever.settings import Settings, get_settings
+from xmsearch.retriever.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Encoder:
     (32, 128)
     """
 
-    def __init__(self, spec: CheckpointSpec, loaded: LoadedModel, settings: Settings) -> None:
+    def __init__(self, spec: CheckpointSpec, loaded: LoadedModel, settings: EncoderSettings) -> None:
         self.spec = spec
         self.settings = settings
         self.model = loaded
@@ -78,9 +78,11 @@ class Encoder:
         self._detector: Callable[[list[str]], list[Resolution]] | None = None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, settings: Settings | None = None) -> Encoder:
+    def from_pretrained(
+        cls, name_or_path: str | Path | None = None, settings: EncoderSettings | None = None
+    ) -> Encoder:
         """Load a checkpoint from a local folder or the hub; unset arguments come from the settings."""
-        settings = settings or get_settings()
+        settings = settings or EncoderSettings()
         name = str(name_or_path or settings.model)
         spec = read_spec(locate(name), name)
         if settings.threads:

@@ -17,7 +17,7 @@ from xmsearch.api.routes import router
 from xmsearch.api.service import Service
 from xmsearch.ingestor import mode_for
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.settings import Settings, get_settings
+from xmsearch.settings import Settings, get_settings
 
 QUEUE_DEPTH = Gauge("xmsearch_queue_depth", "Work waiting: jobs not started (embedded) or broker tasks (distributed).")
 

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from xmsearch.api.errors import ApiError
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.settings import ApiKey, Settings
+from xmsearch.settings import ApiKey, Settings
 
 KEY_PREFIX = "xms_"
 

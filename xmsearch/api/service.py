@@ -13,7 +13,7 @@ from xmsearch.ingestor import Ingestor
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.search import Retriever
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 
 
 @dataclass

@@ -32,7 +32,7 @@ from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.sources import read_jsonl
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.search import Retriever
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from xmsearch.ingest.job import JobStatus
 from xmsearch.ingest.sources import read_path
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.model.encoder import Encoder
-from xmsearch.retriever.settings import Settings
+from xmsearch.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def bench_encode(
     """
     from xmsearch.bench.encode import agreement, bench_encoder, sample_texts
     from xmsearch.retriever import Encoder
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     texts, qs = sample_texts(docs, queries)
     rows, reference = [], None
@@ -130,7 +130,7 @@ def bench_ingest_cmd(
     Example: XMSEARCH_MODEL=./base-random xmsearch bench ingest --docs 200
     """
     from xmsearch.bench.ingest import run
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     with console.status("benchmarking ingestion (minutes)", spinner="dots"):
         figures = run(get_settings(), docs)
@@ -160,7 +160,7 @@ def bench_api_cmd(
     Example: XMSEARCH_MODEL=./base-random xmsearch bench api --clients 4 --seconds 10
     """
     from xmsearch.bench.api import as_dicts, run
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     with console.status("load-testing the API", spinner="dots"):
         rows = run(get_settings(), clients, seconds, rounds, k)
@@ -193,7 +193,7 @@ def bench_langid_cmd(
     Example: xmsearch bench langid --threshold 0.7
     """
     from xmsearch.bench.encode import bench_langid
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     rows = bench_langid(get_settings().langid_min_confidence if threshold is None else threshold)
     if as_json:

@@ -33,7 +33,7 @@ def demo(
     from xmsearch.ingestor import Ingestor
     from xmsearch.retriever.components import Components
     from xmsearch.retriever.search import Retriever
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     settings = get_settings()
     data = resources.files("xmsearch.ingest").joinpath("data")
@@ -94,7 +94,7 @@ def ingest(
     from xmsearch.ingest.documents import limits
     from xmsearch.ingest.sources import read_path
     from xmsearch.ingestor import Ingestor
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     settings = get_settings()
     records = read_path(path, limits(settings))

@@ -71,7 +71,7 @@ def model_info(
     Example: xmsearch model info ./tiny-model
     """
     from xmsearch.retriever.model.checkpoint import locate, read_spec
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     name = model or get_settings().model
     spec = read_spec(locate(name), name)

@@ -20,7 +20,7 @@ def worker(
 
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2
     """
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
     from xmsearch.workers.app import QUEUE, make_app, worker_processes
 
     settings = get_settings()
@@ -50,7 +50,7 @@ def intake(
     An app pushes:  XADD xmsearch:intake * document '{"id": "a", "text": "...", "language": "fr"}'
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch intake --consumer intake-1
     """
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
     from xmsearch.workers.dispatch import TaskQueue
     from xmsearch.workers.intake import Intake
 
@@ -67,7 +67,7 @@ def jobs(
     Examples: xmsearch jobs    xmsearch jobs 3f2a... --json
     """
     from xmsearch.retriever.errors import InvalidInputError
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
     from xmsearch.workers.app import redis_client
     from xmsearch.workers.jobs import JobStore
 
@@ -97,7 +97,7 @@ def dlq(
     Examples: xmsearch dlq list --json    xmsearch dlq requeue
     """
     from xmsearch.retriever.errors import InvalidInputError
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
     from xmsearch.workers.dispatch import TaskQueue
 
     tasks = TaskQueue(get_settings())

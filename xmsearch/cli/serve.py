@@ -27,7 +27,7 @@ def serve(
     import uvicorn
 
     from xmsearch.api.app import check_serving, create_app
-    from xmsearch.retriever.settings import get_settings
+    from xmsearch.settings import get_settings
 
     settings = get_settings()
     host = host or settings.api_host
@@ -53,7 +53,7 @@ def api_key(
       xmsearch api-key --name acme-portal --tenant acme --json
     """
     from xmsearch.api.auth import new_key
-    from xmsearch.retriever.settings import ApiKey
+    from xmsearch.settings import ApiKey
 
     key, digest = new_key()
     entry = ApiKey(sha256=digest, name=name, tenant=tenant).model_dump(exclude_none=True)

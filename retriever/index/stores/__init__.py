@@ -7,19 +7,19 @@ from typing import Literal
 
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError, Store, StoreLockedError, StoreUnavailableError
-from xmsearch.retriever.settings import Settings
+from xmsearch.retriever.settings import StoreSettings
 
 Backend = Literal["edge", "local", "server"]
 
 
-def backend_for(settings: Settings) -> Backend:
+def backend_for(settings: StoreSettings) -> Backend:
     """The backend the settings name: `auto` is a server when a URL is set, else Qdrant Edge."""
     if settings.store == "auto":
         return "server" if settings.qdrant_url else "edge"
     return settings.store
 
 
-def make_store(settings: Settings, spec: IndexSpec) -> Store:
+def make_store(settings: StoreSettings, spec: IndexSpec) -> Store:
     """The store of the backend the settings name, for `spec` (not yet opened: call `open`)."""
     backend = backend_for(settings)
     if backend == "server":

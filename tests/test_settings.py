@@ -1,0 +1,41 @@
+"""Settings are grouped by concern, each group in its own package, and every XMSEARCH_* name still
+reaches its field in the one Settings object."""
+
+from __future__ import annotations
+
+import pytest
+
+from xmsearch.ingest.settings import IngestSettings
+from xmsearch.retriever.settings import EncoderSettings, SearchSettings, StoreSettings
+from xmsearch.settings import ApiSettings, EmbeddedSettings, Settings
+from xmsearch.workers.settings import QueueSettings
+
+GROUPS = (EncoderSettings, StoreSettings, SearchSettings, IngestSettings, QueueSettings, ApiSettings, EmbeddedSettings)
+
+
+def test_the_groups_partition_the_settings() -> None:
+    own = [
+        set(g.model_fields) - set().union(*(set(b.model_fields) for b in g.__mro__[1:] if hasattr(b, "model_fields")))
+        for g in GROUPS
+    ]
+    assert sum(len(fields) for fields in own) == len(set().union(*own)) == len(Settings.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "group", "field", "expected"),
+    [
+        ("XMSEARCH_MODEL", "./tiny", EncoderSettings, "model", "./tiny"),
+        ("XMSEARCH_COLLECTION", "docs", StoreSettings, "collection", "docs"),
+        ("XMSEARCH_FIRST_STAGE_CANDIDATES", "123", SearchSettings, "first_stage_candidates", 123),
+        ("XMSEARCH_CHUNK_OVERLAP", "7", IngestSettings, "chunk_overlap", 7),
+        ("XMSEARCH_BROKER_URL", "redis://127.0.0.1:1/0", QueueSettings, "broker_url", "redis://127.0.0.1:1/0"),
+        ("XMSEARCH_API_PORT", "8123", ApiSettings, "api_port", 8123),
+        ("XMSEARCH_API_QUEUE_JOBS", "5", EmbeddedSettings, "api_queue_jobs", 5),
+    ],
+)
+def test_every_name_reaches_its_field_in_its_group_and_in_settings(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, group: type, field: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(group(), field) == expected
+    assert getattr(Settings(), field) == expected
