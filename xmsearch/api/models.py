@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from xmsearch.ingest.documents import Document
+from xmsearch.ingest.job import JobStatus
 from xmsearch.retriever.search import SearchResult
 
 FILTER_HELP = (
@@ -36,7 +37,7 @@ DocumentsIn = Annotated[
 
 class JobOut(BaseModel):
     id: str = Field(description="The job id (GET /jobs/{id}).")
-    status: Literal["queued", "running", "done", "failed"] = Field(description="Where the job is.")
+    status: JobStatus = Field(description="Where the job is.")
     source: str = Field(description="api, delete, or the file it came from.")
     tenant: str | None = Field(None, description="The tenant of the key that submitted it (null: unbound).")
     accepted: int = Field(0, description="Valid documents taken in.")
