@@ -50,15 +50,17 @@ Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 
 
 @dataclass(frozen=True)
-class QueryBatch:
-    """MaxSim queries run together: k hits each, all under the conditions; with first-stage vectors,
-    `candidates` are prefetched by them and reranked."""
+class Query:
+    """One MaxSim query of a search, as each engine turns it into a request: k hits under the engine's
+    filter; with a first-stage vector, `candidates` prefetched by it and reranked; rescored exactly
+    when the store searches a quantized copy."""
 
-    queries: Sequence[np.ndarray]
+    vectors: np.ndarray
+    first_stage: np.ndarray | None
     k: int
-    conditions: tuple[Condition, ...]
-    first_stage: Sequence[np.ndarray] | None
     candidates: int
+    filter: Any
+    rescore: bool
 
 
 class Store(ABC):
@@ -112,8 +114,16 @@ class Store(ABC):
         """Every point matching the conditions: these payload fields (None: all) and the token vectors."""
 
     @abstractmethod
-    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
-        """(score, payload) of the k best points per query."""
+    def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
+        """The conditions in the engine's filter type (None when there are none)."""
+
+    @abstractmethod
+    def _request(self, query: Query) -> Any:
+        """The engine's request for one query."""
+
+    @abstractmethod
+    def _run(self, requests: list[Any]) -> list[list[Scored]]:
+        """Run the requests in one round trip: (score, payload) of the best points of each."""
 
     def upsert(self, points: Sequence[Point]) -> None:
         """Write points (wrong sizes are refused before anything is written); searchable on return."""
@@ -156,5 +166,9 @@ class Store(ABC):
         candidates: int = 0,
     ) -> list[list[Hit]]:
         """Exact MaxSim top-k per query; with first-stage vectors, prefetch `candidates` then rerank."""
-        found = self._query(QueryBatch(queries, k, tuple(conditions), first_stage, max(candidates, k)))
+        flt, rescore, limit = self._engine_filter(tuple(conditions)), self.spec.quantized, max(candidates, k)
+        first = [None] * len(queries) if first_stage is None else list(first_stage)
+        found = self._run(
+            [self._request(Query(v, f, k, limit, flt, rescore)) for v, f in zip(queries, first, strict=True)]
+        )
         return [[Hit.from_payload(score, payload) for score, payload in hits] for hits in found]

@@ -31,7 +31,7 @@ from xmsearch.retriever.index.filters import Condition, FilterVocabulary, transl
 from xmsearch.retriever.index.schema import FIRST_STAGE, RESCORE_OVERSAMPLING, TOKENS, IndexSpec, Point, point_id
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
-    QueryBatch,
+    Query,
     Record,
     Scored,
     Store,
@@ -245,26 +245,26 @@ class EdgeStore(Store):
                 return records
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
-        return int(self.shard.count(q.CountRequest(exact=True, filter=translate(tuple(conditions), EDGE_FILTERS))))
+        return int(self.shard.count(q.CountRequest(exact=True, filter=self._engine_filter(tuple(conditions)))))
 
-    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
-        flt = translate(batch.conditions, EDGE_FILTERS)
+    def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
+        return translate(conditions, EDGE_FILTERS)
+
+    def _request(self, query: Query) -> Any:
+        prefetches = None
+        if query.first_stage is not None:
+            nearest = q.Query.Nearest(query.first_stage.tolist(), using=FIRST_STAGE)
+            prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
         params = None
-        if self.spec.quantized:
+        if query.rescore:
             rescore = q.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
             params = q.SearchParams(quantization=rescore)
-        requests = []
-        for i, vectors in enumerate(batch.queries):
-            prefetches = None
-            if batch.first_stage is not None:
-                nearest = q.Query.Nearest(batch.first_stage[i].tolist(), using=FIRST_STAGE)
-                prefetches = [q.Prefetch(limit=batch.candidates, query=nearest, filter=flt)]
-            query = q.Query.Nearest(vectors.tolist(), using=TOKENS)
-            requests.append(
-                q.QueryRequest(
-                    limit=batch.k, query=query, prefetches=prefetches, filter=flt, params=params, with_payload=True
-                )
-            )
+        tokens = q.Query.Nearest(query.vectors.tolist(), using=TOKENS)
+        return q.QueryRequest(
+            limit=query.k, query=tokens, prefetches=prefetches, filter=query.filter, params=params, with_payload=True
+        )
+
+    def _run(self, requests: list[Any]) -> list[list[Scored]]:
         results = self.shard.query_batch(q.QueryBatchRequest(requests))
         return [[(p.score, p.payload or {}) for p in points] for points in results]
 

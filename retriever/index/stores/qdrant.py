@@ -26,7 +26,7 @@ from xmsearch.retriever.index.schema import (
 )
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
-    QueryBatch,
+    Query,
     Record,
     Scored,
     Store,
@@ -244,30 +244,25 @@ class QdrantStore(Store):
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
 
-    def _query(self, batch: QueryBatch) -> list[list[Scored]]:
-        flt = to_qdrant_filter(batch.conditions)
+    def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
+        return to_qdrant_filter(conditions)
+
+    def _request(self, query: Query) -> Any:
+        prefetch = None
+        if query.first_stage is not None:
+            prefetch = models.Prefetch(
+                query=query.first_stage.tolist(), using=FIRST_STAGE, limit=query.candidates, filter=query.filter
+            )
         params = None
-        if self.spec.quantized:
+        if query.rescore:
             rescore = models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
             params = models.SearchParams(quantization=rescore)
-        requests = []
-        for i, q in enumerate(batch.queries):
-            prefetch = None
-            if batch.first_stage is not None:
-                prefetch = models.Prefetch(
-                    query=batch.first_stage[i].tolist(), using=FIRST_STAGE, limit=batch.candidates, filter=flt
-                )
-            requests.append(
-                models.QueryRequest(
-                    query=q.tolist(),
-                    using=TOKENS,
-                    limit=batch.k,
-                    filter=flt,
-                    params=params,
-                    prefetch=prefetch,
-                    with_payload=True,
-                )
-            )
+        return models.QueryRequest(
+            query=query.vectors.tolist(), using=TOKENS, limit=query.k, filter=query.filter, params=params,
+            prefetch=prefetch, with_payload=True,
+        )  # fmt: skip
+
+    def _run(self, requests: list[Any]) -> list[list[Scored]]:
         responses = self._call(self.client.query_batch_points, self.alias, requests=requests)
         return [[(p.score, p.payload or {}) for p in r.points] for r in responses]
 
