@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from xmsearch.retriever.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from xmsearch.ingestor import Ingestor, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+    from xmsearch.embedded import QueueFullError
+    from xmsearch.ingestor import Ingestor, InvalidDocumentsError, TenantForbiddenError
     from xmsearch.retriever.search import Retriever, SearchResult
 
 _HOMES = {
@@ -23,7 +24,7 @@ _HOMES = {
     "SearchResult": "xmsearch.retriever.search",
     "Ingestor": "xmsearch.ingestor",
     "InvalidDocumentsError": "xmsearch.ingestor",
-    "QueueFullError": "xmsearch.ingestor",
+    "QueueFullError": "xmsearch.embedded",
     "TenantForbiddenError": "xmsearch.ingestor",
 }
 __all__ = ["Ingestor", "InvalidDocumentsError", "QueueFullError", "Retriever", "SearchResult", "TenantForbiddenError"]

@@ -12,29 +12,21 @@ the Celery workers through Redis, and their counts are read back from Redis.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-import redis
-
+from xmsearch.embedded import Embedded
 from xmsearch.ingest.documents import Document, Reject, limits, parse
-from xmsearch.ingest.job import Job, JobStatus
+from xmsearch.ingest.job import JobStatus
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever.components import Components
-from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
+from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.metrics import DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-KEPT_JOBS = 10_000  # embedded mode: the most recent jobs whose status can still be read
-KEPT_ERRORS = 20  # per job: the first reasons kept for the job's status
 
 
 class InvalidDocumentsError(InvalidInputError):
@@ -51,14 +43,6 @@ class TenantForbiddenError(PermanentError):
     """A caller bound to one tenant named another tenant's documents."""
 
 
-class QueueFullError(TransientError):
-    """The embedded indexing queue is full: retry later."""
-
-
-class BrokerUnavailableError(TransientError):
-    """The distributed mode's broker (Redis) did not answer."""
-
-
 Mode = Literal["embedded", "distributed"]
 OnReject = Callable[[Reject], None]
 
@@ -69,7 +53,10 @@ def mode_for(settings: Settings) -> Mode:
 
 
 class _Backend(Protocol):
-    mode: Mode
+    """What each mode's write path does (xmsearch.embedded, xmsearch.distributed)."""
+
+    @property
+    def mode(self) -> Mode: ...
 
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject
@@ -104,9 +91,11 @@ class Ingestor:
         an error at once (a caller is waiting)."""
         settings = settings or get_settings()
         if mode_for(settings) == "distributed":
-            return cls(_Queued(settings, patient), settings)
+            from xmsearch.distributed import Distributed  # imports Celery: only in this mode
+
+            return cls(Distributed(settings, patient), settings)
         indexer = Indexer(components or Components.load(settings, encoder), settings)
-        return cls(_Inline(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
+        return cls(Embedded(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
 
     @property
     def mode(self) -> Mode:
@@ -195,169 +184,3 @@ class Ingestor:
     def close(self) -> None:
         """Finish what was accepted, then release the store (embedded) or the connection."""
         self.backend.close()
-
-
-@dataclass
-class _InlineJob:
-    job: Job
-    source: str
-    tenant: str | None
-    errors: list[str] = field(default_factory=list)
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.job.id,
-            "status": str(self.job.status),
-            "source": self.source,
-            "tenant": self.tenant,
-            **asdict(self.job.counts),
-            "errors": list(self.errors),
-        }
-
-    def note(self, reject: Reject) -> None:
-        if len(self.errors) < KEPT_ERRORS:
-            self.errors.append(f"{reject.location}: {reject.reason}")
-
-
-class _Inline:
-    """Embedded mode: a bounded queue of jobs, indexed in order by one thread that owns the writes."""
-
-    mode: Mode = "embedded"
-
-    def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int) -> None:
-        self.indexer = indexer
-        indexer.store.open(create=True)  # this process owns the embedded store from now on
-        self.optimize_after = optimize_after
-        self.unoptimized = 0  # points written or deleted since the store was last optimized
-        self.queue: queue.Queue[tuple[_InlineJob, Callable[[], None]] | None] = queue.Queue(maxsize=max_jobs)
-        self.jobs: OrderedDict[str, _InlineJob] = OrderedDict()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name="xmsearch-indexer", daemon=True)
-        self.thread.start()
-
-    def submit(self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject) -> str:
-        entry = self._new(source, tenant)
-
-        def rejected(reject: Reject) -> None:
-            entry.note(reject)
-            on_reject(reject)
-
-        def work() -> None:
-            self.indexer.ingest(records, on_reject=rejected, job=entry.job)
-
-        self._put(entry, work)
-        return entry.job.id
-
-    def delete(self, document_ids: list[str], tenant: str | None) -> str:
-        entry = self._new("delete", tenant)
-
-        def work() -> None:
-            self.indexer.delete(document_ids, tenant)
-            entry.job.counts.deleted += len(document_ids)
-
-        self._put(entry, work)
-        return entry.job.id
-
-    def _new(self, source: str, tenant: str | None) -> _InlineJob:
-        entry = _InlineJob(Job(status=JobStatus.QUEUED), source, tenant)
-        with self.lock:
-            self.jobs[entry.job.id] = entry
-            while len(self.jobs) > KEPT_JOBS:
-                self.jobs.popitem(last=False)
-        return entry
-
-    def _put(self, entry: _InlineJob, work: Callable[[], None]) -> None:
-        try:
-            self.queue.put_nowait((entry, work))
-        except queue.Full:
-            with self.lock:
-                self.jobs.pop(entry.job.id, None)
-            raise QueueFullError(f"{self.queue.maxsize} jobs are waiting to be indexed; retry later") from None
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            entry, work = item
-            entry.job.status = JobStatus.RUNNING
-            try:
-                work()
-                entry.job.status = JobStatus.DONE
-            except Exception as exc:  # the job fails with its reason; the thread goes on with the next
-                entry.errors.append(f"{type(exc).__name__}: {exc}")
-                entry.job.status = JobStatus.FAILED
-            self.unoptimized += entry.job.counts.written + entry.job.counts.deleted
-            if self.queue.empty() and self.unoptimized >= self.optimize_after:
-                self._optimize()
-
-    def _optimize(self) -> None:
-        """Merge segments, build the first-stage index, reclaim deletions: while idle, since Qdrant Edge
-        holds the GIL while it optimizes (searches in this process wait meanwhile)."""
-        try:
-            self.indexer.store.optimize()
-            self.unoptimized = 0
-        except Exception:
-            log.exception("optimizing the store failed; it is tried again after the next job")
-
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            entry = self.jobs.get(job_id)
-        return entry.view() if entry else None
-
-    def depth(self) -> int:
-        return self.queue.qsize()
-
-    def checks(self) -> dict[str, str]:
-        return {} if self.thread.is_alive() else {"indexer": "the indexing thread has stopped"}
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)  # after every accepted job
-            self.thread.join()
-        self.indexer.close()
-
-
-class _Queued:
-    """Distributed mode: jobs are Celery tasks; their counts live in Redis."""
-
-    mode: Mode = "distributed"
-
-    def __init__(self, settings: Settings, patient: bool) -> None:
-        from xmsearch.workers.dispatch import TaskQueue
-
-        self.settings = settings
-        self.tasks = TaskQueue(settings, retries=40 if patient else 2)
-
-    def submit(self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject) -> str:
-        from xmsearch.workers.producer import enqueue
-
-        with self._broker():
-            return enqueue(records, self.tasks, source, on_reject, tenant)
-
-    def delete(self, document_ids: list[str], tenant: str | None) -> str:
-        with self._broker():
-            return self.tasks.delete(document_ids, tenant)
-
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        with self._broker():
-            return self.tasks.jobs.get(job_id)
-
-    def depth(self) -> int:
-        return self.tasks.depth()
-
-    def checks(self) -> dict[str, str]:
-        try:
-            with self._broker():
-                self.tasks.redis.ping()
-        except BrokerUnavailableError as exc:
-            return {"broker": f"{type(exc).__name__}: {exc}"}
-        return {"broker": "ok"}
-
-    @contextmanager
-    def _broker(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            where = self.settings.broker_url
-            raise BrokerUnavailableError(f"the broker at {where} did not answer: {exc}") from exc
-
-    def close(self) -> None:
-        self.tasks.close()

@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from xmsearch.ingestor import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from xmsearch.distributed import BrokerUnavailableError
+from xmsearch.embedded import QueueFullError
+from xmsearch.ingestor import InvalidDocumentsError, TenantForbiddenError
 from xmsearch.retriever.errors import (
     InvalidInputError,
     PermanentError,
