@@ -58,6 +58,9 @@ class _Backend(Protocol):
     @property
     def mode(self) -> Mode: ...
 
+    @property
+    def runs_here(self) -> bool: ...
+
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject
     ) -> str: ...
@@ -101,6 +104,11 @@ class Ingestor:
     def mode(self) -> Mode:
         """`embedded` or `distributed`."""
         return self.backend.mode
+
+    @property
+    def runs_here(self) -> bool:
+        """The jobs run in this process (embedded): a caller about to exit waits for them."""
+        return self.backend.runs_here
 
     def submit(
         self, documents: Iterable[Document | Mapping[str, Any]], tenant: str | None = None, source: str = "python"

@@ -103,7 +103,7 @@ def ingest(
     reported = Rejects(rejects)
     try:
         job_id = ingestor.ingest(records, path, reported)
-        job = follow(ingestor, job_id, as_json) if wait or ingestor.mode == "embedded" else ingestor.job(job_id)
+        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id)
     finally:
         ingestor.close()  # embedded: after the job is done
         reported.close()
