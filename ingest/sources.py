@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from xmsearch.ingest.documents import Document, Reject, parse
+from xmsearch.retriever.errors import InvalidInputError
 
 FOLDER_SUFFIXES = (".txt", ".md")
 
@@ -37,26 +38,38 @@ def read_jsonl(stream: IO[bytes], source: str, context: dict[str, int]) -> Itera
         yield parse(data, source, where, context)
 
 
+def read_text_file(path: Path, folder: Path, context: dict[str, int]) -> Document | Reject:
+    """One .txt or .md file as a document whose id is its path relative to `folder`."""
+    relative = path.relative_to(folder).as_posix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Reject(str(folder), relative, f"cannot read as UTF-8 text: {exc}", "")
+    return parse({"id": relative, "text": text}, str(folder), relative, context)
+
+
 def read_folder(folder: Path, context: dict[str, int]) -> Iterator[Document | Reject]:
     """Every .txt and .md file below `folder`, in path order, as a document whose id is its path."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES):
-        relative = path.relative_to(folder).as_posix()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            yield Reject(str(folder), relative, f"cannot read as UTF-8 text: {exc}", "")
-            continue
-        yield parse({"id": relative, "text": text}, str(folder), relative, context)
+        yield read_text_file(path, folder, context)
+
+
+def _read_jsonl_file(path: Path, context: dict[str, int]) -> Iterator[Document | Reject]:
+    with path.open("rb") as stream:
+        yield from read_jsonl(stream, str(path), context)
 
 
 def read_path(path: str, context: dict[str, int]) -> Iterator[Document | Reject]:
-    """`-` for standard input (JSON Lines), a folder, or a JSON Lines file."""
+    """`-` for standard input (JSON Lines), a folder, a .txt or .md file (one document, id = its
+    name), or a JSON Lines file. The path is checked now (a missing one is an error at once, before
+    any model loads); the records are read as the caller iterates."""
     if path == "-":
-        yield from read_jsonl(sys.stdin.buffer, "stdin", context)
-        return
+        return read_jsonl(sys.stdin.buffer, "stdin", context)
     target = Path(path)
     if target.is_dir():
-        yield from read_folder(target, context)
-        return
-    with target.open("rb") as stream:
-        yield from read_jsonl(stream, str(target), context)
+        return read_folder(target, context)
+    if not target.is_file():
+        raise InvalidInputError(f"{path}: no such file or folder")
+    if target.suffix.lower() in FOLDER_SUFFIXES:
+        return iter([read_text_file(target, target.parent, context)])
+    return _read_jsonl_file(target, context)

@@ -75,6 +75,13 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
     assert "error: checkpoint folder" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_missing_input_is_one_line_before_any_model_loads(tmp_path: Path) -> None:
+    env = {**os.environ, "XMSEARCH_MODEL": str(tmp_path / "no-model"), "XMSEARCH_DATA_DIR": str(tmp_path)}
+    result = _run("ingest", str(tmp_path / "missing.jsonl"), env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "missing.jsonl: no such file or folder" in result.stderr and "checkpoint" not in result.stderr
+
+
 def test_unreachable_hub_is_explained(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "XMSEARCH_MODEL": "antoinelouis/colbert-xm"}
     result = _run("demo", env=env)

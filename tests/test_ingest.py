@@ -12,8 +12,8 @@ import pytest
 from xmsearch.ingest.chunking import Chunker
 from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.pipeline import Indexer
-from xmsearch.ingest.sources import read_folder, read_jsonl
-from xmsearch.retriever import Encoder
+from xmsearch.ingest.sources import read_folder, read_jsonl, read_path
+from xmsearch.retriever import Encoder, InvalidInputError
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
 
@@ -78,6 +78,14 @@ def test_folder_source(tmp_path: Path) -> None:
         ("sub/b.md", "# second"),
     ]
     assert [r.location for r in records if isinstance(r, Reject)] == ["bad.txt"]
+
+
+def test_a_path_is_checked_at_once_and_a_text_file_is_one_document(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"missing\.jsonl: no such file or folder"):
+        read_path(str(tmp_path / "missing.jsonl"), CONTEXT)  # before anything is iterated
+    (tmp_path / "notes.md").write_text('# A title\n{"not": "json lines"}\n')
+    [doc] = list(read_path(str(tmp_path / "notes.md"), CONTEXT))
+    assert isinstance(doc, Document) and doc.id == "notes.md" and doc.text.startswith("# A title")
 
 
 def test_chunks_fit_the_model_and_prefer_sentence_ends(encoder: Encoder) -> None:

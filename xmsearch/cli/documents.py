@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from xmsearch.cli.output import Rejects, console, follow, job_json, print_job
+from xmsearch.cli.output import Rejects, console, follow, job_json, print_job, raise_if_failed
 from xmsearch.cli.root import app
-from xmsearch.retriever.errors import XmsearchError
 
 
 @app.command()
@@ -103,14 +102,15 @@ def ingest(
     reported = Rejects(rejects)
     try:
         job_id = ingestor.ingest(records, path, reported)
-        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id)
+        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id) or {}
     finally:
         ingestor.close()  # embedded: after the job is done
         reported.close()
-    print_job(job or {}, as_json)
+    print_job(job, as_json)
     if not as_json:
         reported.show()
-    if reported.count or (job or {}).get("failed"):
+    raise_if_failed(job, "ingest")
+    if reported.count or job.get("failed"):
         raise typer.Exit(3)  # done, but some records were rejected or could not be indexed
 
 
@@ -135,8 +135,7 @@ def delete(
         job = ingestor.wait(ingestor.delete(ids, tenant))
     finally:
         ingestor.close()
-    if job["status"] == "failed":
-        raise XmsearchError(f"the delete failed: {'; '.join(job.get('errors', []))}")
+    raise_if_failed(job, "delete")
     print_job(job if as_json else {"deleted": len(ids), "job": job["id"]}, as_json)
 
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from xmsearch.ingest.job import COUNTS
+from xmsearch.ingest.job import COUNTS, JobStatus
+from xmsearch.retriever.errors import XmsearchError
 
 if TYPE_CHECKING:
     from xmsearch.ingest.documents import Reject
@@ -73,6 +74,13 @@ def follow(ingestor: Ingestor, job_id: str, quiet: bool) -> dict[str, Any]:
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
     """The job as printed by --json: its fields, and its counts also grouped under `counts`."""
     return {**job, "counts": {name: job[name] for name in COUNTS}}
+
+
+def raise_if_failed(job: dict[str, Any], what: str) -> None:
+    """A failed job is an error (exit code 1) that says why."""
+    if job.get("status") == JobStatus.FAILED:
+        reasons = "; ".join(job.get("errors") or []) or "a task failed for good (see `xmsearch dlq list`)"
+        raise XmsearchError(f"the {what} job {job['id']} failed: {reasons}")
 
 
 def print_job(job: dict[str, Any], as_json: bool) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xmsearch.retriever.errors import TransientError, XmsearchError
 
@@ -38,5 +39,5 @@ def main() -> None:
     except XmsearchError as exc:
         if _state["debug"]:
             raise
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")  # one line, as written
         sys.exit(4 if isinstance(exc, TransientError) else 1)
