@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 
 from xmsearch.ingest.settings import IngestSettings
+from xmsearch.retriever.errors import plain
 from xmsearch.retriever.index.filters import out_of_int64
 
 MAX_ID_CHARS = 512
@@ -95,7 +96,9 @@ def parse(data: Any, source: str, location: str, context: dict[str, int]) -> Doc
     try:
         return Document.model_validate(data, context=context)
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {plain(e['msg'])}" for e in exc.errors()
+        )
         return Reject(source, location, reasons, _excerpt(data))
 
 

@@ -14,6 +14,11 @@ class TransientError(XmsearchError):
     """A dependency did not answer; the same call may succeed later."""
 
 
+def plain(message: str) -> str:
+    """A pydantic validation message in the user's words (without pydantic's "Value error, ")."""
+    return message.removeprefix("Value error, ")
+
+
 class InvalidInputError(PermanentError, ValueError):
     """A text, language code or argument that the encoder cannot accept."""
 

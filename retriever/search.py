@@ -54,7 +54,7 @@ class Retriever:
     @classmethod
     def from_settings(cls, settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> Retriever:
         """The encoder and store the settings name (the store is opened on first search)."""
-        return cls(Components.load(settings or RetrieverSettings(), encoder))
+        return cls(Components.load(settings or RetrieverSettings.from_env(), encoder))
 
     def search(
         self,

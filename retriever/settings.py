@@ -7,19 +7,47 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+from xmsearch.retriever.errors import PermanentError, plain
 
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class SettingsError(PermanentError):
+    """A setting whose value is wrong: the message names the variable, the problem and a good value."""
 
 
 class EnvSettings(BaseSettings):
     """What every group shares: the `XMSEARCH_` prefix, a `.env` file, other variables ignored."""
 
     model_config = SettingsConfigDict(env_prefix="XMSEARCH_", env_file=".env", extra="ignore", protected_namespaces=())
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """The settings the environment gives, or one SettingsError line per wrong variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            problems = [cls._problem(str(e["loc"][0]), e["msg"], e.get("input")) for e in exc.errors() if e["loc"]]
+            raise SettingsError("; ".join(problems)) from None
+        except PydanticSettingsError as exc:  # a value that is not JSON where JSON is expected
+            name = re.search(r'field "(\w+)"', str(exc))
+            field = name.group(1) if name else "?"
+            raise SettingsError(cls._problem(field, f"not valid JSON ({exc.__cause__})", None)) from None
+
+    @classmethod
+    def _problem(cls, field: str, message: str, value: object) -> str:
+        info = cls.model_fields.get(field)
+        example = (info.examples or [info.default])[0] if info is not None else None
+        given = "" if value is None else f"={value!r}"
+        hint = f" (e.g. XMSEARCH_{field.upper()}={example})" if example not in (None, "", [], {}) else ""
+        return f"XMSEARCH_{field.upper()}{given}: {plain(message)}{hint}"
 
 
 class EncoderSettings(EnvSettings):
@@ -61,7 +89,9 @@ class StoreSettings(EnvSettings):
         "auto", description="auto = server when qdrant_url is set, else Qdrant Edge in data_dir."
     )
     data_dir: Path = Field(Path("data"), description="Folder of the embedded stores (Edge, local mode).")
-    qdrant_url: str | None = Field(None, description="URL of a Qdrant server or cluster (distributed mode).")
+    qdrant_url: str | None = Field(
+        None, description="URL of a Qdrant server or cluster (distributed mode).", examples=["http://qdrant:6333"]
+    )
     qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
     qdrant_grpc: bool = Field(False, description="Talk gRPC to the server (port 6334) instead of REST.")
     qdrant_timeout: float = Field(10.0, gt=0, description="Seconds before a server request is given up.")
@@ -74,7 +104,9 @@ class StoreSettings(EnvSettings):
         "none", description="An extra quantized copy of the token vectors kept in RAM (originals on disk)."
     )
     metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
-        default_factory=dict, description='Payload indexes on metadata keys, e.g. {"category": "keyword"}.'
+        default_factory=dict,
+        description='Payload indexes on metadata keys, e.g. {"category": "keyword"}.',
+        examples=['{"category": "keyword", "year": "integer"}'],
     )
 
 

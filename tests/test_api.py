@@ -167,10 +167,16 @@ def test_bad_requests_get_named_errors(client: TestClient) -> None:
     status, code, message = error(client.post("/search", json={"query": "x", "k": "many"}, headers=as_("admin")))
     assert (status, code) == (422, "invalid_request") and "body.k" in message
     status, code, message = error(client.post("/documents", json={"id": "a", "text": "  "}, headers=as_("admin")))
-    assert (status, code) == (422, "invalid_request") and "text is empty" in message
+    assert (status, code) == (422, "invalid_documents") and "text is empty" in message
     huge = {"id": "a", "text": "t", "metadata": {"n": [2**64]}}
     status, code, message = error(client.post("/documents", json=huge, headers=as_("admin")))
-    assert (status, code) == (422, "invalid_request") and "does not fit in 64 bits" in message
+    assert (status, code) == (422, "invalid_documents") and "does not fit in 64 bits" in message
+    blank = {"documents": [{"id": "a", "text": "fine"}, {"id": "b", "text": "\n "}]}
+    body = client.post("/documents", json=blank, headers=as_("admin")).json()["error"]
+    assert body["code"] == "invalid_documents" and "Value error" not in body["message"]
+    assert body["details"] == [{"location": "document 1", "reason": "text: text is empty or only whitespace"}]
+    wrong_type = client.post("/documents", json={"documents": [{"id": 3, "text": "t"}]}, headers=as_("admin"))
+    assert error(wrong_type)[:2] == (422, "invalid_request") and "body.documents.0.id" in error(wrong_type)[2]
     status, code, message = error(
         client.post("/search", json={"query": "x", "filter": {"colour": "red"}}, headers=as_("admin"))
     )

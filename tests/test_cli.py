@@ -82,6 +82,14 @@ def test_a_missing_input_is_one_line_before_any_model_loads(tmp_path: Path) -> N
     assert "missing.jsonl: no such file or folder" in result.stderr and "checkpoint" not in result.stderr
 
 
+def test_a_wrong_setting_is_one_line() -> None:
+    result = _run("search", "hi", env={**os.environ, "XMSEARCH_STORE": "bogus"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: XMSEARCH_STORE='bogus': Input should be 'auto', 'edge', 'local' or 'server' (e.g. XMSEARCH_STORE=auto)"
+    ]
+
+
 def test_unreachable_hub_is_explained(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "XMSEARCH_MODEL": "antoinelouis/colbert-xm"}
     result = _run("demo", env=env)

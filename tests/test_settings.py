@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from xmsearch.ingest.settings import IngestSettings
-from xmsearch.retriever.settings import EncoderSettings, SearchSettings, StoreSettings
+from xmsearch.retriever.settings import EncoderSettings, EnvSettings, SearchSettings, SettingsError, StoreSettings
 from xmsearch.settings import ApiSettings, EmbeddedSettings, Settings
 from xmsearch.workers.settings import QueueSettings
 
@@ -14,10 +14,8 @@ GROUPS = (EncoderSettings, StoreSettings, SearchSettings, IngestSettings, QueueS
 
 
 def test_the_groups_partition_the_settings() -> None:
-    own = [
-        set(g.model_fields) - set().union(*(set(b.model_fields) for b in g.__mro__[1:] if hasattr(b, "model_fields")))
-        for g in GROUPS
-    ]
+    assert not EnvSettings.model_fields
+    own = [set(g.model_fields) for g in GROUPS]  # each group adds its fields to EnvSettings, which has none
     assert sum(len(fields) for fields in own) == len(set().union(*own)) == len(Settings.model_fields)
 
 
@@ -39,3 +37,26 @@ def test_every_name_reaches_its_field_in_its_group_and_in_settings(
     monkeypatch.setenv(variable, value)
     assert getattr(group(), field) == expected
     assert getattr(Settings(), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "XMSEARCH_STORE",
+            "bogus",
+            "XMSEARCH_STORE='bogus': Input should be 'auto', 'edge', 'local' or 'server' (e.g. ",
+        ),
+        ("XMSEARCH_API_KEYS", "not json", "XMSEARCH_API_KEYS: not valid JSON (Expecting value"),
+        ("XMSEARCH_DEVICE", "gpu", "XMSEARCH_DEVICE='gpu': device must be auto, cpu, cuda or cuda:N, not 'gpu' (e.g. "),
+        ("XMSEARCH_BATCH_SIZE", "0", "XMSEARCH_BATCH_SIZE='0': Input should be greater than or equal to 1 (e.g. "),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_the_variable_and_a_good_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    assert f"(e.g. {variable}=" in str(caught.value)

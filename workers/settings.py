@@ -13,7 +13,9 @@ class QueueSettings(EnvSettings):
     """The distributed mode: the broker, worker processes, delivery guarantees and producer batches."""
 
     broker_url: str | None = Field(
-        None, description="Redis URL of the Celery broker (distributed mode); unset: ingestion runs in process."
+        None,
+        description="Redis URL of the Celery broker (distributed mode); unset: ingestion runs in process.",
+        examples=["redis://127.0.0.1:6379/0"],
     )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `xmsearch worker` (Edge: 1).")
     task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")

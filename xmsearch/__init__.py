@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 from xmsearch.retriever.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from xmsearch.embedded import QueueFullError
-    from xmsearch.ingestor import Ingestor, InvalidDocumentsError, TenantForbiddenError
+    from xmsearch.errors import InvalidDocumentsError, QueueFullError, TenantForbiddenError
+    from xmsearch.ingestor import Ingestor
     from xmsearch.retriever.search import Retriever, SearchResult
 
 _HOMES = {
     "Retriever": "xmsearch.retriever.search",
     "SearchResult": "xmsearch.retriever.search",
     "Ingestor": "xmsearch.ingestor",
-    "InvalidDocumentsError": "xmsearch.ingestor",
-    "QueueFullError": "xmsearch.embedded",
-    "TenantForbiddenError": "xmsearch.ingestor",
+    "InvalidDocumentsError": "xmsearch.errors",
+    "QueueFullError": "xmsearch.errors",
+    "TenantForbiddenError": "xmsearch.errors",
 }
 __all__ = ["Ingestor", "InvalidDocumentsError", "QueueFullError", "Retriever", "SearchResult", "TenantForbiddenError"]
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -9,13 +9,9 @@ from typing import Any, Literal
 
 import redis
 
+from xmsearch.errors import BrokerUnavailableError
 from xmsearch.ingest.documents import Document, Reject
-from xmsearch.retriever.errors import TransientError
 from xmsearch.settings import Settings
-
-
-class BrokerUnavailableError(TransientError):
-    """The distributed mode's broker (Redis) did not answer."""
 
 
 class Distributed:

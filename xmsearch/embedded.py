@@ -11,18 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from xmsearch.errors import QueueFullError
 from xmsearch.ingest.documents import Document, Reject
 from xmsearch.ingest.job import Job, JobStatus
 from xmsearch.ingest.pipeline import Indexer
-from xmsearch.retriever.errors import TransientError
 
 log = logging.getLogger(__name__)
 KEPT_JOBS = 10_000  # the most recent jobs whose status can still be read
 KEPT_ERRORS = 20  # per job: the first reasons kept for the job's status
-
-
-class QueueFullError(TransientError):
-    """The embedded indexing queue is full: retry later."""
 
 
 @dataclass

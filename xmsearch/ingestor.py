@@ -14,33 +14,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from xmsearch.embedded import Embedded
+from xmsearch.errors import InvalidDocumentsError, TenantForbiddenError
 from xmsearch.ingest.documents import Document, Reject, limits, parse
 from xmsearch.ingest.job import JobStatus
-from xmsearch.ingest.pipeline import Indexer
-from xmsearch.retriever.components import Components
-from xmsearch.retriever.errors import InvalidInputError, PermanentError
+from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.metrics import DOCUMENTS
-from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.settings import Settings, get_settings
 
+if TYPE_CHECKING:  # each mode's imports load with it: the distributed side never imports torch
+    from xmsearch.retriever.components import Components
+    from xmsearch.retriever.model.encoder import Encoder
+
 log = logging.getLogger(__name__)
-
-
-class InvalidDocumentsError(InvalidInputError):
-    """Some submitted records are not valid documents; nothing of the submission was queued."""
-
-    def __init__(self, rejects: list[Reject]) -> None:
-        self.rejects = rejects
-        shown = "; ".join(f"{r.location}: {r.reason}" for r in rejects[:5])
-        more = f" (and {len(rejects) - 5} more)" if len(rejects) > 5 else ""
-        super().__init__(f"{len(rejects)} invalid document(s), nothing was queued: {shown}{more}")
-
-
-class TenantForbiddenError(PermanentError):
-    """A caller bound to one tenant named another tenant's documents."""
 
 
 Mode = Literal["embedded", "distributed"]
@@ -97,6 +84,10 @@ class Ingestor:
             from xmsearch.distributed import Distributed  # imports Celery: only in this mode
 
             return cls(Distributed(settings, patient), settings)
+        from xmsearch.embedded import Embedded
+        from xmsearch.ingest.pipeline import Indexer
+        from xmsearch.retriever.components import Components
+
         indexer = Indexer(components or Components.load(settings, encoder), settings)
         return cls(Embedded(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
 

@@ -30,7 +30,9 @@ class ApiSettings(EnvSettings):
         "required", description="disabled = no API keys (local use only: `serve` then listens on loopback only)."
     )
     api_keys: list[ApiKey] = Field(
-        default_factory=list, description='JSON list, e.g. [{"sha256": "...", "name": "app", "tenant": "acme"}].'
+        default_factory=list,
+        description='JSON list, e.g. [{"sha256": "...", "name": "app", "tenant": "acme"}].',
+        examples=['\'[{"sha256": "<from xmsearch api-key>", "name": "app"}]\''],
     )
     api_host: str = Field("127.0.0.1", description="Address `xmsearch serve` listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `xmsearch serve` listens on.")
@@ -59,4 +61,4 @@ class Settings(WorkerSettings, ApiSettings, EmbeddedSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()
+    return Settings.from_env()

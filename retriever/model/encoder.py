@@ -82,7 +82,7 @@ class Encoder:
         cls, name_or_path: str | Path | None = None, settings: EncoderSettings | None = None
     ) -> Encoder:
         """Load a checkpoint from a local folder or the hub; unset arguments come from the settings."""
-        settings = settings or EncoderSettings()
+        settings = settings or EncoderSettings.from_env()
         name = str(name_or_path or settings.model)
         spec = read_spec(locate(name), name)
         if settings.threads:

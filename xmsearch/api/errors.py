@@ -13,15 +13,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from xmsearch.distributed import BrokerUnavailableError
-from xmsearch.embedded import QueueFullError
-from xmsearch.ingestor import InvalidDocumentsError, TenantForbiddenError
+from xmsearch.errors import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
+from xmsearch.ingest.documents import Reject
 from xmsearch.retriever.errors import (
     InvalidInputError,
     PermanentError,
     TransientError,
     UnknownLanguageError,
     XmsearchError,
+    plain,
 )
 from xmsearch.retriever.index.schema import StoreMismatchError
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError, StoreLockedError
@@ -83,6 +83,39 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+# Document fields whose value (not type or shape) is refused: answered as invalid_documents.
+_CONTENT_ERRORS = {"value_error", "string_too_short", "string_too_long"}
+
+
+def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A body location without the shape tag (`one`, `batch`) that the user never sent."""
+    return (loc[0], *loc[2:]) if len(loc) > 1 and loc[0] == "body" and loc[1] in ("one", "batch") else loc
+
+
+def _document_reject(error: dict[str, Any]) -> Reject | None:
+    """A document-content error as the Ingestor's reject of that document; None for anything else."""
+    loc = error["loc"]
+    if error.get("type") not in _CONTENT_ERRORS or len(loc) < 3 or loc[0] != "body":
+        return None
+    if loc[1] == "one":
+        index, field = 0, loc[2:]
+    elif loc[1] == "batch" and len(loc) > 4 and loc[2] == "documents":
+        index, field = loc[3], loc[4:]
+    else:
+        return None
+    return Reject("api", f"document {index}", f"{'.'.join(map(str, field))}: {plain(error['msg'])}", "")
+
+
+def _answer(exc: XmsearchError) -> JSONResponse:
+    status, code = next(((s, c) for t, s, c in _MAPPING if isinstance(exc, t)), (500, "server_error"))
+    if status >= 500 and status != 503:
+        log.error("%s: %s", code, exc)
+    details = None
+    if isinstance(exc, InvalidDocumentsError):
+        details = [{"location": r.location, "reason": r.reason} for r in exc.rejects]
+    return error_response(status, code, str(exc), details)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into an ErrorBody."""
 
@@ -92,13 +125,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(XmsearchError)
     async def _xmsearch(_: Request, exc: XmsearchError) -> JSONResponse:
-        status, code = next(((s, c) for t, s, c in _MAPPING if isinstance(exc, t)), (500, "server_error"))
-        if status >= 500 and status != 503:
-            log.error("%s: %s", code, exc)
-        details = None
-        if isinstance(exc, InvalidDocumentsError):
-            details = [{"location": r.location, "reason": r.reason} for r in exc.rejects]
-        return error_response(status, code, str(exc), details)
+        return _answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -107,7 +134,10 @@ def install(app: FastAPI) -> None:
             where = next(e for e in errors if e.get("type") == "json_invalid")
             reason = where.get("ctx", {}).get("error", "")
             return error_response(400, "invalid_json", f"the body is not valid JSON: {reason}")
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in errors]
+        invalid = [_document_reject(e) for e in errors]
+        if all(invalid):  # documents of the right shape whose content is refused, as the Ingestor refuses them
+            return _answer(InvalidDocumentsError([r for r in invalid if r is not None]))
+        details = [{"field": ".".join(str(p) for p in _field(e["loc"])), "reason": plain(e["msg"])} for e in errors]
         shown = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
         return error_response(422, "invalid_request", shown, details)
 

@@ -26,8 +26,8 @@ class StoreNotOpenError(PermanentError):
     """A store used before `open` (or after `close`): a mistake in the caller, not a missing collection."""
 
 
-class StoreLockedError(PermanentError):
-    """An embedded store folder is open in another process."""
+class StoreLockedError(TransientError):
+    """An embedded store folder is open in another process: busy, retry later (or use a server)."""
 
 
 class StoreUnavailableError(TransientError):
