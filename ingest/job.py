@@ -31,6 +31,7 @@ class JobCounts:
     deleted: int = 0  # chunks removed (shorter new versions, deleted documents)
     rejected: int = 0  # records that are not valid documents
     failed: int = 0  # valid documents that could not be indexed
+    missing: int = 0  # documents to delete that were not there
 
 
 COUNTS = tuple(f.name for f in fields(JobCounts))

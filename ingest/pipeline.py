@@ -95,10 +95,16 @@ class Indexer:
         unique = {doc.key: doc for doc in documents}  # a later copy wins
         self._write([_Planned(doc, self.chunker.split(doc.text)) for doc in unique.values()], job, on_reject)
 
-    def delete(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
-        """Remove these documents of one tenant (None: the documents stored without a tenant)."""
+    def delete(self, document_ids: Sequence[str], tenant: str | None = None, job: Job | None = None) -> list[str]:
+        """Remove these documents of one tenant (None: the documents stored without a tenant), counting
+        the chunks removed and the documents not found into `job`; the ids not found."""
+        job = job or Job()
         self.store.open(create=True)
-        self.store.delete_documents(list(document_ids), tenant)
+        removed = self.store.delete_documents(list(document_ids), tenant)
+        missing = [doc for doc, chunks in removed.items() if not chunks]
+        job.counts.deleted += sum(removed.values())
+        job.counts.missing += len(missing)
+        return missing
 
     def close(self) -> None:
         self.store.close()

@@ -256,3 +256,13 @@ def test_one_language_code_rule_for_payloads_and_answers(client: TestClient) -> 
         "fallback": True,
     }
     assert r.json()["hits"][0]["document_id"] == "sv" and r.json()["hits"][0]["language"] == "sv"
+
+
+def test_deletes_count_what_was_removed_and_an_unknown_document_is_a_404(client: TestClient) -> None:
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    status, code, message = error(client.delete("/documents/nope?wait=true", headers=as_("admin")))
+    assert (status, code) == (404, "document_not_found") and "no document 'nope'" in message
+    status, code, _ = error(client.delete("/documents/river?wait=true", headers=as_("acme")))
+    assert (status, code) == (404, "document_not_found")  # acme has no 'river': the admin's is untouched
+    gone = client.delete("/documents/river?wait=true", headers=as_("admin")).json()
+    assert gone["deleted"] == 1 and gone["missing"] == 0

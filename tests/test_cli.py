@@ -64,6 +64,9 @@ def test_ingest_search_delete_commands(tiny_checkpoint: Path, tmp_path: Path) ->
     found = json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)
     assert [h["document_id"] for h in found["hits"]] == ["a"]
     assert _run("delete", "a", env=env).returncode == 0
+    missing = _run("delete", "a", "never-was", env=env)
+    assert missing.returncode == 3 and "deleted 0 chunk(s) of 0 document(s)" in missing.stdout
+    assert "not found: no document 'a'" in missing.stdout and "no document 'never-was'" in missing.stdout
     assert json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)["hits"] == []
     bad = _run("search", "x", "--filter", "{nope", env=env)
     assert bad.returncode == 1 and "--filter is not valid JSON" in bad.stderr

@@ -343,7 +343,7 @@ def test_a_delete_that_fails_for_good_is_dead_lettered_and_ends_its_job(
     from xmsearch.workers import tasks
 
     class Broken:
-        def delete(self, ids: list[str], tenant: str | None) -> None:
+        def delete(self, ids: list[str], tenant: str | None, job: object = None) -> None:
             raise RuntimeError("the store is corrupt")
 
     queue, sends = _unit_context(redis_server.url, Broken(), monkeypatch, max_redeliveries=2)

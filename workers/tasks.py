@@ -120,5 +120,6 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
 @shared_task(base=QueueTask, bind=True, name=DELETE_TASK)
 def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: str | None = None) -> None:
     ctx = context(self.app)
-    ctx.indexer.delete(document_ids, tenant)
-    ctx.queue.jobs.add(job_id, deleted=len(document_ids), tasks_done=1)
+    job = Job(id=job_id)
+    ctx.indexer.delete(document_ids, tenant, job)
+    ctx.queue.jobs.add(job_id, deleted=job.counts.deleted, missing=job.counts.missing, tasks_done=1)

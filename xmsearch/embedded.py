@@ -79,8 +79,8 @@ class Embedded:
         entry = self._new("delete", tenant)
 
         def work() -> None:
-            self.indexer.delete(document_ids, tenant)
-            entry.job.counts.deleted += len(document_ids)
+            for doc in self.indexer.delete(document_ids, tenant, entry.job):
+                entry.errors.append(f"no document {doc!r}" + ("" if tenant is None else f" of tenant {tenant!r}"))
 
         self._put(entry, work)
         return entry.job.id

@@ -83,7 +83,7 @@ def post_documents(
 @router.delete(
     "/documents/{document_id:document_id}",
     status_code=202,
-    responses={**WRITE, 200: {"model": JobOut}},
+    responses={**WRITE, 200: {"model": JobOut}, 404: {"model": ErrorBody, "description": "document_not_found"}},
     tags=["ingest"],
 )
 def delete_document(
@@ -94,12 +94,17 @@ def delete_document(
     tenant: Annotated[str | None, Query(description="The document's tenant (a bound key: its own).")] = None,
     wait: Annotated[bool, Query(description="Answer when the delete is done (200).")] = False,
 ) -> JobOut:
-    """Remove every chunk of one document (of one tenant); ids may hold slashes (folder sources)."""
+    """Remove every chunk of one document (of one tenant); ids may hold slashes (folder sources). With
+    `wait=true`, a document that is not there is a 404 (document_not_found)."""
     if caller.tenant is not None and tenant not in (None, caller.tenant):
         raise ApiError(403, "tenant_forbidden", f"this key may not delete documents of tenant {tenant!r}")
     ingestor = _service(request).ingestor
-    job_id = ingestor.delete([document_id], caller.tenant if caller.tenant is not None else tenant)
-    return _job_answer(ingestor, job_id, wait, response)
+    owner = caller.tenant if caller.tenant is not None else tenant
+    job = _job_answer(ingestor, ingestor.delete([document_id], owner), wait, response)
+    if job.missing:
+        of = "" if owner is None else f" of tenant {owner!r}"
+        raise ApiError(404, "document_not_found", f"no document {document_id!r}{of}")
+    return job
 
 
 @router.get("/jobs/{job_id}", responses={**COMMON_RESPONSES, 404: {"model": ErrorBody}}, tags=["ingest"])

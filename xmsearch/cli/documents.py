@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from xmsearch.cli.output import Rejects, console, follow, job_json, print_job, raise_if_failed
 from xmsearch.cli.root import app
@@ -136,7 +137,16 @@ def delete(
     finally:
         ingestor.close()
     raise_if_failed(job, "delete")
-    print_job(job if as_json else {"deleted": len(ids), "job": job["id"]}, as_json)
+    if as_json:
+        print_job(job, as_json)
+    else:
+        found = len(set(ids)) - job["missing"]
+        console.print(f"deleted {job['deleted']} chunk(s) of {found} document(s) (job {job['id']})")
+        unnamed = [f"{job['missing']} document(s)"] if job["missing"] else []  # the workers count them only
+        for reason in job.get("errors") or unnamed:
+            console.print(f"[yellow]not found:[/yellow] {escape(reason)}")
+    if job["missing"]:
+        raise typer.Exit(3)  # done, but some documents were not there
 
 
 @app.command()

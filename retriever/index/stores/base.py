@@ -131,11 +131,18 @@ class Store(ABC):
             point.check(self.spec.dim)
         self._write(points)
 
-    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> None:
-        """Remove every chunk of these documents of one tenant (None: the documents without a tenant).
-        A document is known by (tenant, id): two tenants may use the same id without touching each other."""
-        if document_ids:
-            self._delete((Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant)))
+    def delete_documents(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, int]:
+        """Remove every chunk of these documents of one tenant (None: the documents without a tenant);
+        how many chunks each had (0: no such document). A document is known by (tenant, id): two
+        tenants may use the same id without touching each other."""
+        owner = owned_by(tenant)
+        removed = {
+            doc: self.count((Condition("document_id", equals=doc), owner)) for doc in dict.fromkeys(document_ids)
+        }
+        found = tuple(doc for doc, chunks in removed.items() if chunks)
+        if found:
+            self._delete((Condition("document_id", any_of=found), owner))
+        return removed
 
     def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
         """Remove some chunks of one document (those a shorter new version no longer has)."""
