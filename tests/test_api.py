@@ -266,3 +266,9 @@ def test_deletes_count_what_was_removed_and_an_unknown_document_is_a_404(client:
     assert (status, code) == (404, "document_not_found")  # acme has no 'river': the admin's is untouched
     gone = client.delete("/documents/river?wait=true", headers=as_("admin")).json()
     assert gone["deleted"] == 1 and gone["missing"] == 0
+
+
+def test_a_queued_job_answers_where_to_follow_it(client: TestClient) -> None:
+    r = client.post("/documents", json=DOCS[0], headers=as_("admin"))
+    assert r.status_code == 202 and r.headers["location"] == f"/jobs/{r.json()['id']}"
+    assert client.get(r.headers["location"], headers=as_("admin")).json()["id"] == r.json()["id"]

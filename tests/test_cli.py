@@ -108,6 +108,26 @@ def test_a_dead_broker_is_exit_code_4_and_names_it(tiny_checkpoint: Path, tmp_pa
     assert "the broker at redis://127.0.0.1:9/0 did not answer" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout.strip().startswith("xmsearch ")
+
+
+def test_ingest_for_a_tenant(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path)}
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(
+        '{"id": "mine", "text": "The mill turns.", "language": "en"}\n'
+        '{"id": "theirs", "text": "The bridge.", "language": "en", "tenant": "globex"}\n'
+    )
+    result = _run("ingest", str(docs), "--tenant", "acme", "--json", env=env)
+    job = json.loads(result.stdout)
+    assert result.returncode == 3 and job["tenant"] == "acme" and job["written"] == 1 and job["rejected"] == 1
+    assert "names tenant 'globex'; this caller writes only 'acme'" in job["errors"][0]
+    hits = json.loads(_run("search", "mill", "--lang", "en", "--json", env=env).stdout)["hits"]
+    assert [(h["document_id"], h["tenant"]) for h in hits] == [("mine", "acme")]
+
+
 def test_usage_error_exit_code_2() -> None:
     assert _run("no-such-command").returncode == 2
 

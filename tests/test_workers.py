@@ -421,3 +421,30 @@ def test_light_commands_do_not_import_torch(redis_server: RedisServer, tmp_path:
         )
         assert result.returncode == 0, (args, result.stderr)
         assert "HEAVY: []" in result.stderr, (args, result.stderr)
+
+
+def test_dead_letters_that_cannot_be_requeued_are_kept_and_can_be_purged(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead stream entry holds no document: requeue keeps it and says why; entries are named by id
+    for a requeue or purge of their own."""
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.workers.jobs import DeadLetter
+
+    queue, sends = _unit_context(redis_server.url, object(), monkeypatch)
+    queue.jobs.create("j", "test")
+    stream_entry = DeadLetter("intake-x", "entry 1-0: invalid JSON")
+    first, second = (DeadLetter("j", "refused", documents=[{"id": f"d{i}", "text": "t"}]) for i in range(2))
+    for letter in (stream_entry, first, second):
+        queue.dead.push(letter)
+    done = queue.requeue([first.id])
+    assert done.requeued == 1 and [args[1] for _, args in sends] == [first.documents]
+    done = queue.requeue()
+    assert done.requeued == 1 and [e["id"] for e, _ in done.kept] == [stream_entry.id]
+    assert "holds no document" in done.kept[0][1]
+    assert [e["id"] for e in queue.dead.entries()] == [stream_entry.id]
+    with pytest.raises(InvalidInputError, match="no dead letter nope"):
+        queue.purge(["nope"])
+    assert queue.purge([stream_entry.id]) == 1 and queue.dead.entries() == []
+    listed = _cli(["dlq", "list"], {**os.environ, "XMSEARCH_BROKER_URL": redis_server.url})
+    assert listed.returncode == 0 and listed.stdout.strip() == "no dead letters"

@@ -6,11 +6,13 @@ through it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
 from xmsearch.workers.jobs import DeadLetter, DeadLetters, JobStore
 from xmsearch.workers.settings import WorkerSettings
@@ -76,12 +78,11 @@ class TaskQueue:
         self.redis.expire(key, DELIVERIES_TTL_S)
         return count
 
-    def requeue(self) -> Requeued:
-        """Send every dead letter that can succeed again as a new task of its job (taking back what it
-        counted as failed); keep the others, saying why."""
+    def requeue(self, ids: Sequence[str] = ()) -> Requeued:
+        """Send every dead letter (or those of `ids`) that can succeed again as a new task of its job
+        (taking back what it counted as failed); keep the others, saying why."""
         done, kept = 0, []
-        for raw in self.dead.raw():
-            letter = DeadLetter.from_json(raw)
+        for raw, letter in self._chosen(ids):
             why = letter.why_kept
             if why is not None:
                 kept.append((letter.__dict__, why))
@@ -94,6 +95,20 @@ class TaskQueue:
             self.dead.remove(raw)  # after sending: a crash in between requeues it twice (tasks are idempotent)
             done += 1
         return Requeued(done, kept)
+
+    def purge(self, ids: Sequence[str] = ()) -> int:
+        """Drop every dead letter (or those of `ids`) for good; how many were dropped."""
+        chosen = self._chosen(ids)
+        for raw, _ in chosen:
+            self.dead.remove(raw)
+        return len(chosen)
+
+    def _chosen(self, ids: Sequence[str]) -> list[tuple[str, DeadLetter]]:
+        letters = [(raw, DeadLetter.from_json(raw)) for raw in self.dead.raw()]
+        unknown = set(ids) - {letter.id for _, letter in letters}
+        if unknown:
+            raise InvalidInputError(f"no dead letter {', '.join(sorted(unknown))} (see xmsearch dlq list)")
+        return [(raw, letter) for raw, letter in letters if not ids or letter.id in ids]
 
     def _reopen(self, letter: DeadLetter) -> None:
         if self.jobs.get(letter.job_id) is None:  # expired since

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -85,6 +86,7 @@ class DeadLetter:
     tenant: str | None = None
     task_failed: bool = False
     time: float = field(default_factory=time.time)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # names the entry for requeue and purge
 
     @property
     def why_kept(self) -> str | None:

@@ -58,6 +58,25 @@ class _Backend(Protocol):
     def close(self) -> None: ...
 
 
+def claim(doc: Document, tenant: str, where: str) -> Document:
+    """The document as `tenant`'s own; TenantForbiddenError when it names another tenant."""
+    if doc.tenant not in (None, tenant):
+        raise TenantForbiddenError(
+            f"{where} ({doc.id!r}) names tenant {doc.tenant!r}; this caller writes only {tenant!r}"
+        )
+    return doc.model_copy(update={"tenant": tenant})
+
+
+def _owned(record: Document | Reject, tenant: str, source: str) -> Document | Reject:
+    """A streamed record claimed for `tenant`: another tenant's document is rejected, not the stream."""
+    if isinstance(record, Reject):
+        return record
+    try:
+        return claim(record, tenant, "the document")
+    except TenantForbiddenError as exc:
+        return Reject(source, f"document {record.id!r}", str(exc), record.text[:200])
+
+
 class Ingestor:
     """The one door for writes: submit, ingest, delete and follow jobs, inline in the embedded mode and
     through the queue in the distributed one. The CLI, the HTTP API and Python callers all write
@@ -112,10 +131,18 @@ class Ingestor:
         DOCUMENTS.labels("accepted").inc(len(docs))
         return job_id
 
-    def ingest(self, records: Iterable[Document | Reject], source: str, on_reject: OnReject = lambda r: None) -> str:
+    def ingest(
+        self,
+        records: Iterable[Document | Reject],
+        source: str,
+        on_reject: OnReject = lambda r: None,
+        tenant: str | None = None,
+    ) -> str:
         """Queue a stream of records (a file, standard input) as one job, read as it goes; records that
-        are not documents are counted as rejected and passed to `on_reject`. Return the job id."""
-        return self.backend.submit(records, source, None, on_reject)
+        are not documents are counted as rejected and passed to `on_reject`. With `tenant`, documents
+        without one become its own, and one naming another tenant is rejected. Return the job id."""
+        owned = records if tenant is None else (_owned(record, tenant, source) for record in records)
+        return self.backend.submit(owned, source, tenant, on_reject)
 
     def validate(self, documents: Iterable[Document | Mapping[str, Any]], tenant: str | None) -> list[Document]:
         """The documents, checked against the settings' limits and given `tenant`; nothing is queued."""
@@ -127,12 +154,8 @@ class Ingestor:
             parsed = parse(data, "submit", f"document {i}", context)
             if isinstance(parsed, Reject):
                 rejects.append(parsed)
-            elif tenant is not None and parsed.tenant not in (None, tenant):
-                raise TenantForbiddenError(
-                    f"document {i} ({parsed.id!r}) names tenant {parsed.tenant!r}; this caller writes only {tenant!r}"
-                )
             else:
-                docs.append(parsed if tenant is None else parsed.model_copy(update={"tenant": tenant}))
+                docs.append(parsed if tenant is None else claim(parsed, tenant, f"document {i}"))
         if rejects:
             raise InvalidDocumentsError(rejects)
         if not docs:

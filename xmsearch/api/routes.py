@@ -159,11 +159,14 @@ def metrics() -> Response:
 
 
 def _job_answer(ingestor: Ingestor, job_id: str, wait: bool, response: Response) -> JobOut:
-    if not wait:
-        return JobOut.model_validate(ingestor.job(job_id))
-    response.status_code = 200
-    try:
-        return JobOut.model_validate(ingestor.wait(job_id, WAIT_LIMIT_S))
-    except TimeoutError:
-        response.status_code = 202
-        return JobOut.model_validate(ingestor.job(job_id))
+    """The job: done (200) when waited for and finished in time, else queued (202, Location: the job)."""
+    if wait:
+        try:
+            job = ingestor.wait(job_id, WAIT_LIMIT_S)
+            response.status_code = 200
+            return JobOut.model_validate(job)
+        except TimeoutError:
+            pass
+    response.status_code = 202
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return JobOut.model_validate(ingestor.job(job_id))

@@ -77,6 +77,9 @@ def demo(
 def ingest(
     path: Annotated[str, typer.Argument(help="A JSON Lines file, a folder of .txt/.md files, or - for stdin.")],
     rejects: Annotated[Path | None, typer.Option(help="Write rejected records here (JSON Lines).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="The documents' tenant (those naming another tenant are rejected).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Distributed mode: wait until the workers are done.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
 ) -> None:
@@ -102,7 +105,7 @@ def ingest(
         ingestor = Ingestor.from_settings(settings, patient=True)
     reported = Rejects(rejects)
     try:
-        job_id = ingestor.ingest(records, path, reported)
+        job_id = ingestor.ingest(records, path, reported, tenant)
         job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id) or {}
     finally:
         ingestor.close()  # embedded: after the job is done

@@ -88,30 +88,38 @@ def jobs(
 
 @app.command()
 def dlq(
-    action: Annotated[str, typer.Argument(help="list | requeue")] = "list",
+    action: Annotated[str, typer.Argument(help="list | requeue | purge")] = "list",
+    ids: Annotated[list[str] | None, typer.Argument(help="Entries to requeue or purge (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the dead letters (with their reasons), or requeue those that can succeed again as new tasks
-    of their jobs (the others are kept, and the reason is said).
+    """List the dead letters (id, job, documents, reason); requeue those that can succeed again as new
+    tasks of their jobs (the others are kept, and the reason is said); or purge them for good. Name
+    entries by their id to requeue or purge only those.
 
-    Examples: xmsearch dlq list --json    xmsearch dlq requeue
+    Examples: xmsearch dlq list --json    xmsearch dlq requeue    xmsearch dlq purge 3f2a9c1b7d0e
     """
     from xmsearch.retriever.errors import InvalidInputError
     from xmsearch.settings import get_settings
     from xmsearch.workers.dispatch import TaskQueue
 
     tasks = TaskQueue(get_settings())
+    chosen = ids or []
     if action == "list":
         entries = tasks.dead.entries()
         if as_json:
             print(json.dumps(entries))
-        for e in [] if as_json else entries:
-            ids = ", ".join(d.get("id", "?") for d in e["documents"]) or ", ".join(e["document_ids"])
-            console.print(escape(f"job {e['job_id']} ({e['task']}): [{ids}] {e['reason']}"))
-        return
-    if action != "requeue":
-        raise InvalidInputError(f"dlq takes list or requeue, not {action!r}")
-    done = tasks.requeue()
-    console.print(f"requeued {done.requeued} dead letter(s)")
-    for entry, why in done.kept:
-        console.print(escape(f"kept: job {entry['job_id']}: {entry['reason']}: {why}"))
+            return
+        if not entries:
+            console.print("no dead letters")
+        for e in entries:
+            docs = ", ".join(d.get("id", "?") for d in e["documents"]) or ", ".join(e["document_ids"])
+            console.print(escape(f"{e['id']}  job {e['job_id']} ({e['task']}): [{docs}] {e['reason']}"))
+    elif action == "requeue":
+        done = tasks.requeue(chosen)
+        console.print(f"requeued {done.requeued} dead letter(s)")
+        for entry, why in done.kept:
+            console.print(escape(f"kept {entry['id']} (job {entry['job_id']}: {entry['reason']}): {why}"))
+    elif action == "purge":
+        console.print(f"purged {tasks.purge(chosen)} dead letter(s)")
+    else:
+        raise InvalidInputError(f"dlq takes list, requeue or purge, not {action!r}")

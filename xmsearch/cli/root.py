@@ -10,6 +10,7 @@ server: retrying later may work).
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import sys
 from typing import Annotated
@@ -24,9 +25,18 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual
 _state = {"debug": False}
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        print(f"xmsearch {importlib.metadata.version('xmsearch')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
