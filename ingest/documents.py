@@ -86,13 +86,32 @@ class Reject:
         return json.dumps(record, ensure_ascii=False)
 
 
-def limits(settings: IngestSettings) -> dict[str, int]:
+Limits = dict[str, Any]  # the validation context: sizes, and what to do with extra fields
+
+
+def limits(settings: IngestSettings) -> Limits:
     """The validation context the settings give."""
-    return {"max_chars": settings.max_document_chars, "max_metadata_bytes": settings.max_metadata_bytes}
+    return {
+        "max_chars": settings.max_document_chars,
+        "max_metadata_bytes": settings.max_metadata_bytes,
+        "extra_fields": settings.extra_fields,
+    }
 
 
-def parse(data: Any, source: str, location: str, context: dict[str, int]) -> Document | Reject:
+def _extras_into_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields besides a document's own (title, url, ...) moved into its metadata; a key
+    the record's own metadata also has keeps the metadata's value."""
+    extras = {k: v for k, v in data.items() if k not in Document.model_fields}
+    if not extras or not isinstance(data.get("metadata", {}), dict):
+        return data
+    own = {k: v for k, v in data.items() if k in Document.model_fields}
+    return {**own, "metadata": {**extras, **data.get("metadata", {})}}
+
+
+def parse(data: Any, source: str, location: str, context: Limits) -> Document | Reject:
     """A Document, or a Reject naming each problem (field and reason)."""
+    if context.get("extra_fields") == "metadata" and isinstance(data, dict):
+        data = _extras_into_metadata(data)
     try:
         return Document.model_validate(data, context=context)
     except ValidationError as exc:

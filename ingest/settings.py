@@ -3,6 +3,8 @@ settings an Indexer runs with (these and the retriever's)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from xmsearch.retriever.settings import EnvSettings, RetrieverSettings
@@ -15,6 +17,11 @@ class IngestSettings(EnvSettings):
     max_metadata_bytes: int = Field(65_536, ge=2, description="Largest metadata object (as JSON) accepted.")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks of a document.")
     ingest_batch_size: int = Field(64, ge=1, le=4096, description="Chunks encoded and written together.")
+    extra_fields: Literal["refuse", "metadata"] = Field(
+        "refuse",
+        description="A record's fields besides id, text, language, tenant and metadata (title, url, ...): refuse the "
+        "record, or keep them in its metadata (its own metadata keys win).",
+    )
 
 
 class IndexerSettings(RetrieverSettings, IngestSettings):

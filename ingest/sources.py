@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from xmsearch.ingest.documents import Document, Reject, parse
+from xmsearch.ingest.documents import Document, Limits, Reject, parse
 from xmsearch.retriever.errors import InvalidInputError
 
 FOLDER_SUFFIXES = (".txt", ".md")
 
 
-def read_jsonl(stream: IO[bytes], source: str, context: dict[str, int]) -> Iterator[Document | Reject]:
+def read_jsonl(stream: IO[bytes], source: str, context: Limits) -> Iterator[Document | Reject]:
     """One record per line; blank lines are skipped; bad lines are rejected with their number."""
     for number, raw in enumerate(stream, start=1):
         line = raw.strip()
@@ -38,7 +38,7 @@ def read_jsonl(stream: IO[bytes], source: str, context: dict[str, int]) -> Itera
         yield parse(data, source, where, context)
 
 
-def read_text_file(path: Path, folder: Path, context: dict[str, int]) -> Document | Reject:
+def read_text_file(path: Path, folder: Path, context: Limits) -> Document | Reject:
     """One .txt or .md file as a document whose id is its path relative to `folder`."""
     relative = path.relative_to(folder).as_posix()
     try:
@@ -48,18 +48,18 @@ def read_text_file(path: Path, folder: Path, context: dict[str, int]) -> Documen
     return parse({"id": relative, "text": text}, str(folder), relative, context)
 
 
-def read_folder(folder: Path, context: dict[str, int]) -> Iterator[Document | Reject]:
+def read_folder(folder: Path, context: Limits) -> Iterator[Document | Reject]:
     """Every .txt and .md file below `folder`, in path order, as a document whose id is its path."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES):
         yield read_text_file(path, folder, context)
 
 
-def _read_jsonl_file(path: Path, context: dict[str, int]) -> Iterator[Document | Reject]:
+def _read_jsonl_file(path: Path, context: Limits) -> Iterator[Document | Reject]:
     with path.open("rb") as stream:
         yield from read_jsonl(stream, str(path), context)
 
 
-def read_path(path: str, context: dict[str, int]) -> Iterator[Document | Reject]:
+def read_path(path: str, context: Limits) -> Iterator[Document | Reject]:
     """`-` for standard input (JSON Lines), a folder, a .txt or .md file (one document, id = its
     name), or a JSON Lines file. The path is checked now (a missing one is an error at once, before
     any model loads); the records are read as the caller iterates."""

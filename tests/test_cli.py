@@ -63,6 +63,13 @@ def test_ingest_search_delete_commands(tiny_checkpoint: Path, tmp_path: Path) ->
     assert json.loads((tmp_path / "rejects.jsonl").read_text())["location"] == "line 2"
     found = json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)
     assert [h["document_id"] for h in found["hits"]] == ["a"]
+    assert found["language"] == {
+        "code": "en",
+        "adapter": "en_XX",
+        "source": "given",
+        "confidence": None,
+        "fallback": False,
+    }
     assert _run("delete", "a", env=env).returncode == 0
     missing = _run("delete", "a", "never-was", env=env)
     assert missing.returncode == 3 and "deleted 0 chunk(s) of 0 document(s)" in missing.stdout

@@ -80,6 +80,14 @@ def test_folder_source(tmp_path: Path) -> None:
     assert [r.location for r in records if isinstance(r, Reject)] == ["bad.txt"]
 
 
+def test_extra_fields_are_refused_or_kept_as_metadata() -> None:
+    line = b'{"id": "a", "text": "t", "title": "T", "url": "u", "metadata": {"url": "mine"}}\n'
+    [refused] = list(read_jsonl(io.BytesIO(line), "x", CONTEXT))
+    assert isinstance(refused, Reject) and "title: Extra inputs are not permitted" in refused.reason
+    [kept] = list(read_jsonl(io.BytesIO(line), "x", {**CONTEXT, "extra_fields": "metadata"}))
+    assert isinstance(kept, Document) and kept.metadata == {"title": "T", "url": "mine"}
+
+
 def test_a_path_is_checked_at_once_and_a_text_file_is_one_document(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"missing\.jsonl: no such file or folder"):
         read_path(str(tmp_path / "missing.jsonl"), CONTEXT)  # before anything is iterated

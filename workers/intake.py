@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from xmsearch.ingest.documents import Document, Reject, limits, parse
+from xmsearch.ingest.documents import Document, Limits, Reject, limits, parse
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import DeadLetter
 
@@ -36,7 +36,7 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def _record(entry_id: str, fields: dict[str, str], context: dict[str, int]) -> Document | Reject:
+def _record(entry_id: str, fields: dict[str, str], context: Limits) -> Document | Reject:
     where = f"entry {entry_id}"
     raw = fields.get("document")
     if raw is None:

@@ -3,7 +3,6 @@ through the Ingestor, which decides the mode."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +27,7 @@ def demo(
     """
     from importlib import resources
 
+    from xmsearch.api.models import SearchOut
     from xmsearch.ingest.documents import limits
     from xmsearch.ingest.sources import read_jsonl
     from xmsearch.ingestor import Ingestor
@@ -51,10 +51,7 @@ def demo(
         ingestor.close()  # and the store the Retriever shares
     model_id = components.encoder.spec.model_id
     if as_json:
-        out = [
-            {"query": r.query, "language": r.language.adapter, "hits": [dataclasses.asdict(h) for h in r.hits]}
-            for r in results
-        ]
+        out = [SearchOut.of(r, given=True).model_dump(mode="json") for r in results]  # as POST /search answers
         print(json.dumps({"model": model_id, "job": job_json(job), "results": out}))
         return
     console.print(
@@ -166,6 +163,7 @@ def search(
       xmsearch search "how do vaccines work"
       xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
     """
+    from xmsearch.api.models import SearchOut
     from xmsearch.retriever.errors import InvalidInputError
     from xmsearch.retriever.search import Retriever
 
@@ -178,13 +176,8 @@ def search(
         result = retriever.search(query, k=k, language=lang, filter=flt)
     finally:
         retriever.close()
-    if as_json:
-        hits = [dataclasses.asdict(h) for h in result.hits]
-        print(
-            json.dumps(
-                {"query": query, "language": result.language.adapter, "hits": hits, "timings_ms": result.timings_ms}
-            )
-        )
+    if as_json:  # the shape POST /search answers
+        print(SearchOut.of(result, given=lang is not None).model_dump_json())
         return
     console.print(f"[bold]{query}[/bold] ({result.language.adapter})")
     for hit in result.hits:
