@@ -272,3 +272,12 @@ def test_a_queued_job_answers_where_to_follow_it(client: TestClient) -> None:
     r = client.post("/documents", json=DOCS[0], headers=as_("admin"))
     assert r.status_code == 202 and r.headers["location"] == f"/jobs/{r.json()['id']}"
     assert client.get(r.headers["location"], headers=as_("admin")).json()["id"] == r.json()["id"]
+
+
+def test_recent_jobs_newest_first_and_only_a_tenant_s_own(client: TestClient) -> None:
+    first = client.post("/documents", json=DOCS[0], headers=as_("admin")).json()["id"]
+    second = client.post("/documents", json=DOCS[1], headers=as_("admin")).json()["id"]
+    acme = client.post("/documents", json={"id": "a", "text": "Hello."}, headers=as_("acme")).json()["id"]
+    listed = client.get("/jobs?limit=3", headers=as_("admin")).json()["jobs"]
+    assert [j["id"] for j in listed] == [acme, second, first] and listed[0]["created"] >= listed[2]["created"]
+    assert [j["id"] for j in client.get("/jobs", headers=as_("acme")).json()["jobs"]] == [acme]

@@ -448,3 +448,15 @@ def test_dead_letters_that_cannot_be_requeued_are_kept_and_can_be_purged(
     assert queue.purge([stream_entry.id]) == 1 and queue.dead.entries() == []
     listed = _cli(["dlq", "list"], {**os.environ, "XMSEARCH_BROKER_URL": redis_server.url})
     assert listed.returncode == 0 and listed.stdout.strip() == "no dead letters"
+
+
+def test_jobs_are_listed_as_a_table(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, _ = _unit_context(redis_server.url, object(), monkeypatch)
+    job_id = queue.new_job("docs.jsonl", "acme")
+    env = {**os.environ, "XMSEARCH_BROKER_URL": redis_server.url, "COLUMNS": "200"}
+    lines = _cli(["jobs"], env).stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "submitted", "status", "source"]
+    assert lines[1].split()[0] == job_id and "queued" in lines[1] and "docs.jsonl" in lines[1] and "acme" in lines[1]
+    assert (
+        _cli(["jobs"], {**env, "XMSEARCH_BROKER_URL": redis_server.url.replace("/0", "/1")}).stdout.strip() == "no jobs"
+    )

@@ -54,6 +54,7 @@ class JobStore:
             return None
         data = {str(k): str(v) for k, v in raw.items()}  # the client decodes responses
         out: dict[str, Any] = {"id": job_id, "source": data.get("source", ""), "tenant": data.get("tenant")}
+        out["created"] = float(data["created"]) if "created" in data else None
         for name in (*COUNTS, *TASK_COUNTS):
             out[name] = int(data.get(name, 0))
         out["status"] = str(status(data.get("sending") == "done", out))

@@ -42,6 +42,10 @@ class Distributed:
         with self._broker():
             return self.tasks.jobs.get(job_id)
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        with self._broker():
+            return self.tasks.jobs.recent(limit)
+
     def depth(self) -> int:
         return self.tasks.depth()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ class EmbeddedJob:
     source: str
     tenant: str | None
     errors: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,7 @@ class EmbeddedJob:
             "status": str(self.job.status),
             "source": self.source,
             "tenant": self.tenant,
+            "created": self.created,
             **asdict(self.job.counts),
             "errors": list(self.errors),
         }
@@ -128,6 +131,11 @@ class Embedded:
         with self.lock:
             entry = self.jobs.get(job_id)
         return entry.view() if entry else None
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        with self.lock:
+            entries = list(self.jobs.values())[-limit:]
+        return [entry.view() for entry in reversed(entries)]
 
     def depth(self) -> int:
         return self.queue.qsize()

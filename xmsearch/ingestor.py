@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # each mode's imports load with it: the distributed side neve
 log = logging.getLogger(__name__)
 
 
+RECENT_WINDOW = 1000  # jobs looked through for one tenant's recent ones
 Mode = Literal["embedded", "distributed"]
 OnReject = Callable[[Reject], None]
 
@@ -53,6 +54,7 @@ class _Backend(Protocol):
     ) -> str: ...
     def delete(self, document_ids: list[str], tenant: str | None) -> str: ...
     def job(self, job_id: str) -> dict[str, Any] | None: ...
+    def recent(self, limit: int) -> list[dict[str, Any]]: ...
     def depth(self) -> int: ...
     def checks(self) -> dict[str, str]: ...
     def close(self) -> None: ...
@@ -172,6 +174,11 @@ class Ingestor:
     def job(self, job_id: str) -> dict[str, Any] | None:
         """The job's status (queued, running, done or failed), its counts and first errors; None if unknown."""
         return self.backend.job(job_id)
+
+    def recent(self, limit: int = 20, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The most recent jobs, newest first (only `tenant`'s when given; among the last 1,000)."""
+        jobs = self.backend.recent(limit if tenant is None else RECENT_WINDOW)
+        return [job for job in jobs if tenant is None or job.get("tenant") == tenant][:limit]
 
     def wait(
         self,

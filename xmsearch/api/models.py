@@ -40,6 +40,7 @@ class JobOut(BaseModel):
     status: JobStatus = Field(description="Where the job is.")
     source: str = Field(description="api, delete, or the file it came from.")
     tenant: str | None = Field(None, description="The tenant of the key that submitted it (null: unbound).")
+    created: float | None = Field(None, description="When it was submitted (seconds since the epoch).")
     accepted: int = Field(0, description="Valid documents taken in.")
     skipped_unchanged: int = Field(0, description="Documents whose chunks were stored already.")
     encoded: int = Field(0, description="Chunks encoded.")
@@ -116,6 +117,10 @@ class SearchOut(BaseModel):
             hits=[HitOut(**vars(h)) for h in result.hits],
             timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
         )
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut] = Field(description="The most recent jobs, newest first.")
 
 
 class SearchBatchOut(BaseModel):

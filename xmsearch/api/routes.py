@@ -17,6 +17,7 @@ from xmsearch.api.models import (
     DocumentsIn,
     HealthOut,
     JobOut,
+    JobsOut,
     ReadyOut,
     SearchBatchIn,
     SearchBatchOut,
@@ -105,6 +106,17 @@ def delete_document(
         of = "" if owner is None else f" of tenant {owner!r}"
         raise ApiError(404, "document_not_found", f"no document {document_id!r}{of}")
     return job
+
+
+@router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])
+def recent_jobs(
+    caller: Caller,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100, description="How many jobs, newest first.")] = 20,
+) -> JobsOut:
+    """The most recent jobs (a tenant-bound key sees only its own)."""
+    jobs = _service(request).ingestor.recent(limit, caller.tenant)
+    return JobsOut(jobs=[JobOut.model_validate(job) for job in jobs])
 
 
 @router.get("/jobs/{job_id}", responses={**COMMON_RESPONSES, 404: {"model": ErrorBody}}, tags=["ingest"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from xmsearch.ingest.job import COUNTS, JobStatus
 from xmsearch.retriever.errors import XmsearchError
@@ -81,6 +83,22 @@ def raise_if_failed(job: dict[str, Any], what: str) -> None:
     if job.get("status") == JobStatus.FAILED:
         reasons = "; ".join(job.get("errors") or []) or "a task failed for good (see `xmsearch dlq list`)"
         raise XmsearchError(f"the {what} job {job['id']} failed: {reasons}")
+
+
+JOB_COLUMNS = ("status", "source", "tenant", "accepted", "written", "rejected", "failed", "tasks_done", "tasks_sent")
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    """Jobs as a table, newest first: id, submitted (local time), status and counts."""
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "submitted", *JOB_COLUMNS):
+        table.add_column(column.replace("_", " "), justify="right" if column in COUNTS or "tasks" in column else "left")
+    for job in jobs:
+        created = job.get("created")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) if created else "-"
+        cells = ["-" if job.get(c) is None else str(job[c]) for c in JOB_COLUMNS]
+        table.add_row(job["id"], when, *(escape(cell) for cell in cells))
+    return table
 
 
 def print_job(job: dict[str, Any], as_json: bool) -> None:

@@ -6,9 +6,10 @@ import json
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
-from xmsearch.cli.output import console, print_job
+from xmsearch.cli.output import console, jobs_table, print_job
 from xmsearch.cli.root import app
 
 
@@ -52,9 +53,12 @@ def intake(
     """
     from xmsearch.settings import get_settings
     from xmsearch.workers.dispatch import TaskQueue
-    from xmsearch.workers.intake import Intake
+    from xmsearch.workers.intake import STREAM, Intake
 
-    Intake(TaskQueue(get_settings()), consumer, claim_idle).run()
+    settings = get_settings()
+    intake = Intake(TaskQueue(settings), consumer, claim_idle)
+    Console(stderr=True).print(f"intake {intake.consumer}: reading {STREAM} at {settings.broker_url} (Ctrl-C stops)")
+    intake.run()
 
 
 @app.command()
@@ -81,9 +85,10 @@ def jobs(
     recent = store.recent()
     if as_json:
         print(json.dumps(recent))
-        return
-    for job in recent:
-        print_job(job, False)
+    elif recent:
+        console.print(jobs_table(recent))
+    else:
+        console.print("no jobs")
 
 
 @app.command()
