@@ -281,3 +281,11 @@ def test_recent_jobs_newest_first_and_only_a_tenant_s_own(client: TestClient) ->
     listed = client.get("/jobs?limit=3", headers=as_("admin")).json()["jobs"]
     assert [j["id"] for j in listed] == [acme, second, first] and listed[0]["created"] >= listed[2]["created"]
     assert [j["id"] for j in client.get("/jobs", headers=as_("acme")).json()["jobs"]] == [acme]
+
+
+def test_an_api_that_could_not_search_refuses_to_start(tmp_path: Path) -> None:
+    """Distributed mode on an embedded store: the workers own it, so the API would only ever answer
+    store_locked while saying it is ready."""
+    with pytest.raises(ConfigurationError, match="set XMSEARCH_QDRANT_URL to a Qdrant server"):
+        create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0"))
+    create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0", qdrant_url="http://127.0.0.1:9"))

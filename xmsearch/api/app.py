@@ -16,6 +16,7 @@ from xmsearch.api.middleware import LimitsAndMetrics
 from xmsearch.api.routes import router
 from xmsearch.api.service import Service
 from xmsearch.ingestor import mode_for
+from xmsearch.retriever.index.stores import backend_for
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.settings import Settings, get_settings
 
@@ -32,8 +33,21 @@ reads and writes only that tenant's documents, whatever the request says. Errors
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def check_config(settings: Settings) -> None:
+    """Refuse settings an API cannot serve from, saying what to do instead: in the distributed mode the
+    workers own an embedded store folder (Edge or local mode admit one process), so an API process
+    could not search it and its readiness would lie."""
+    if mode_for(settings) == "distributed" and backend_for(settings) != "server":
+        raise errors.ConfigurationError(
+            f"the distributed mode's workers own the {backend_for(settings)} store in {settings.data_dir}, so the API "
+            "could not search it: set XMSEARCH_QDRANT_URL to a Qdrant server (workers and API share it), or unset "
+            "XMSEARCH_BROKER_URL for the embedded mode"
+        )
+
+
 def check_serving(settings: Settings, host: str, processes: int) -> None:
     """Refuse a way of serving that cannot work or is unsafe, saying what to do instead."""
+    check_config(settings)
     if settings.api_auth == "disabled" and host not in LOOPBACK:
         raise errors.ConfigurationError(
             f"XMSEARCH_API_AUTH=disabled serves loopback only, not {host}: configure API keys"
@@ -47,6 +61,7 @@ def check_serving(settings: Settings, host: str, processes: int) -> None:
 def create_app(settings: Settings | None = None, encoder: Encoder | None = None) -> FastAPI:
     """The API for these settings; the model loads (or `encoder` is used) when the app starts."""
     settings = settings or get_settings()
+    check_config(settings)
     keys = KeyRing(settings)
     if keys.required and not keys.keys:
         raise errors.ConfigurationError(
