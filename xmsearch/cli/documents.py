@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from xmsearch.cli.output import Rejects, console, follow, job_json, print_job, raise_if_failed
+from xmsearch.cli.output import Rejects, console, follow, hit_line, job_json, print_job, raise_if_failed
 from xmsearch.cli.root import app
 
 
@@ -64,10 +64,7 @@ def demo(
             f"\n[bold]{result.query}[/bold] ({result.language.adapter}; topic {query['expect_topic']}: {found}/{k})"
         )
         for hit in result.hits:
-            topic = hit.metadata.get("topic", "")
-            console.print(
-                f"  {hit.score:6.2f}  {hit.document_id}#{hit.chunk} [{hit.language}, {topic}]  {hit.text[:70]}"
-            )
+            console.print("  " + hit_line(hit, 70, f", {hit.metadata.get('topic', '')}"))
 
 
 @app.command()
@@ -179,6 +176,6 @@ def search(
     if as_json:  # the shape POST /search answers
         print(SearchOut.of(result, given=lang is not None).model_dump_json())
         return
-    console.print(f"[bold]{query}[/bold] ({result.language.adapter})")
+    console.print(f"[bold]{escape(query)}[/bold] ({result.language.adapter})")
     for hit in result.hits:
-        console.print(f"{hit.score:7.2f}  {hit.document_id}#{hit.chunk} [{hit.language}]  {hit.text[:100]}")
+        console.print(hit_line(hit, 100))

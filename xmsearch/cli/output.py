@@ -17,8 +17,10 @@ from xmsearch.retriever.errors import XmsearchError
 if TYPE_CHECKING:
     from xmsearch.ingest.documents import Reject
     from xmsearch.ingestor import Ingestor
+    from xmsearch.retriever.index.schema import Hit
 
-console = Console()
+console = Console(soft_wrap=True)  # lines as written: a terminal wraps them, not rich at 80 columns
+stderr = Console(stderr=True, soft_wrap=True)  # errors, logs and progress: logs print above a live bar
 
 
 class Rejects:
@@ -63,7 +65,7 @@ def follow(ingestor: Ingestor, job_id: str, quiet: bool) -> dict[str, Any]:
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet) as progress:
+    with Progress(*columns, console=stderr, transient=True, disable=quiet) as progress:
         bar = progress.add_task("", total=None)
 
         def show(job: dict[str, Any]) -> None:
@@ -86,6 +88,23 @@ def raise_if_failed(job: dict[str, Any], what: str) -> None:
 
 
 JOB_COLUMNS = ("status", "source", "tenant", "accepted", "written", "rejected", "failed", "tasks_done", "tasks_sent")
+
+
+def snippet(text: str, width: int) -> str:
+    """A passage on one line: white space folded, cut at a word boundary with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1]
+    if flat[width - 1] != " " and " " in cut:  # the cut fell inside a word: end at the one before
+        cut = cut.rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def hit_line(hit: Hit, width: int, extra: str = "") -> str:
+    """One search hit on one line, markup-safe: score, document#chunk [language], its text."""
+    where = f"{hit.document_id}#{hit.chunk} [{hit.language}{extra}]"
+    return escape(f"{hit.score:7.2f}  {where}  {snippet(hit.text, width)}")
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from xmsearch.cli.output import console, jobs_table, print_job
+from xmsearch.cli.output import console, jobs_table, print_job, stderr
 from xmsearch.cli.root import app
 
 
@@ -57,7 +56,7 @@ def intake(
 
     settings = get_settings()
     intake = Intake(TaskQueue(settings), consumer, claim_idle)
-    Console(stderr=True).print(f"intake {intake.consumer}: reading {STREAM} at {settings.broker_url} (Ctrl-C stops)")
+    stderr.print(f"intake {intake.consumer}: reading {STREAM} at {settings.broker_url} (Ctrl-C stops)")
     intake.run()
 
 

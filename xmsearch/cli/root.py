@@ -16,9 +16,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from xmsearch.cli.output import stderr
 from xmsearch.retriever.errors import TransientError, XmsearchError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multilingual late-interaction search.")
@@ -49,5 +49,5 @@ def main() -> None:
     except XmsearchError as exc:
         if _state["debug"]:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")  # one line, as written
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}")  # one line, as written
         sys.exit(4 if isinstance(exc, TransientError) else 1)
