@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
@@ -85,7 +85,7 @@ class TaskQueue:
         for raw, letter in self._chosen(ids):
             why = letter.why_kept
             if why is not None:
-                kept.append((letter.__dict__, why))
+                kept.append((asdict(letter), why))
                 continue
             self._reopen(letter)
             if letter.task == "delete":
