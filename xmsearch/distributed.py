@@ -18,7 +18,6 @@ class Distributed:
     """Distributed mode: jobs are Celery tasks; their counts live in Redis."""
 
     mode: Literal["distributed"] = "distributed"
-    runs_here = False
 
     def __init__(self, settings: Settings, patient: bool) -> None:
         from xmsearch.workers.dispatch import TaskQueue

@@ -50,7 +50,6 @@ class Embedded:
     """Embedded mode: a bounded queue of jobs, indexed in order by one thread that owns the writes."""
 
     mode: Literal["embedded"] = "embedded"
-    runs_here = True
 
     def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int) -> None:
         self.indexer = indexer

@@ -46,9 +46,6 @@ class _Backend(Protocol):
     @property
     def mode(self) -> Mode: ...
 
-    @property
-    def runs_here(self) -> bool: ...
-
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject
     ) -> str: ...
@@ -120,7 +117,7 @@ class Ingestor:
     @property
     def runs_here(self) -> bool:
         """The jobs run in this process (embedded): a caller about to exit waits for them."""
-        return self.backend.runs_here
+        return self.mode == "embedded"
 
     def submit(
         self, documents: Iterable[Document | Mapping[str, Any]], tenant: str | None = None, source: str = "python"
