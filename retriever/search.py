@@ -13,7 +13,7 @@ import numpy as np
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.schema import Hit, check_k
+from xmsearch.retriever.index.schema import Hit, Point, check_k
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
@@ -115,6 +115,11 @@ class Retriever:
         if self._count is None or now - self._count[0] > COUNT_TTL_S:
             self._count = (now, self.store.count())
         return self._count[1]
+
+    def document(self, document_id: str, tenant: str | None = None) -> list[Point]:
+        """The stored chunks of one document of one tenant, in order, without their vectors ([]: none)."""
+        self.store.open(create=False)  # CollectionNotFoundError until something is ingested
+        return self.store.fetch(document_id, tenant, vectors=False)
 
     def close(self) -> None:
         self.store.close()

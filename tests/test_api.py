@@ -289,3 +289,18 @@ def test_an_api_that_could_not_search_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="set XMSEARCH_QDRANT_URL to a Qdrant server"):
         create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0"))
     create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0", qdrant_url="http://127.0.0.1:9"))
+
+
+def test_a_stored_document_can_be_read_back(client: TestClient) -> None:
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    client.post("/documents?wait=true", json={"id": "mine", "text": "Hello there."}, headers=as_("acme"))
+    doc = client.get("/documents/pain", headers=as_("admin")).json()
+    assert doc == {
+        "id": "pain",
+        "tenant": None,
+        "metadata": {"topic": "food"},
+        "chunks": [{"chunk": 0, "text": DOCS[1]["text"], "language": "fr"}],
+    }
+    assert client.get("/documents/mine", headers=as_("acme")).json()["tenant"] == "acme"
+    assert error(client.get("/documents/mine", headers=as_("globex")))[:2] == (404, "document_not_found")
+    assert error(client.get("/documents/pain?tenant=acme", headers=as_("globex")))[:2] == (403, "tenant_forbidden")

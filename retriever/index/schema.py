@@ -118,12 +118,13 @@ class Point:
 
     @classmethod
     def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
-        """A stored point back from its payload and its vectors (a dict by name, or the token matrix)."""
+        """A stored point back from its payload and its vectors (a dict by name, or the token matrix;
+        None when they were not read: an empty matrix)."""
         tokens = vector[TOKENS] if isinstance(vector, dict) else vector
         return cls(
             document_id=payload["document_id"],
             chunk=int(payload["chunk"]),
-            vectors=np.asarray(tokens, dtype=np.float32),
+            vectors=np.empty((0, 0), np.float32) if tokens is None else np.asarray(tokens, dtype=np.float32),
             text=payload.get("text", ""),
             language=payload.get("language", ""),
             content_hash=payload.get("content_hash", ""),

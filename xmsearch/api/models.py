@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.job import JobStatus
+from xmsearch.retriever.index.schema import Point
 from xmsearch.retriever.search import SearchResult
 
 FILTER_HELP = (
@@ -94,6 +95,25 @@ class HitOut(BaseModel):
     language: str = Field(description="The chunk's language.")
     tenant: str | None = None
     metadata: dict[str, Any] = Field(description="The document's metadata.")
+
+
+class ChunkOut(BaseModel):
+    chunk: int = Field(description="The chunk number within the document (0 first).")
+    text: str = Field(description="The chunk's text.")
+    language: str = Field(description="The chunk's language.")
+
+
+class DocumentOut(BaseModel):
+    id: str = Field(description="The document id.")
+    tenant: str | None = Field(None, description="Its tenant (null: none).")
+    metadata: dict[str, Any] = Field(description="The document's metadata.")
+    chunks: list[ChunkOut] = Field(description="Its stored chunks, in order.")
+
+    @classmethod
+    def of(cls, points: list[Point]) -> DocumentOut:
+        first = points[0]
+        chunks = [ChunkOut(chunk=p.chunk, text=p.text, language=p.language) for p in points]
+        return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, chunks=chunks)
 
 
 class SearchOut(BaseModel):

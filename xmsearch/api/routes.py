@@ -14,6 +14,7 @@ from xmsearch.api.auth import Caller, Principal
 from xmsearch.api.errors import COMMON_RESPONSES, ApiError, ErrorBody
 from xmsearch.api.models import (
     DocumentBatch,
+    DocumentOut,
     DocumentsIn,
     HealthOut,
     JobOut,
@@ -103,9 +104,37 @@ def delete_document(
     owner = caller.tenant if caller.tenant is not None else tenant
     job = _job_answer(ingestor, ingestor.delete([document_id], owner), wait, response)
     if job.missing:
-        of = "" if owner is None else f" of tenant {owner!r}"
-        raise ApiError(404, "document_not_found", f"no document {document_id!r}{of}")
+        raise ApiError(404, "document_not_found", f"no document {document_id!r}" + _of(owner))
     return job
+
+
+def _of(tenant: str | None) -> str:
+    return "" if tenant is None else f" of tenant {tenant!r}"
+
+
+@router.get(
+    "/documents/{document_id:document_id}",
+    responses={
+        **READ,
+        403: {"model": ErrorBody, "description": "tenant_forbidden"},
+        404: {"model": ErrorBody, "description": "document_not_found, collection_not_found"},
+    },
+    tags=["ingest"],
+)
+def get_document(
+    document_id: str,
+    caller: Caller,
+    request: Request,
+    tenant: Annotated[str | None, Query(description="The document's tenant (a bound key: its own).")] = None,
+) -> DocumentOut:
+    """One stored document: its chunks (text, language), tenant and metadata."""
+    if caller.tenant is not None and tenant not in (None, caller.tenant):
+        raise ApiError(403, "tenant_forbidden", f"this key may not read documents of tenant {tenant!r}")
+    owner = caller.tenant if caller.tenant is not None else tenant
+    points = _service(request).retriever.document(document_id, owner)
+    if not points:
+        raise ApiError(404, "document_not_found", f"no document {document_id!r}" + _of(owner))
+    return DocumentOut.of(points)
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])

@@ -159,9 +159,10 @@ class Store(ABC):
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
         return out
 
-    def fetch(self, document_id: str, tenant: str | None = None) -> list[Point]:
-        """Every chunk of a document, in chunk order, with its vectors."""
-        records = self._records((Condition("document_id", equals=document_id), owned_by(tenant)), None, vectors=True)
+    def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
+        """Every chunk of a document, in chunk order, with its vectors (unless `vectors` is False)."""
+        conditions = (Condition("document_id", equals=document_id), owned_by(tenant))
+        records = self._records(conditions, None, vectors=vectors)
         return sorted((Point.from_record(payload, vector) for payload, vector in records), key=lambda p: p.chunk)
 
     def search(
