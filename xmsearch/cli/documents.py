@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from xmsearch.cli.output import Rejects, console, follow, hit_line, job_json, print_job, raise_if_failed
 from xmsearch.cli.root import app
+from xmsearch.retriever.errors import XmsearchError
 
 
 @app.command()
@@ -100,10 +101,12 @@ def ingest(
     reported = Rejects(rejects)
     try:
         job_id = ingestor.ingest(records, path, reported, tenant)
-        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id) or {}
+        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id)
     finally:
         ingestor.close()  # embedded: after the job is done
         reported.close()
+    if job is None:
+        raise XmsearchError(f"job {job_id} is gone from the broker (was Redis restarted without persistence?)")
     print_job(job, as_json)
     if not as_json:
         reported.show()
