@@ -52,11 +52,11 @@ class RedisServer:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *options: str) -> None:
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [*CLI, "worker"], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
+                [*CLI, "worker", *options], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
             )
         self._wait_for("ready", 90)
 

@@ -459,3 +459,13 @@ def test_jobs_are_listed_as_a_table(redis_server: RedisServer, monkeypatch: pyte
     assert (
         _cli(["jobs"], {**env, "XMSEARCH_BROKER_URL": redis_server.url.replace("/0", "/1")}).stdout.strip() == "no jobs"
     )
+
+
+def test_a_worker_sends_task_events_and_takes_celery_options(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    worker = Worker(env, log, "--hostname", "probe@%h")
+    try:
+        banner = log.read_text()
+        assert "task events: ON" in banner and "probe@" in banner
+    finally:
+        worker.stop()

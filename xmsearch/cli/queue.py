@@ -12,13 +12,15 @@ from xmsearch.cli.output import console, jobs_table, print_job, stderr
 from xmsearch.cli.root import app
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
+    ctx: typer.Context,
     concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: the setting).")] = None,
 ) -> None:
-    """Run a Celery worker that indexes the queued tasks (distributed mode).
+    """Run a Celery worker that indexes the queued tasks (distributed mode). Task events are on, so that
+    Flower or `celery events` can watch it; other options pass through to `celery worker`.
 
-    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2
+    Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2 --hostname w1@%h
     """
     from xmsearch.settings import get_settings
     from xmsearch.workers.app import QUEUE, make_app, worker_processes
@@ -36,6 +38,8 @@ def worker(
             QUEUE,
             "--without-gossip",
             "--without-mingle",
+            "--task-events",
+            *ctx.args,
         ]
     )
 
