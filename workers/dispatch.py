@@ -12,8 +12,9 @@ from typing import Any
 
 import redis
 
+from xmsearch.ingest.job import Job
 from xmsearch.retriever.errors import InvalidInputError
-from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, QUEUE, XmsearchCelery, make_app, redis_client
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, PATIENT_RETRIES, QUEUE, XmsearchCelery, make_app, redis_client
 from xmsearch.workers.jobs import DeadLetter, DeadLetters, JobStore
 from xmsearch.workers.settings import WorkerSettings
 
@@ -33,7 +34,9 @@ class Requeued:
 class TaskQueue:
     """Sends tasks to the workers and keeps their jobs' counts (Redis), for one broker."""
 
-    def __init__(self, settings: WorkerSettings, app: XmsearchCelery | None = None, retries: int = 40) -> None:
+    def __init__(
+        self, settings: WorkerSettings, app: XmsearchCelery | None = None, retries: int = PATIENT_RETRIES
+    ) -> None:
         self.settings = settings
         self.app = app or make_app(settings)
         self.redis = redis_client(settings, retries)
@@ -60,6 +63,11 @@ class TaskQueue:
         self.send_delete(job_id, document_ids, tenant)
         self.jobs.finish_sending(job_id)
         return job_id
+
+    def finished(self, job: Job) -> None:
+        """A task is done: add what it counted to its job (the producer counted the accepted documents)."""
+        counts = {name: value for name, value in asdict(job.counts).items() if name != "accepted"}
+        self.jobs.add(job.id, **counts, tasks_done=1)
 
     def fail(self, task: str, args: list[Any], reason: str) -> None:
         """A task failed for good: dead-letter it with the reason, and count it done and failed."""

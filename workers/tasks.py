@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, current_app, shared_task
@@ -113,8 +113,7 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
     for reject in refused:
         letter = [sent[reject.key]] if reject.key in sent else []
         ctx.queue.dead.push(DeadLetter(job_id, reject.reason, "index", documents=letter))
-    counts = asdict(job.counts)
-    ctx.queue.jobs.add(job_id, **{k: v for k, v in counts.items() if k != "accepted"}, tasks_done=1)
+    ctx.queue.finished(job)
 
 
 @shared_task(base=QueueTask, bind=True, name=DELETE_TASK)
@@ -122,4 +121,4 @@ def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: s
     ctx = context(self.app)
     job = Job(id=job_id)
     ctx.indexer.delete(document_ids, tenant, job)
-    ctx.queue.jobs.add(job_id, deleted=job.counts.deleted, missing=job.counts.missing, tasks_done=1)
+    ctx.queue.finished(job)
