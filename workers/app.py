@@ -65,7 +65,10 @@ def worker_processes(settings: WorkerSettings, wanted: int) -> int:
     return wanted
 
 
-def redis_client(settings: QueueSettings, retries: int = 40) -> redis.Redis:
+PATIENT_RETRIES = 40  # about a minute of Redis retries: enough to ride out a restart
+
+
+def redis_client(settings: QueueSettings, retries: int = PATIENT_RETRIES) -> redis.Redis:
     """A client for jobs and dead letters that rides out a Redis restart (by default about a minute of
     retries; fewer where a caller is waiting on the answer)."""
     return redis.Redis.from_url(

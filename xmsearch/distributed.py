@@ -20,10 +20,11 @@ class Distributed:
     mode: Literal["distributed"] = "distributed"
 
     def __init__(self, settings: Settings, patient: bool) -> None:
+        from xmsearch.workers.app import PATIENT_RETRIES
         from xmsearch.workers.dispatch import TaskQueue
 
         self.settings = settings
-        self.tasks = TaskQueue(settings, retries=40 if patient else 2)
+        self.tasks = TaskQueue(settings, retries=PATIENT_RETRIES if patient else 2)
 
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: Callable[[Reject], None]
