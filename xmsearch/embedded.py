@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from xmsearch.errors import QueueFullError
+from xmsearch.errors import QueueFullError, no_document
 from xmsearch.ingest.documents import Document, Reject
 from xmsearch.ingest.job import Job, JobStatus
 from xmsearch.ingest.pipeline import Indexer
@@ -82,7 +82,7 @@ class Embedded:
 
         def work() -> None:
             for doc in self.indexer.delete(document_ids, tenant, entry.job):
-                entry.errors.append(f"no document {doc!r}" + ("" if tenant is None else f" of tenant {tenant!r}"))
+                entry.errors.append(no_document(doc, tenant))
 
         self._put(entry, work)
         return entry.job.id

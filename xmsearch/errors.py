@@ -7,6 +7,11 @@ from xmsearch.ingest.documents import Reject
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 
 
+def no_document(document_id: str, tenant: str | None) -> str:
+    """How a document that is not there is named, in job errors and in 404 answers."""
+    return f"no document {document_id!r}" + ("" if tenant is None else f" of tenant {tenant!r}")
+
+
 class InvalidDocumentsError(InvalidInputError):
     """Some submitted records are not valid documents; nothing of the submission was queued."""
 

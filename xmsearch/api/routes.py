@@ -26,6 +26,7 @@ from xmsearch.api.models import (
     SearchOut,
 )
 from xmsearch.api.service import Service
+from xmsearch.errors import no_document
 from xmsearch.ingestor import Ingestor, mode_for
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
@@ -104,12 +105,8 @@ def delete_document(
     owner = caller.tenant if caller.tenant is not None else tenant
     job = _job_answer(ingestor, ingestor.delete([document_id], owner), wait, response)
     if job.missing:
-        raise ApiError(404, "document_not_found", f"no document {document_id!r}" + _of(owner))
+        raise ApiError(404, "document_not_found", no_document(document_id, owner))
     return job
-
-
-def _of(tenant: str | None) -> str:
-    return "" if tenant is None else f" of tenant {tenant!r}"
 
 
 @router.get(
@@ -133,7 +130,7 @@ def get_document(
     owner = caller.tenant if caller.tenant is not None else tenant
     points = _service(request).retriever.document(document_id, owner)
     if not points:
-        raise ApiError(404, "document_not_found", f"no document {document_id!r}" + _of(owner))
+        raise ApiError(404, "document_not_found", no_document(document_id, owner))
     return DocumentOut.of(points)
 
 
