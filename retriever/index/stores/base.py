@@ -45,6 +45,11 @@ def next_version(alias: str, versions: list[str]) -> str:
     return f"{alias}-v{int(versions[-1].rpartition('-v')[2]) + 1 if versions else 1}"
 
 
+def _of_document(document_id: str, tenant: str | None) -> tuple[Condition, ...]:
+    """The points of one document of one tenant (None: of no tenant)."""
+    return (Condition("document_id", equals=document_id), owned_by(tenant))
+
+
 Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 
@@ -135,20 +140,16 @@ class Store(ABC):
         """Remove every chunk of these documents of one tenant (None: the documents without a tenant);
         how many chunks each had (0: no such document). A document is known by (tenant, id): two
         tenants may use the same id without touching each other."""
-        owner = owned_by(tenant)
-        removed = {
-            doc: self.count((Condition("document_id", equals=doc), owner)) for doc in dict.fromkeys(document_ids)
-        }
+        removed = {doc: self.count(_of_document(doc, tenant)) for doc in dict.fromkeys(document_ids)}
         found = tuple(doc for doc, chunks in removed.items() if chunks)
         if found:
-            self._delete((Condition("document_id", any_of=found), owner))
+            self._delete((Condition("document_id", any_of=found), owned_by(tenant)))
         return removed
 
     def delete_chunks(self, document_id: str, chunks: Sequence[int], tenant: str | None = None) -> None:
         """Remove some chunks of one document (those a shorter new version no longer has)."""
         if chunks:
-            chosen = (Condition("document_id", equals=document_id), Condition("chunk", any_of=tuple(chunks)))
-            self._delete((*chosen, owned_by(tenant)))
+            self._delete((*_of_document(document_id, tenant), Condition("chunk", any_of=tuple(chunks))))
 
     def chunk_hashes(self, document_ids: Sequence[str], tenant: str | None = None) -> dict[str, dict[int, str]]:
         """The stored content hash of every chunk of these documents: {document id: {chunk: hash}}."""
@@ -161,8 +162,7 @@ class Store(ABC):
 
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
         """Every chunk of a document, in chunk order, with its vectors (unless `vectors` is False)."""
-        conditions = (Condition("document_id", equals=document_id), owned_by(tenant))
-        records = self._records(conditions, None, vectors=vectors)
+        records = self._records(_of_document(document_id, tenant), None, vectors=vectors)
         return sorted((Point.from_record(payload, vector) for payload, vector in records), key=lambda p: p.chunk)
 
     def search(
