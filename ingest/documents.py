@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,10 +116,13 @@ def parse(data: Any, source: str, location: str, context: Limits) -> Document | 
     try:
         return Document.model_validate(data, context=context)
     except ValidationError as exc:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {plain(e['msg'])}" for e in exc.errors()
-        )
+        reasons = "; ".join(field_reason(e["loc"], e["msg"]) for e in exc.errors())
         return Reject(source, location, reasons, _excerpt(data))
+
+
+def field_reason(field: Sequence[Any], message: str) -> str:
+    """One validation problem of a document in the user's words: `metadata.n: ...`."""
+    return f"{'.'.join(str(p) for p in field) or 'record'}: {plain(message)}"
 
 
 def _excerpt(data: Any) -> str:

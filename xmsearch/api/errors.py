@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xmsearch.errors import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
-from xmsearch.ingest.documents import Reject
+from xmsearch.ingest.documents import Reject, field_reason
 from xmsearch.retriever.errors import (
     InvalidInputError,
     PermanentError,
@@ -103,7 +103,7 @@ def _document_reject(error: dict[str, Any]) -> Reject | None:
         index, field = loc[3], loc[4:]
     else:
         return None
-    return Reject("api", f"document {index}", f"{'.'.join(map(str, field))}: {plain(error['msg'])}", "")
+    return Reject("api", f"document {index}", field_reason(field, error["msg"]), "")
 
 
 def _answer(exc: XmsearchError) -> JSONResponse:
