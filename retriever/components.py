@@ -5,19 +5,23 @@ it (made, not yet opened)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores import Store, make_store
-from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
 from xmsearch.retriever.settings import RetrieverSettings, StoreSettings
 
+if TYPE_CHECKING:
+    from xmsearch.retriever.model.encoder import Encoder
 
-def index_spec(encoder: Encoder, settings: StoreSettings, first_stage: FirstStage | None) -> IndexSpec:
-    """The collection a given encoder and settings write and read."""
+
+def index_spec(checkpoint: CheckpointSpec, settings: StoreSettings, first_stage: FirstStage | None) -> IndexSpec:
+    """The collection a checkpoint and the settings write and read."""
     return IndexSpec(
-        model_id=encoder.spec.model_id,
-        dim=encoder.spec.dim,
+        model_id=checkpoint.model_id,
+        dim=checkpoint.dim,
         datatype=settings.vector_datatype,
         quantization=settings.quantization,
         first_stage_dim=first_stage.dim if first_stage else 0,
@@ -41,6 +45,17 @@ class Components:
     @classmethod
     def load(cls, settings: RetrieverSettings, encoder: Encoder | None = None) -> Components:
         """Load the model the settings name (unless `encoder` is given) and make their store."""
-        encoder = encoder or Encoder.from_pretrained(settings.model, settings)
+        if encoder is None:
+            from xmsearch.retriever.model.encoder import Encoder  # torch: only where a model is loaded
+
+            encoder = Encoder.from_pretrained(settings.model, settings)
         first_stage = make_first_stage(encoder.spec.dim, settings)
-        return cls(settings, encoder, make_store(settings, index_spec(encoder, settings, first_stage)), first_stage)
+        store = make_store(settings, index_spec(encoder.spec, settings, first_stage))
+        return cls(settings, encoder, store, first_stage)
+
+
+def index_store(settings: RetrieverSettings) -> Store:
+    """The store the settings name, for the checkpoint they name, read without loading its weights:
+    for the commands that read the index and encode nothing (they never import torch)."""
+    checkpoint = read_spec(locate(settings.model), settings.model)
+    return make_store(settings, index_spec(checkpoint, settings, make_first_stage(checkpoint.dim, settings)))

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.schema import Hit, Point, check_k
+from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
@@ -63,9 +63,10 @@ class Retriever:
         language: str | None = None,
         filter: dict[str, Any] | None = None,
         scope: Sequence[Condition] = (),
+        **paging: Unpack[Paging],
     ) -> SearchResult:
-        """The k best passages for one query."""
-        return self.search_batch([query], k, None if language is None else [language], filter, scope)[0]
+        """The k best documents (or, with group=False, chunks) for one query."""
+        return self.search_batch([query], k, None if language is None else [language], filter, scope, **paging)[0]
 
     def search_batch(
         self,
@@ -74,11 +75,15 @@ class Retriever:
         languages: Languages = None,
         filter: dict[str, Any] | None = None,
         scope: Sequence[Condition] = (),
+        **paging: Unpack[Paging],
     ) -> list[SearchResult]:
-        """The k best passages for each query (one encoder pass, one store round trip).
+        """The k best documents (each its best chunk) for each query, one encoder pass and one store
+        round trip. Paging: `offset` (skip the first), `score_threshold` (no hit scoring under it),
+        `group=False` (single chunks), `chunks_per_document` (show each document's next best chunks).
 
         `scope` is ANDed with the filter whatever it says (e.g. the tenant an API key is bound to)."""
-        check_k(k, self.settings.max_k)
+        page = Page(k, **paging)
+        page.check(self.settings.max_k)
         conditions = [*parse_filter(filter), *scope]
         if isinstance(queries, str) or not queries:
             raise InvalidInputError("give one or more queries")
@@ -90,7 +95,7 @@ class Retriever:
         encoded = time.perf_counter()
         self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
         prefetch = self._first_stage_vectors(vectors)
-        hits = self.store.search(vectors, k, conditions, prefetch, self.settings.first_stage_candidates)
+        hits = self.store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)
@@ -120,6 +125,20 @@ class Retriever:
         """The stored chunks of one document of one tenant, in order, without their vectors ([]: none)."""
         self.store.open(create=False)  # CollectionNotFoundError until something is ingested
         return self.store.fetch(document_id, tenant, vectors=False)
+
+    def documents(
+        self, scope: Sequence[Condition] = (), limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[Point], int, str | None]:
+        """A page of the stored documents within `scope` (each as its first chunk, without vectors),
+        how many there are in all, and the cursor of the next page (None: the last)."""
+        self.store.open(create=False)
+        return self.store.documents(scope, limit, cursor)
+
+    def status(self, scope: Sequence[Condition] = ()) -> dict[str, Any]:
+        """The collection: where, its versions, what it was built with, points and documents within
+        `scope`, size on disk."""
+        self.store.open(create=False)
+        return self.store.describe(scope)
 
     def close(self) -> None:
         self.store.close()

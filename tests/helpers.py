@@ -15,6 +15,13 @@ import redis
 from tests.conftest import ROOT
 
 CLI = [sys.executable, "-c", "from xmsearch.cli import main; main()"]
+HEAVY = ("torch", "transformers")  # what a command that encodes nothing must never import
+PROBED_CLI = [  # the command, saying at exit on stderr which of HEAVY it imported ("HEAVY: []": none)
+    sys.executable,
+    "-c",
+    f"import atexit, sys; atexit.register(lambda: print('HEAVY:', sorted(set({HEAVY!r}) & set(sys.modules)), "
+    "file=sys.stderr)); from xmsearch.cli import main; main()",
+]
 
 
 def free_port() -> int:

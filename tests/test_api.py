@@ -76,6 +76,7 @@ def test_ingest_search_delete_and_jobs(client: TestClient) -> None:
         "source": "given",
         "confidence": None,
         "fallback": False,
+        "reason": None,
     }
     assert set(result["timings_ms"]) == {"encode", "search"}
 
@@ -91,6 +92,28 @@ def test_ingest_search_delete_and_jobs(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["deleted"] == 1
     hits = client.post("/search", json={"query": "old mill bridge"}, headers=as_("admin")).json()["hits"]
     assert [h["document_id"] for h in hits] == ["pain"]
+
+
+def test_search_answers_documents_or_chunks_by_page(client: TestClient) -> None:
+    long = {
+        "id": "long",
+        "text": " ".join(f"The old mill {i} turns by the river." for i in range(25)),
+        "language": "en",
+    }
+    assert client.post("/documents?wait=true", json={"documents": [long, *DOCS]}, headers=as_("admin")).is_success
+    body = {"query": "old mill river", "language": "en", "chunks_per_document": 3}
+    hits = client.post("/search", json=body, headers=as_("admin")).json()["hits"]
+    assert sorted(h["document_id"] for h in hits) == ["long", "pain", "river"]  # each document once
+    top = hits[0]
+    assert top["document_id"] == "long" and len(top["other_chunks"]) == 2
+    assert all(o["score"] <= top["score"] and o["chunk"] != top["chunk"] for o in top["other_chunks"])
+    chunks = client.post("/search", json={**body, "group": "chunk", "k": 5}, headers=as_("admin")).json()["hits"]
+    assert [h["document_id"] for h in chunks] == ["long"] * 5 and all(h["other_chunks"] == [] for h in chunks)
+    page = {"query": "old mill river", "language": "en", "k": 1, "offset": 1}
+    second = client.post("/search", json=page, headers=as_("admin")).json()["hits"]
+    assert [h["document_id"] for h in second] == [hits[1]["document_id"]]
+    above = {**page, "offset": 0, "score_threshold": top["score"] + 1}
+    assert client.post("/search", json=above, headers=as_("admin")).json()["hits"] == []
 
 
 def test_search_batch_keeps_query_order(client: TestClient) -> None:
@@ -159,6 +182,9 @@ def test_limits(client: TestClient) -> None:
     assert (status, code) == (422, "invalid_input") and "over the limit of 200" in message
     batch = {"queries": ["a", "b", "c", "d"]}
     assert error(client.post("/search/batch", json=batch, headers=as_("admin")))[:2] == (413, "too_many_queries")
+    deep = {"query": "q", "k": 10, "offset": 45}
+    status, code, message = error(client.post("/search", json=deep, headers=as_("admin")))
+    assert (status, code) == (422, "invalid_input") and "offset + k is 55; results end at most 50 deep" in message
 
 
 def test_bad_requests_get_named_errors(client: TestClient) -> None:
@@ -254,6 +280,7 @@ def test_one_language_code_rule_for_payloads_and_answers(client: TestClient) -> 
         "source": "given",
         "confidence": None,
         "fallback": True,
+        "reason": "language 'sv-SE' has no adapter in this checkpoint",
     }
     assert r.json()["hits"][0]["document_id"] == "sv" and r.json()["hits"][0]["language"] == "sv"
 
@@ -304,3 +331,31 @@ def test_a_stored_document_can_be_read_back(client: TestClient) -> None:
     assert client.get("/documents/mine", headers=as_("acme")).json()["tenant"] == "acme"
     assert error(client.get("/documents/mine", headers=as_("globex")))[:2] == (404, "document_not_found")
     assert error(client.get("/documents/pain?tenant=acme", headers=as_("globex")))[:2] == (403, "tenant_forbidden")
+
+
+def test_documents_are_listed_and_counted_per_tenant(client: TestClient) -> None:
+    assert client.get("/documents", headers=as_("admin")).json() == {"documents": [], "total": 0, "next": None}
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    mine = [{"id": f"m{i}", "text": f"Note {i}."} for i in range(3)]
+    client.post("/documents?wait=true", json={"documents": mine}, headers=as_("acme"))
+    everything = client.get("/documents", headers=as_("admin")).json()
+    assert everything["total"] == 5 and everything["next"] is None
+    assert sorted(d["id"] for d in everything["documents"]) == ["m0", "m1", "m2", "pain", "river"]
+    pages, cursor = [], None
+    while True:
+        page = client.get(
+            "/documents", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=as_("acme")
+        )
+        body = page.json()
+        assert body["total"] == 3 and all(d["tenant"] == "acme" for d in body["documents"])
+        pages.append([d["id"] for d in body["documents"]])
+        if (cursor := body["next"]) is None:
+            break
+    assert len(pages) == 2 and sorted(i for page in pages for i in page) == ["m0", "m1", "m2"]
+    assert client.get("/documents?tenant=acme", headers=as_("admin")).json()["total"] == 3
+    assert error(client.get("/documents?tenant=acme", headers=as_("globex")))[:2] == (403, "tenant_forbidden")
+    assert error(client.get("/documents?cursor=nope", headers=as_("admin")))[:2] == (422, "invalid_input")
+    status = client.get("/status", headers=as_("admin")).json()
+    assert (status["points"], status["documents"], status["backend"]) == (5, 5, "edge")
+    assert status["spec"]["schema"] == 2 and status["version"] in status["versions"] and status["size_bytes"] > 0
+    assert client.get("/status", headers=as_("acme")).json()["documents"] == 3

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import CLI, PROBED_CLI
 from xmsearch.cli import app
 
 runner = CliRunner()
@@ -18,8 +19,7 @@ runner = CliRunner()
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real console entry point, in a subprocess, as a user runs it."""
-    code = "from xmsearch.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_make_tiny_then_info(tmp_path: Path) -> None:
@@ -69,6 +69,7 @@ def test_ingest_search_delete_commands(tiny_checkpoint: Path, tmp_path: Path) ->
         "source": "given",
         "confidence": None,
         "fallback": False,
+        "reason": None,
     }
     assert _run("delete", "a", env=env).returncode == 0
     missing = _run("delete", "a", "never-was", env=env)
@@ -77,6 +78,52 @@ def test_ingest_search_delete_commands(tiny_checkpoint: Path, tmp_path: Path) ->
     assert json.loads(_run("search", "old mill", "--lang", "en", "--json", env=env).stdout)["hits"] == []
     bad = _run("search", "x", "--filter", "{nope", env=env)
     assert bad.returncode == 1 and "--filter is not valid JSON" in bad.stderr
+
+
+def test_search_shows_each_document_once_and_pages(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {"XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    long = " ".join(f"The old mill number {i} turns by the river." for i in range(40))  # several chunks
+    records = [{"id": "long", "text": long, "language": "en"}]
+    records += [{"id": f"d{i}", "text": f"A short note {i} about a mill.", "language": "en"} for i in range(3)]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run("ingest", str(tmp_path / "docs.jsonl"))
+    grouped = run("search", "old mill river", "--lang", "en", "--more", "1").splitlines()
+    documents = [line.split()[1].split("#")[0] for line in grouped[1:] if not line.startswith("         ")]
+    assert sorted(documents) == ["d0", "d1", "d2", "long"]  # each once
+    assert any(line.startswith("         ") and " #" in line for line in grouped)  # a next best chunk, indented
+    chunks = json.loads(run("search", "old mill river", "--lang", "en", "--chunks", "--json"))
+    assert len([h for h in chunks["hits"] if h["document_id"] == "long"]) > 1
+    first, second = (
+        json.loads(run("search", "mill", "--lang", "en", "--k", "2", "--offset", o, "--json")) for o in "02"
+    )
+    assert sorted(h["document_id"] for h in first["hits"] + second["hits"]) == ["d0", "d1", "d2", "long"]
+    best, runner_up = first["hits"][0]["score"], first["hits"][1]["score"]
+    listed = json.loads(run("documents", "--limit", "3", "--json"))
+    assert listed["total"] == 4 and len(listed["documents"]) == 3 and listed["next"]
+    rest = json.loads(run("documents", "--cursor", listed["next"], "--json"))
+    assert sorted(d["id"] for d in listed["documents"] + rest["documents"]) == ["d0", "d1", "d2", "long"]
+    table = run("documents")
+    assert table.splitlines()[0].split() == ["id", "tenant", "language", "metadata"] and "4 of 4 document(s)" in table
+    shown = run("status")
+    assert "documents     4\n" in shown and re.search(r"\npoints +\d+ chunks\n", shown) and "size on disk" in shown
+    described = json.loads(run("status", "--json"))
+    assert (described["documents"], described["spec"]["schema"], described["backend"]) == (4, 2, "edge")
+    above = json.loads(run("search", "mill", "--lang", "en", "--min-score", str((best + runner_up) / 2), "--json"))
+    assert [h["document_id"] for h in above["hits"]] == [first["hits"][0]["document_id"]]
+
+
+def test_reading_the_index_loads_no_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path)}
+    for args in (["status"], ["documents", "--tenant", "acme"]):
+        result = subprocess.run([*PROBED_CLI, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 1 and "HEAVY: []" in result.stderr, result.stderr
+        assert "collection 'xmsearch' does not exist" in result.stderr and "ingest documents first" in result.stderr
 
 
 def test_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:

@@ -50,11 +50,15 @@ def test_detected_language_without_adapter_falls_back(detecting: Encoder, caplog
     assert "detected language sw" in caplog.text
 
 
-def test_unsure_detection_follows_the_policy(tiny_checkpoint: Path) -> None:
+def test_unsure_detection_follows_the_policy(tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
     strict = Encoder.from_pretrained(
         tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999, unknown_language="error")
     )
     with pytest.raises(UnknownLanguageError, match="language detection is unsure"):
         strict.encode_queries(["ok ok"])
     lenient = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999))
-    assert lenient.resolve_languages(["ok ok"])[0].fallback
+    with caplog.at_level("WARNING"):
+        got = [lenient.resolve_languages([text])[0] for text in ("ok ok", "hm ok", "ok")]
+    assert all(r.fallback and r.reason and "detection is unsure" in r.reason for r in got)  # every answer says so
+    assert all(r.confidence is not None and r.confidence < 0.999 for r in got)  # with the best guess's confidence
+    assert caplog.text.count("language detection is unsure") == 1  # the log says it once per process

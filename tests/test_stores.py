@@ -3,6 +3,7 @@ scores and order equal to a brute-force numpy MaxSim (1e-3 in float16 storage, 1
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import pytest
 from tests.conftest import as_stored
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import parse_filter
-from xmsearch.retriever.index.schema import IndexSpec, Point, StoreMismatchError, point_id
+from xmsearch.retriever.index.schema import IndexSpec, Page, Point, StoreMismatchError, point_id
 from xmsearch.retriever.index.stores import CollectionNotFoundError, Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
@@ -77,12 +78,71 @@ def test_scores_and_order_equal_numpy_maxsim(store: tuple[Store, list[Point]]) -
     tolerance, stored = as_stored(s.backend, s.spec.datatype)
     rng = np.random.default_rng(1)
     queries = [unit(rng, 32) for _ in range(5)]
-    for q, hits in zip(queries, s.search(queries, k=10), strict=True):
+    for q, hits in zip(queries, s.search(queries, Page(10, group=False)), strict=True):
         exact = sorted(((maxsim(stored(q), stored(p.vectors)), p.document_id, p.chunk) for p in points), reverse=True)[
             :10
         ]
         np.testing.assert_allclose([h.score for h in hits], [e[0] for e in exact], atol=tolerance)
         assert [(h.document_id, h.chunk) for h in hits] == [(e[1], e[2]) for e in exact]
+
+
+def test_pages_of_documents_and_chunks_equal_brute_force(store: tuple[Store, list[Point]]) -> None:
+    """Grouped: each document once, at its best chunk's score, with its next best chunks; offset and
+    score_threshold cut the same ranking a brute-force MaxSim gives."""
+    s, points = store
+    tolerance, stored = as_stored(s.backend, s.spec.datatype)
+    q = unit(np.random.default_rng(5), 32)
+    ranked = sorted(((maxsim(stored(q), stored(p.vectors)), p) for p in points), key=lambda x: -x[0])
+    documents: dict[tuple[str | None, str], list[int]] = {}
+    for _, p in ranked:
+        documents.setdefault((p.tenant, p.document_id), []).append(p.chunk)
+    order = list(documents)
+    hits = s.search([q], Page(4, offset=3, chunks_per_document=2))[0]
+    assert [h.document for h in hits] == order[3:7]
+    assert [[h.chunk, *(o.chunk for o in h.other_chunks)] for h in hits] == [documents[d][:2] for d in order[3:7]]
+    assert s.search([q], Page(4, offset=3))[0] == [dataclasses.replace(h, other_chunks=()) for h in hits]
+    chunks = s.search([q], Page(5, offset=2, group=False))[0]
+    assert [(h.document_id, h.chunk) for h in chunks] == [(p.document_id, p.chunk) for _, p in ranked[2:7]]
+    threshold = (ranked[5][0] + ranked[6][0]) / 2
+    if abs(ranked[5][0] - ranked[6][0]) > 4 * tolerance:
+        above = s.search([q], Page(50, score_threshold=threshold, group=False))[0]
+        assert len(above) == 6 and min(h.score for h in above) >= threshold - tolerance
+
+
+def test_a_grouped_page_reads_deeper_until_it_holds_enough_documents(tmp_path: Path) -> None:
+    """One document whose many chunks all outscore the others does not crowd the page."""
+    s = make_store("edge", tmp_path, IndexSpec(model_id="tiny@abc", dim=DIM))
+    s.open()
+    rng = np.random.default_rng(6)
+    q = unit(rng, 8)
+    crowd = [Point("crowd", c, q.copy(), "same", "en", f"c{c}", "tiny@abc") for c in range(60)]
+    others = [Point(f"doc-{d}", 0, unit(rng, 8), "other", "en", f"d{d}", "tiny@abc") for d in range(5)]
+    s.upsert(crowd + others)
+    hits = s.search([q], Page(3, chunks_per_document=3))[0]
+    s.close()
+    assert hits[0].document_id == "crowd" and len({h.document_id for h in hits}) == 3
+    assert len(hits[0].other_chunks) == 2 and all(not h.other_chunks for h in hits[1:])
+
+
+def test_documents_are_listed_page_by_page_and_counted(store: tuple[Store, list[Point]]) -> None:
+    s, points = store
+    acme = parse_filter({"tenant": "acme"})
+    expected = {p.document_id for p in points if p.tenant == "acme"}
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, total, cursor = s.documents(acme, limit=4, cursor=cursor)
+        seen += [p.document_id for p in page]
+        assert total == 15
+        pages += 1
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(expected) and pages == 4  # 15 documents, 4 a page, each once
+    assert s.count_documents(acme) == 15 and s.count_documents() == 30
+    described = s.describe()
+    assert described["points"] == len(points) and described["documents"] == 30
+    assert described["version"] == "docs-v1" and described["versions"] == ["docs-v1"]
+    assert described["spec"]["model_id"] == "tiny@abc" and described["spec"]["datatype"] == s.spec.datatype
+    assert (described["size_bytes"] is None) == (s.disk is None)
 
 
 def test_filters_match_brute_force(store: tuple[Store, list[Point]]) -> None:
@@ -101,13 +161,15 @@ def test_filters_match_brute_force(store: tuple[Store, list[Point]]) -> None:
         conditions = parse_filter(raw)
         allowed = [p for p in points if keep(p)]
         assert s.count(conditions) == len(allowed), raw
-        hits = s.search([q], k=50, conditions=conditions)[0]
+        hits = s.search([q], Page(50, group=False), conditions=conditions)[0]
         assert {(h.document_id, h.chunk) for h in hits} == {(p.document_id, p.chunk) for p in allowed}, raw
 
 
 def test_hits_carry_the_payload(store: tuple[Store, list[Point]]) -> None:
     s, _ = store
-    hit = s.search([unit(np.random.default_rng(3), 32)], k=1, conditions=parse_filter({"document_id": "doc-4"}))[0][0]
+    hit = s.search(
+        [unit(np.random.default_rng(3), 32)], Page(1, group=False), conditions=parse_filter({"document_id": "doc-4"})
+    )[0][0]
     assert hit.document_id == "doc-4" and hit.text.startswith("text of doc 4")
     assert hit.language == "fr" and hit.tenant == "acme" and hit.metadata == {"year": 2004, "kind": "news"}
 
@@ -120,7 +182,7 @@ def test_writes_are_idempotent_and_searchable_at_once(store: tuple[Store, list[P
     new = Point("fresh", 0, unit(np.random.default_rng(4), 5), "fresh text", "en", "h", "tiny@abc")
     s.upsert([new])
     assert s.count() == before + 1
-    top = s.search([new.vectors], k=1)[0][0]
+    top = s.search([new.vectors], Page(1, group=False))[0][0]
     assert top.document_id == "fresh"
 
 
@@ -216,7 +278,7 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
     s.upsert(points)
     s.optimize()  # builds the quantized copy
     q = unit(np.random.default_rng(6), 32)
-    hits = s.search([q], k=5)[0]
+    hits = s.search([q], Page(5, group=False))[0]
     _, stored = as_stored("edge", "float16")
     # rescoring with the originals: the scores returned are the exact MaxSim of the stored vectors
     by_id = {(p.document_id, p.chunk): p.vectors for p in points}

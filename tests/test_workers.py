@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 import redis
 
 from tests.conftest import ROOT
-from tests.helpers import CLI, RedisServer, Worker, free_port
+from tests.helpers import CLI, PROBED_CLI, RedisServer, Worker, free_port
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -407,17 +406,11 @@ def test_the_api_in_distributed_mode_enqueues_for_the_workers(env: dict[str, str
 def test_light_commands_do_not_import_torch(redis_server: RedisServer, tmp_path: Path) -> None:
     """Commands that encode nothing start in a fraction of a second: neither torch nor transformers is
     imported (the producer side, jobs and dead letters included)."""
-    probe = (
-        "import atexit, sys; atexit.register(lambda: print('HEAVY:', sorted({'torch', 'transformers'} & "
-        "set(sys.modules)), file=sys.stderr)); from xmsearch.cli import main; main()"
-    )
     env = {**os.environ, "XMSEARCH_BROKER_URL": redis_server.url, "XMSEARCH_MODEL": str(tmp_path / "no-model")}
     docs = _write(tmp_path / "docs.jsonl", *_docs(3))
     commands = [["--help"], ["jobs"], ["dlq", "list"], ["dlq", "requeue"], ["ingest", str(docs), "--no-wait"]]
     for args in [*commands, ["api-key", "--json"]]:
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
+        result = subprocess.run([*PROBED_CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (args, result.stderr)
         assert "HEAVY: []" in result.stderr, (args, result.stderr)
 

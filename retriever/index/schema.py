@@ -7,9 +7,10 @@ return `Hit`s. Nothing here talks to Qdrant.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -32,6 +33,7 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
 HASH_FIELDS = ("document_id", "chunk", "content_hash")  # what change detection reads back
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
+MAX_CHUNKS_PER_DOCUMENT = 10  # the most chunks one grouped hit shows
 RESCORE_OVERSAMPLING = 2.0  # quantized copies: candidates fetched per hit, then rescored on the originals
 
 
@@ -168,6 +170,12 @@ class Hit:
     language: str
     metadata: dict[str, Any]
     tenant: str | None = None
+    other_chunks: tuple[Hit, ...] = ()  # grouped by document: its next best matching chunks
+
+    @property
+    def document(self) -> tuple[str | None, str]:
+        """What a document is known by: (tenant, id)."""
+        return self.tenant, self.document_id
 
     @classmethod
     def from_payload(cls, score: float, payload: dict[str, Any]) -> Hit:
@@ -191,3 +199,51 @@ def check_query(vectors: np.ndarray, dim: int) -> None:
 def check_k(k: int, max_k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
         raise InvalidInputError(f"k must be an integer from 1 to {max_k}, not {k!r}")
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which results of a ranking a search answers: `k` of them after the first `offset`, none scoring
+    under `score_threshold`; documents (each its best chunk, with up to `chunks_per_document` - 1 more
+    of its matching chunks) or single chunks."""
+
+    k: int = 10
+    offset: int = 0
+    score_threshold: float | None = None
+    group: bool = True
+    chunks_per_document: int = 1
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.k
+
+    def check(self, max_k: int) -> None:
+        """Refuse what no search can answer: the results end at most `max_k` deep."""
+        check_k(self.k, max_k)
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
+            raise InvalidInputError(f"offset must be an integer from 0, not {self.offset!r}")
+        if self.end > max_k:
+            raise InvalidInputError(f"offset + k is {self.end}; results end at most {max_k} deep (max_k)")
+        if not 1 <= self.chunks_per_document <= MAX_CHUNKS_PER_DOCUMENT:
+            raise InvalidInputError(
+                f"chunks_per_document must be from 1 to {MAX_CHUNKS_PER_DOCUMENT}, not {self.chunks_per_document!r}"
+            )
+        if self.score_threshold is not None and not math.isfinite(self.score_threshold):
+            raise InvalidInputError(f"score_threshold must be a finite number, not {self.score_threshold!r}")
+
+
+class Paging(TypedDict, total=False):
+    """A Page's fields besides k, as keyword arguments of the Retriever's searches."""
+
+    offset: int
+    score_threshold: float | None
+    group: bool
+    chunks_per_document: int
+
+
+def by_document(hits: list[Hit]) -> list[Hit]:
+    """Ranked chunks -> ranked documents: each document's best chunk."""
+    best: dict[tuple[str | None, str], Hit] = {}
+    for hit in hits:
+        best.setdefault(hit.document, hit)
+    return list(best.values())

@@ -50,9 +50,13 @@ class LanguageDetector:
         label = f"{found.language} ({found.confidence:.2f})"
         if found.confidence < self.min_confidence:
             return self.resolver.no_adapter(
-                "und", f"language detection is unsure (best guess {label}, below {self.min_confidence})"
+                "und",
+                f"language detection is unsure (best guess {label}, below {self.min_confidence})",
+                found.confidence,
             )
         adapter = self.resolver.lookup(found.language)
         if adapter is None:
-            return self.resolver.no_adapter(found.language, f"detected language {label} has no adapter")
+            return self.resolver.no_adapter(
+                found.language, f"detected language {label} has no adapter", found.confidence
+            )
         return Resolution(found.language, adapter, confidence=found.confidence)

@@ -32,7 +32,8 @@ class Resolution:
     requested: str
     adapter: str
     fallback: bool = False
-    confidence: float | None = None  # set when the language was detected
+    confidence: float | None = None  # set when the language was detected (the best guess's, when unsure)
+    reason: str | None = None  # why the fallback adapter encoded the text
 
     @property
     def code(self) -> str:
@@ -110,14 +111,15 @@ class LanguageResolver:
             )
         return self.no_adapter(code, f"language {code!r} has no adapter in this checkpoint")
 
-    def no_adapter(self, code: str, reason: str) -> Resolution:
-        """Apply the policy: the fallback adapter (logged once per code) or an error."""
+    def no_adapter(self, code: str, reason: str, confidence: float | None = None) -> Resolution:
+        """Apply the policy: the fallback adapter (logged once per code and process; every answer
+        carries the reason) or an error."""
         if self.policy == "error":
             raise UnknownLanguageError(f"{reason}; adapters: {', '.join(self.adapters)}")
-        if code not in self._warned:
-            self._warned.add(code)
-            log.warning("%s; using the fallback adapter %s", reason, self.fallback)
-        return Resolution(code, self.fallback, fallback=True)
+        if base_language(code) not in self._warned:  # sv and sv-SE: one warning
+            self._warned.add(base_language(code))
+            log.warning("%s; using the fallback adapter %s (said once per process)", reason, self.fallback)
+        return Resolution(code, self.fallback, fallback=True, confidence=confidence, reason=reason)
 
     def lookup(self, code: str) -> str | None:
         """The adapter for `code`, or None when the checkpoint has none (no policy applied)."""

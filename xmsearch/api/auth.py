@@ -33,6 +33,13 @@ class Principal:
         """What every search of this caller is ANDed with: its tenant, if the key is bound to one."""
         return [] if self.tenant is None else [owned_by(self.tenant)]
 
+    def owner(self, tenant: str | None, what: str) -> str | None:
+        """The tenant a request about documents acts on: the one asked for (None: none), or a bound
+        key's own; a bound key asking for another is refused (403 tenant_forbidden)."""
+        if self.tenant is not None and tenant not in (None, self.tenant):
+            raise ApiError(403, "tenant_forbidden", f"this key may not {what} documents of tenant {tenant!r}")
+        return self.tenant if self.tenant is not None else tenant
+
 
 def new_key() -> tuple[str, str]:
     """A fresh random key and the SHA-256 digest to put in XMSEARCH_API_KEYS."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.job import JobStatus
-from xmsearch.retriever.index.schema import Point
-from xmsearch.retriever.search import SearchResult
+from xmsearch.retriever.index.schema import MAX_CHUNKS_PER_DOCUMENT, Hit, Paging, Point
+
+if TYPE_CHECKING:
+    from xmsearch.retriever.search import SearchResult
 
 FILTER_HELP = (
     'Every key must hold (AND): {"language": "fr"} equal, {"tenant": ["a", "b"]} any of, '
@@ -58,7 +60,29 @@ class JobOut(BaseModel):
     errors: list[str] = Field(default_factory=list, description="Embedded mode: the first reasons for failures.")
 
 
-class SearchIn(Strict):
+class PageIn(Strict):
+    """Which results of the ranking to answer (the same fields on one search and a batch)."""
+
+    offset: int = Field(0, ge=0, description="Skip this many results first (offset + k: at most max_k).")
+    score_threshold: float | None = Field(None, description="No result scoring under this (MaxSim score).")
+    group: Literal["document", "chunk"] = Field(
+        "document",
+        description="document: each document once, as its best chunk (and its score); chunk: every matching chunk.",
+    )
+    chunks_per_document: int = Field(
+        1, ge=1, le=MAX_CHUNKS_PER_DOCUMENT, description="Grouped: also show each document's next best chunks."
+    )
+
+    def paging(self) -> Paging:
+        return Paging(
+            offset=self.offset,
+            score_threshold=self.score_threshold,
+            group=self.group == "document",
+            chunks_per_document=self.chunks_per_document,
+        )
+
+
+class SearchIn(PageIn):
     query: str = Field(min_length=1, description="The query, in any language (limit: max_query_chars).")
     k: int = Field(10, ge=1, description="How many hits (limit: max_k).")
     language: str | None = Field(
@@ -67,7 +91,7 @@ class SearchIn(Strict):
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
 
 
-class SearchBatchIn(Strict):
+class SearchBatchIn(PageIn):
     queries: list[str] = Field(min_length=1, description="The queries (limit: api_max_queries).")
     k: int = Field(10, ge=1, description="Hits per query (limit: max_k).")
     languages: list[str | None] | None = Field(
@@ -84,23 +108,35 @@ class LanguageOut(BaseModel):
     adapter: str = Field(description="The model's language adapter that encoded the query.")
     source: Literal["given", "detected"] = Field(description="Given with the request, or detected.")
     confidence: float | None = Field(None, description="The detector's confidence, when detected.")
-    fallback: bool = Field(description="True when the language has no adapter and the fallback one was used.")
-
-
-class HitOut(BaseModel):
-    score: float = Field(description="The MaxSim score (higher is better).")
-    document_id: str
-    chunk: int = Field(description="The chunk number within the document (0 first).")
-    text: str = Field(description="The chunk's text.")
-    language: str = Field(description="The chunk's language.")
-    tenant: str | None = None
-    metadata: dict[str, Any] = Field(description="The document's metadata.")
+    fallback: bool = Field(
+        description="True when the fallback adapter encoded the query (no adapter, or detection unsure)."
+    )
+    reason: str | None = Field(None, description="Why the fallback adapter was used.")
 
 
 class ChunkOut(BaseModel):
     chunk: int = Field(description="The chunk number within the document (0 first).")
     text: str = Field(description="The chunk's text.")
     language: str = Field(description="The chunk's language.")
+
+
+class ChunkHitOut(ChunkOut):
+    score: float = Field(description="The chunk's MaxSim score.")
+
+
+class HitOut(ChunkHitOut):
+    score: float = Field(description="The MaxSim score (higher is better); grouped: the document's best chunk's.")
+    document_id: str
+    tenant: str | None = None
+    metadata: dict[str, Any] = Field(description="The document's metadata.")
+    other_chunks: list[ChunkHitOut] = Field(
+        default_factory=list, description="Grouped, with chunks_per_document > 1: the document's next best chunks."
+    )
+
+    @classmethod
+    def of(cls, hit: Hit) -> HitOut:
+        others = [ChunkHitOut(score=o.score, chunk=o.chunk, text=o.text, language=o.language) for o in hit.other_chunks]
+        return cls(**{**vars(hit), "other_chunks": others})
 
 
 class DocumentOut(BaseModel):
@@ -114,6 +150,44 @@ class DocumentOut(BaseModel):
         first = points[0]
         chunks = [ChunkOut(chunk=p.chunk, text=p.text, language=p.language) for p in points]
         return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, chunks=chunks)
+
+
+class DocumentSummaryOut(BaseModel):
+    id: str = Field(description="The document id.")
+    tenant: str | None = Field(None, description="Its tenant (null: none).")
+    language: str = Field(description="The language of its first chunk.")
+    metadata: dict[str, Any] = Field(description="The document's metadata.")
+
+    @classmethod
+    def of(cls, first: Point) -> DocumentSummaryOut:
+        return cls(id=first.document_id, tenant=first.tenant, language=first.language, metadata=first.metadata)
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentSummaryOut] = Field(description="This page of documents.")
+    total: int = Field(description="How many documents there are (for this tenant, if one was asked for).")
+    next: str | None = Field(description="The cursor of the next page (null: this was the last).")
+
+
+class SpecOut(BaseModel):
+    model_id: str = Field(description="The model (and its weights' fingerprint) the vectors are of.")
+    dim: int = Field(description="Token vector size.")
+    schema_: int = Field(alias="schema", description="The point layout's version.")
+    first_stage_dim: int = Field(description="Size of the first-stage vector (0: none).")
+    datatype: str = Field(description="How vectors are stored (float16, float32).")
+    quantization: str = Field(description="The quantized copy searched first (none, int8, binary).")
+
+
+class StatusOut(BaseModel):
+    backend: str = Field(description="edge (embedded), local or server.")
+    collection: str = Field(description="The alias searches use.")
+    location: str = Field(description="Its folder, or the server's URL.")
+    version: str | None = Field(description="The version the alias points at.")
+    versions: list[str] = Field(description="Every version, oldest first (a reindex builds a new one).")
+    spec: SpecOut = Field(description="What the collection was built with.")
+    points: int = Field(description="Stored chunks.")
+    documents: int = Field(description="Stored documents.")
+    size_bytes: int | None = Field(description="Size on disk (null: a server's, not measured here).")
 
 
 class SearchOut(BaseModel):
@@ -133,8 +207,9 @@ class SearchOut(BaseModel):
                 source="given" if given else "detected",
                 confidence=lang.confidence,
                 fallback=lang.fallback,
+                reason=lang.reason,
             ),
-            hits=[HitOut(**vars(h)) for h in result.hits],
+            hits=[HitOut.of(h) for h in result.hits],
             timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
         )
 

@@ -16,6 +16,8 @@ from xmsearch.api.models import (
     DocumentBatch,
     DocumentOut,
     DocumentsIn,
+    DocumentsOut,
+    DocumentSummaryOut,
     HealthOut,
     JobOut,
     JobsOut,
@@ -24,10 +26,12 @@ from xmsearch.api.models import (
     SearchBatchOut,
     SearchIn,
     SearchOut,
+    StatusOut,
 )
 from xmsearch.api.service import Service
 from xmsearch.errors import no_document
 from xmsearch.ingestor import Ingestor, mode_for
+from xmsearch.retriever.index.filters import owned_by
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
 
@@ -99,10 +103,8 @@ def delete_document(
 ) -> JobOut:
     """Remove every chunk of one document (of one tenant); ids may hold slashes (folder sources). With
     `wait=true`, a document that is not there is a 404 (document_not_found)."""
-    if caller.tenant is not None and tenant not in (None, caller.tenant):
-        raise ApiError(403, "tenant_forbidden", f"this key may not delete documents of tenant {tenant!r}")
+    owner = caller.owner(tenant, "delete")
     ingestor = _service(request).ingestor
-    owner = caller.tenant if caller.tenant is not None else tenant
     job = _job_answer(ingestor, ingestor.delete([document_id], owner), wait, response)
     if job.missing:
         raise ApiError(404, "document_not_found", no_document(document_id, owner))
@@ -125,13 +127,38 @@ def get_document(
     tenant: Annotated[str | None, Query(description="The document's tenant (a bound key: its own).")] = None,
 ) -> DocumentOut:
     """One stored document: its chunks (text, language), tenant and metadata."""
-    if caller.tenant is not None and tenant not in (None, caller.tenant):
-        raise ApiError(403, "tenant_forbidden", f"this key may not read documents of tenant {tenant!r}")
-    owner = caller.tenant if caller.tenant is not None else tenant
+    owner = caller.owner(tenant, "read")
     points = _service(request).retriever.document(document_id, owner)
     if not points:
         raise ApiError(404, "document_not_found", no_document(document_id, owner))
     return DocumentOut.of(points)
+
+
+@router.get(
+    "/documents",
+    responses={**READ, 403: {"model": ErrorBody, "description": "tenant_forbidden"}},
+    tags=["ingest"],
+)
+def list_documents(
+    caller: Caller,
+    request: Request,
+    tenant: Annotated[
+        str | None, Query(description="Only this tenant's documents (a bound key: its own; absent: every tenant's).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Documents in this page.")] = 100,
+    cursor: Annotated[str | None, Query(description="Where the page starts: the `next` of the page before.")] = None,
+) -> DocumentsOut:
+    """The stored documents, page by page (in storage order, not alphabetical), and how many there are."""
+    scope = caller.scope if tenant is None else [owned_by(caller.owner(tenant, "list"))]
+    documents, total, after = _service(request).retriever.documents(scope, limit, cursor)
+    return DocumentsOut(documents=[DocumentSummaryOut.of(p) for p in documents], total=total, next=after)
+
+
+@router.get("/status", responses=READ, tags=["operations"])
+def status(caller: Caller, request: Request) -> StatusOut:
+    """The collection: where it is, its versions, what it was built with, its points and documents (a
+    bound key: its tenant's) and size on disk."""
+    return StatusOut.model_validate(_service(request).retriever.status(caller.scope))
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])
@@ -153,8 +180,10 @@ def get_job(job_id: str, caller: Caller, request: Request) -> JobOut:
 
 @router.post("/search", responses=READ, tags=["search"])
 def search(body: SearchIn, caller: Caller, request: Request) -> SearchOut:
-    """The k best passages for a query in any language, encoded with its language's adapter."""
-    result = _service(request).retriever.search(body.query, body.k, body.language, body.filter, caller.scope)
+    """The k best documents (each as its best chunk; or single chunks: group=chunk) for a query in any
+    language, encoded with its language's adapter."""
+    retriever = _service(request).retriever
+    result = retriever.search(body.query, body.k, body.language, body.filter, caller.scope, **body.paging())
     return SearchOut.of(result, given=body.language is not None)
 
 
@@ -167,7 +196,9 @@ def search_batch(body: SearchBatchIn, caller: Caller, request: Request) -> Searc
         raise ApiError(413, "too_many_queries", f"{len(body.queries)} queries; send at most {most}")
     if body.languages is not None and len(body.languages) != len(body.queries):
         raise ApiError(422, "invalid_input", f"{len(body.languages)} languages for {len(body.queries)} queries")
-    results = service.retriever.search_batch(body.queries, body.k, body.languages, body.filter, caller.scope)
+    results = service.retriever.search_batch(
+        body.queries, body.k, body.languages, body.filter, caller.scope, **body.paging()
+    )
     given = body.languages or [None] * len(results)
     return SearchBatchOut(results=[SearchOut.of(r, lang is not None) for r, lang in zip(results, given, strict=True)])
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.first_stage import FirstStage, MeanPooling, unit_rows
-from xmsearch.retriever.index.schema import IndexSpec, Point
+from xmsearch.retriever.index.schema import IndexSpec, Page, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
@@ -146,7 +146,9 @@ def _query_all(
     ids, ms = [], []
     for i, q in enumerate(queries):
         start = time.perf_counter()
-        hits = store.search([q], K, first_stage=None if first is None else [first[i]], candidates=candidates)[0]
+        hits = store.search(
+            [q], Page(K, group=False), first_stage=None if first is None else [first[i]], candidates=candidates
+        )[0]
         ms.append((time.perf_counter() - start) * 1000)
         ids.append({h.document_id for h in hits})
     return ids, ms

@@ -152,16 +152,21 @@ def delete(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The query, in any language.")],
-    k: Annotated[int, typer.Option("--k", help="How many hits.")] = 10,
+    k: Annotated[int, typer.Option("--k", help="How many documents (or chunks, with --chunks).")] = 10,
     lang: Annotated[str | None, typer.Option("--lang", help="The query's language (default: detected).")] = None,
     filter_: Annotated[str | None, typer.Option("--filter", help='JSON filter, e.g. {"language": "fr"}.')] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    offset: Annotated[int, typer.Option(help="Skip this many results first (the next page).")] = 0,
+    min_score: Annotated[float | None, typer.Option(help="No result scoring under this.")] = None,
+    chunks: Annotated[bool, typer.Option("--chunks", help="Every matching chunk, not each document once.")] = False,
+    more: Annotated[int, typer.Option(help="Also show each document's next best chunks (up to this many).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the shape POST /search answers).")] = False,
 ) -> None:
-    """Search the index.
+    """Search the index: each document once, as its best chunk, best first.
 
     Examples:
       xmsearch search "how do vaccines work"
       xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
+      xmsearch search "passport" --offset 10 --more 2
     """
     from xmsearch.api.models import SearchOut
     from xmsearch.retriever.errors import InvalidInputError
@@ -173,12 +178,25 @@ def search(
         raise InvalidInputError(f"--filter is not valid JSON: {exc}") from exc
     retriever = Retriever.from_settings()
     try:
-        result = retriever.search(query, k=k, language=lang, filter=flt)
+        result = retriever.search(
+            query,
+            k,
+            lang,
+            flt,
+            offset=offset,
+            score_threshold=min_score,
+            group=not chunks,
+            chunks_per_document=more + 1,
+        )
     finally:
         retriever.close()
-    if as_json:  # the shape POST /search answers
+    if as_json:
         print(SearchOut.of(result, given=lang is not None).model_dump_json())
         return
     console.print(f"[bold]{escape(query)}[/bold] ({result.language.adapter})")
+    if not result.hits:
+        console.print("no results" + (f" after the first {offset}" if offset else ""))
     for hit in result.hits:
         console.print(hit_line(hit, 100))
+        for other in hit.other_chunks:
+            console.print("         " + hit_line(other, 91, hide_document=True))

@@ -101,9 +101,11 @@ def snippet(text: str, width: int) -> str:
     return cut + "…"
 
 
-def hit_line(hit: Hit, width: int, extra: str = "") -> str:
+def hit_line(hit: Hit, width: int, extra: str = "", hide_document: bool = False) -> str:
     """One search hit on one line, markup-safe: score, document#chunk [language], its text."""
-    where = f"{hit.document_id}#{hit.chunk} [{hit.language}{extra}]"
+    where = f"{'' if hide_document else hit.document_id}#{hit.chunk} [{hit.language}{extra}]"
+    if hit.tenant is not None and not hide_document:
+        where = f"{hit.tenant}/{where}"
     return escape(f"{hit.score:7.2f}  {where}  {snippet(hit.text, width)}")
 
 

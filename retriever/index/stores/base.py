@@ -6,16 +6,22 @@ that a reindex can build a new version and swap the alias atomically.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xmsearch.retriever.errors import PermanentError, TransientError
+from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.index.schema import HASH_FIELDS, Hit, IndexSpec, Point
+from xmsearch.retriever.index.schema import HASH_FIELDS, Hit, IndexSpec, Page, Point, by_document
+
+GROUP_READ = 4  # grouped searches read this many chunks per document wanted, then this many times more
+MAX_GROUP_DEPTH = 10_000  # the deepest a grouped search reads a ranking (chunks)
 
 
 class CollectionNotFoundError(PermanentError):
@@ -50,6 +56,9 @@ def _of_document(document_id: str, tenant: str | None) -> tuple[Condition, ...]:
     return (Condition("document_id", equals=document_id), owned_by(tenant))
 
 
+FIRST_CHUNK = Condition("chunk", equals=0)  # every document has one: it stands for the document
+SCROLL_PAGE = 1024  # points read per round trip when reading everything that matches
+Cursor = str | None  # where a page of points starts: a point id (None: the first page)
 Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 
@@ -57,8 +66,8 @@ Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 @dataclass(frozen=True)
 class Query:
     """One MaxSim query of a search, as each engine turns it into a request: k hits under the engine's
-    filter; with a first-stage vector, `candidates` prefetched by it and reranked; rescored exactly
-    when the store searches a quantized copy."""
+    filter, none scoring under the threshold; with a first-stage vector, `candidates` prefetched by it
+    and reranked; rescored exactly when the store searches a quantized copy."""
 
     vectors: np.ndarray
     first_stage: np.ndarray | None
@@ -66,6 +75,7 @@ class Query:
     candidates: int
     filter: Any
     rescore: bool
+    score_threshold: float | None = None
 
 
 class Store(ABC):
@@ -76,6 +86,7 @@ class Store(ABC):
     backend: str
     alias: str
     spec: IndexSpec
+    disk: Path | None = None  # the folder it keeps on this machine (None: a server's, or memory)
 
     @abstractmethod
     def open(self, create: bool = True) -> None:
@@ -115,8 +126,16 @@ class Store(ABC):
         """Remove the points matching every condition."""
 
     @abstractmethod
-    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
-        """Every point matching the conditions: these payload fields (None: all) and the token vectors."""
+    def _page(
+        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+    ) -> tuple[list[Record], Cursor]:
+        """Up to `limit` points matching the conditions from `cursor` on (None: the first), in the
+        engine's point order: these payload fields (None: all), the token vectors if asked; and the
+        cursor of the next page (None: no more)."""
+
+    @abstractmethod
+    def current_version(self) -> str | None:
+        """The physical collection the alias points at (None: none yet)."""
 
     @abstractmethod
     def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
@@ -160,6 +179,50 @@ class Store(ABC):
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
         return out
 
+    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
+        """Every point matching the conditions (page by page)."""
+        records, cursor = self._page(conditions, fields, vectors, SCROLL_PAGE, None)
+        while cursor is not None:
+            more, cursor = self._page(conditions, fields, vectors, SCROLL_PAGE, cursor)
+            records += more
+        return records
+
+    def documents(
+        self, conditions: Sequence[Condition] = (), limit: int = 100, cursor: Cursor = None
+    ) -> tuple[list[Point], int, Cursor]:
+        """A page of the documents whose first chunk matches the conditions (chunk 0 stands for its
+        document: text, language, tenant, metadata), how many match in all, and the cursor of the
+        next page (None: no more)."""
+        if cursor is not None:
+            try:
+                uuid.UUID(cursor)
+            except ValueError:
+                raise InvalidInputError(f"cursor {cursor!r} is not one a listing answered (its `next`)") from None
+        records, after = self._page((*conditions, FIRST_CHUNK), None, False, limit, cursor)
+        return [Point.from_record(payload, None) for payload, _ in records], self.count_documents(conditions), after
+
+    def count_documents(self, conditions: Sequence[Condition] = ()) -> int:
+        """How many documents have a first chunk matching the conditions (every document has one)."""
+        return self.count((*conditions, FIRST_CHUNK))
+
+    def describe(self, conditions: Sequence[Condition] = ()) -> dict[str, Any]:
+        """What `xmsearch status` shows: where the collection is, its versions, what it was built
+        with, its points and documents (matching the conditions) and its size on disk (None: unknown)."""
+        size = None
+        if self.disk is not None and self.disk.is_dir():
+            size = sum(f.stat().st_blocks * 512 for f in self.disk.rglob("*") if f.is_file())  # used, not apparent
+        return {
+            "backend": self.backend,
+            "collection": self.alias,
+            "location": str(self.disk) if self.disk is not None else getattr(self, "where", self.backend),
+            "version": self.current_version(),
+            "versions": self.versions(),
+            "spec": {**self.spec.record(), "datatype": self.spec.datatype, "quantization": self.spec.quantization},
+            "points": self.count(conditions),
+            "documents": self.count_documents(conditions),
+            "size_bytes": size,
+        }
+
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
         """Every chunk of a document, in chunk order, with its vectors (unless `vectors` is False)."""
         records = self._records(_of_document(document_id, tenant), None, vectors=vectors)
@@ -168,15 +231,56 @@ class Store(ABC):
     def search(
         self,
         queries: Sequence[np.ndarray],
-        k: int,
+        page: Page,
         conditions: Sequence[Condition] = (),
         first_stage: Sequence[np.ndarray] | None = None,
         candidates: int = 0,
     ) -> list[list[Hit]]:
-        """Exact MaxSim top-k per query; with first-stage vectors, prefetch `candidates` then rerank."""
-        flt, rescore, limit = self._engine_filter(tuple(conditions)), self.spec.quantized, max(candidates, k)
+        """The page of each query's exact MaxSim ranking; with first-stage vectors, `candidates`
+        prefetched then reranked. Grouped, the ranking is read deeper (a few times more each round)
+        until the page holds enough documents or the ranking ends; then each document's next best
+        chunks are found by one exact query within it."""
+        flt = self._engine_filter(tuple(conditions))
         first = [None] * len(queries) if first_stage is None else list(first_stage)
-        found = self._run(
-            [self._request(Query(v, f, k, limit, flt, rescore)) for v, f in zip(queries, first, strict=True)]
-        )
-        return [[Hit.from_payload(score, payload) for score, payload in hits] for hits in found]
+        answers: list[list[Hit]] = [[] for _ in queries]
+        pending, depth = list(range(len(queries))), page.end * (GROUP_READ if page.group else 1)
+        while pending:
+            requests = [
+                self._request(self._query(queries[i], depth, flt, page, first[i], max(candidates, depth)))
+                for i in pending
+            ]
+            again = []
+            for i, scored in zip(pending, self._run(requests), strict=True):
+                hits = [Hit.from_payload(score, payload) for score, payload in scored]
+                if page.group:
+                    hits = by_document(hits)
+                    if len(hits) < page.end and len(scored) == depth and depth < MAX_GROUP_DEPTH:
+                        again.append(i)  # too few documents, and more chunks to read
+                        continue
+                answers[i] = hits[page.offset : page.end]
+            pending, depth = again, min(depth * GROUP_READ, MAX_GROUP_DEPTH)
+        if page.group and page.chunks_per_document > 1:
+            answers = self._with_other_chunks(queries, answers, tuple(conditions), page)
+        return answers
+
+    def _query(
+        self, vectors: np.ndarray, k: int, flt: Any, page: Page, first: np.ndarray | None = None, candidates: int = 0
+    ) -> Query:
+        return Query(vectors, first, k, candidates, flt, self.spec.quantized, page.score_threshold)
+
+    def _with_other_chunks(
+        self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page
+    ) -> list[list[Hit]]:
+        """Each document's best chunks after its first, ranked within the document (one round trip)."""
+        wanted = [(i, hit) for i, hits in enumerate(answers) for hit in hits]
+        within = [self._engine_filter((*conditions, *_of_document(hit.document_id, hit.tenant))) for _, hit in wanted]
+        requests = [
+            self._request(self._query(queries[i], page.chunks_per_document, flt, page))
+            for (i, _), flt in zip(wanted, within, strict=True)
+        ]
+        out: list[list[Hit]] = [[] for _ in answers]
+        for (i, hit), scored in zip(wanted, self._run(requests) if requests else [], strict=True):
+            others = [Hit.from_payload(score, payload) for score, payload in scored]
+            others = [o for o in others if o.chunk != hit.chunk][: page.chunks_per_document - 1]  # ties: any order
+            out[i].append(dataclasses.replace(hit, other_chunks=tuple(others)))
+        return out

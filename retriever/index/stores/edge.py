@@ -31,6 +31,7 @@ from xmsearch.retriever.index.filters import Condition, FilterVocabulary, transl
 from xmsearch.retriever.index.schema import FIRST_STAGE, RESCORE_OVERSAMPLING, TOKENS, IndexSpec, Point, point_id
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
+    Cursor,
     Query,
     Record,
     Scored,
@@ -98,7 +99,7 @@ class EdgeStore(Store):
     backend = "edge"
 
     def __init__(self, root: Path, alias: str, spec: IndexSpec) -> None:
-        self.folder = root / alias
+        self.folder = self.disk = root / alias
         self.alias = alias
         self.spec = spec
         self._lock = FolderLock(self.folder)
@@ -225,24 +226,21 @@ class EdgeStore(Store):
         self.shard.update(q.UpdateOperation.delete_points_by_filter(translate(tuple(conditions), EDGE_FILTERS)))
         self._dirty = True
 
-    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
-        flt = translate(tuple(conditions), EDGE_FILTERS)
-        with_payload: Any = True if fields is None else q.PayloadSelector.Include(list(fields))
-        with_vector: Any = [TOKENS] if vectors else False
-        records: list[Record] = []
-        offset = None
-        while True:
-            request = q.ScrollRequest(
-                filter=flt,
-                limit=1024,
-                offset=offset,
-                with_payload=with_payload,
-                with_vector=with_vector,
-            )
-            page, offset = self.shard.scroll(request)
-            records += [(r.payload or {}, r.vector) for r in page]
-            if offset is None:
-                return records
+    def _page(
+        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+    ) -> tuple[list[Record], Cursor]:
+        request = q.ScrollRequest(
+            filter=translate(tuple(conditions), EDGE_FILTERS),
+            limit=limit,
+            offset=cursor,
+            with_payload=True if fields is None else q.PayloadSelector.Include(list(fields)),
+            with_vector=[TOKENS] if vectors else False,
+        )
+        page, after = self.shard.scroll(request)
+        return [(r.payload or {}, r.vector) for r in page], None if after is None else str(after)
+
+    def current_version(self) -> str | None:
+        return self._current()
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=self._engine_filter(tuple(conditions)))))
@@ -261,7 +259,13 @@ class EdgeStore(Store):
             params = q.SearchParams(quantization=rescore)
         tokens = q.Query.Nearest(query.vectors.tolist(), using=TOKENS)
         return q.QueryRequest(
-            limit=query.k, query=tokens, prefetches=prefetches, filter=query.filter, params=params, with_payload=True
+            limit=query.k,
+            query=tokens,
+            prefetches=prefetches,
+            filter=query.filter,
+            score_threshold=query.score_threshold,
+            params=params,
+            with_payload=True,
         )
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:

@@ -26,6 +26,7 @@ from xmsearch.retriever.index.schema import (
 )
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
+    Cursor,
     Query,
     Record,
     Scored,
@@ -86,6 +87,8 @@ class QdrantStore(Store):
         self.backend = backend
         self.retries = retries
         self.where = str(getattr(client, "init_options", {}).get("url") or backend)
+        path = getattr(client, "init_options", {}).get("path")
+        self.disk = Path(path) if path else None
         self._opened = False
         self._opening = threading.Lock()
 
@@ -227,19 +230,17 @@ class QdrantStore(Store):
         selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
         self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
 
-    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
-        flt = to_qdrant_filter(conditions)
-        with_payload: Any = True if fields is None else list(fields)
-        records: list[Record] = []
-        offset = None
-        while True:
-            page, offset = self._call(
-                self.client.scroll, self.alias, scroll_filter=flt, limit=1024, offset=offset,
-                with_payload=with_payload, with_vectors=[TOKENS] if vectors else False,
-            )  # fmt: skip
-            records += [(r.payload or {}, r.vector) for r in page]
-            if offset is None:
-                return records
+    def _page(
+        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+    ) -> tuple[list[Record], Cursor]:
+        page, after = self._call(
+            self.client.scroll, self.alias, scroll_filter=to_qdrant_filter(conditions), limit=limit, offset=cursor,
+            with_payload=True if fields is None else list(fields), with_vectors=[TOKENS] if vectors else False,
+        )  # fmt: skip
+        return [(r.payload or {}, r.vector) for r in page], None if after is None else str(after)
+
+    def current_version(self) -> str | None:
+        return self._target()
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
@@ -259,7 +260,7 @@ class QdrantStore(Store):
             params = models.SearchParams(quantization=rescore)
         return models.QueryRequest(
             query=query.vectors.tolist(), using=TOKENS, limit=query.k, filter=query.filter, params=params,
-            prefetch=prefetch, with_payload=True,
+            prefetch=prefetch, score_threshold=query.score_threshold, with_payload=True,
         )  # fmt: skip
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
