@@ -25,6 +25,7 @@ class JobStatus(StrEnum):
 @dataclass
 class JobCounts:
     accepted: int = 0  # valid documents read
+    processed: int = 0  # valid documents finished: indexed, unchanged, superseded by a later copy, or failed
     skipped_unchanged: int = 0  # documents whose chunks were all stored already
     encoded: int = 0  # chunks encoded
     written: int = 0  # points written

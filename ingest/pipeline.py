@@ -75,6 +75,8 @@ class Indexer:
             job.counts.accepted += 1
             plan = _Planned(record, self.chunker.split(record.text))
             replaced = pending.pop(record.key, None)  # a later copy wins
+            if replaced is not None:
+                job.counts.processed += 1
             chunks += len(plan.chunks) - (len(replaced.chunks) if replaced else 0)
             pending[record.key] = plan
             if chunks >= self.settings.ingest_batch_size:
@@ -93,6 +95,7 @@ class Indexer:
     ) -> None:
         """Index one batch of valid documents (a worker's task), adding to the job's counts."""
         unique = {doc.key: doc for doc in documents}  # a later copy wins
+        job.counts.processed += len(documents) - len(unique)
         self._write([_Planned(doc, self.chunker.split(doc.text)) for doc in unique.values()], job, on_reject)
 
     def delete(self, document_ids: Sequence[str], tenant: str | None = None, job: Job | None = None) -> list[str]:
@@ -140,6 +143,7 @@ class Indexer:
                 job.counts.skipped_unchanged += 1
         if todo:
             self._encode_and_store(todo, job)
+        job.counts.processed += len(planned)
         DOCUMENTS.labels("failed").inc(failed)
         DOCUMENTS.labels("indexed").inc(len(planned) - failed)
 

@@ -48,10 +48,28 @@ def read_text_file(path: Path, folder: Path, context: Limits) -> Document | Reje
     return parse({"id": relative, "text": text}, str(folder), relative, context)
 
 
+def _text_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+
+
 def read_folder(folder: Path, context: Limits) -> Iterator[Document | Reject]:
     """Every .txt and .md file below `folder`, in path order, as a document whose id is its path."""
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES):
+    for path in _text_files(folder):
         yield read_text_file(path, folder, context)
+
+
+def count_records(path: str) -> int | None:
+    """How many records `read_path` will yield (None: standard input, not known in advance): for a
+    progress bar's total. Reads a JSON Lines file once more, which costs far less than encoding it."""
+    target = Path(path)
+    if path == "-" or not target.exists():
+        return None
+    if target.is_dir():
+        return len(_text_files(target))
+    if target.suffix.lower() in FOLDER_SUFFIXES:
+        return 1
+    with target.open("rb") as stream:
+        return sum(1 for line in stream if line.strip())
 
 
 def _read_jsonl_file(path: Path, context: Limits) -> Iterator[Document | Reject]:

@@ -4,6 +4,7 @@ errors, API keys, tenant-bound keys and limits."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -359,3 +360,14 @@ def test_documents_are_listed_and_counted_per_tenant(client: TestClient) -> None
     assert (status["points"], status["documents"], status["backend"]) == (5, 5, "edge")
     assert status["spec"]["schema"] == 2 and status["version"] in status["versions"] and status["size_bytes"] > 0
     assert client.get("/status", headers=as_("acme")).json()["documents"] == 3
+
+
+def test_the_docs_pages_need_no_network(client: TestClient) -> None:
+    """Swagger UI and ReDoc load their scripts and styles from this server, not a CDN."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html)
+        assert assets and all(a.startswith("/") and "://" not in a for a in assets), (page, assets)
+        for asset in assets:
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 1000, asset

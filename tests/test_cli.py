@@ -6,7 +6,9 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -235,3 +237,28 @@ def test_a_hit_is_one_line_cut_at_a_word() -> None:
     assert snippet(text, 38) == "The river flows past [bold]the old…"
     line = hit_line(Hit(1.5, "doc", 0, text, "en", {}), 40)
     assert "\n" not in line and line.endswith("mill…") and "\\[bold]" in line  # markup is escaped
+
+
+def test_progress_counts_documents_of_a_known_total_with_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from xmsearch.cli import output
+
+    screen = Console(file=io.StringIO(), force_terminal=True, width=200)
+    monkeypatch.setattr(output, "stderr", screen)
+    base = {"accepted": 0, "rejected": 0, "encoded": 0, "skipped_unchanged": 0, "tasks_sent": 1, "tasks_done": 0}
+    steps = [{**base, "processed": n, "accepted": n, "status": "running"} for n in (0, 3, 8)]
+
+    class Jobs:
+        def wait(self, job_id: str, on_progress: Any, poll: float) -> dict[str, Any]:
+            for job in steps:
+                on_progress(job)
+                time.sleep(0.15)
+            return steps[-1]
+
+    assert output.follow(Jobs(), "abcdef123456", quiet=False, expected=31) == steps[-1]  # type: ignore[arg-type]
+    shown = screen.file.getvalue()  # type: ignore[attr-defined]
+    assert "job abcdef12" in shown and "3/31" in shown and "8/31" in shown and "tasks 0/1" in shown
+    assert "docs/s" in shown and "0:00:" in shown  # a rate and the time left

@@ -7,10 +7,20 @@ import pytest
 
 from xmsearch.ingest.settings import IngestSettings
 from xmsearch.retriever.settings import EncoderSettings, EnvSettings, SearchSettings, SettingsError, StoreSettings
+from xmsearch.logs import LogSettings
 from xmsearch.settings import ApiSettings, EmbeddedSettings, Settings
 from xmsearch.workers.settings import QueueSettings
 
-GROUPS = (EncoderSettings, StoreSettings, SearchSettings, IngestSettings, QueueSettings, ApiSettings, EmbeddedSettings)
+GROUPS = (
+    EncoderSettings,
+    StoreSettings,
+    SearchSettings,
+    IngestSettings,
+    QueueSettings,
+    ApiSettings,
+    EmbeddedSettings,
+    LogSettings,
+)
 
 
 def test_the_groups_partition_the_settings() -> None:

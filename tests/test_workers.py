@@ -114,7 +114,7 @@ def test_jsonl_lands_exactly_once_with_bad_records_reported(
         path = _write(tmp_path / "docs.jsonl", *_docs(10), "{not json", {"id": "x"}, {"id": 3, "text": "t"})
         code, job = _ingest(path, env, "--rejects", str(tmp_path / "rejects.jsonl"))
         assert code == 3 and job["status"] == "done"
-        assert job["accepted"] == 10 and job["rejected"] == 3 and job["failed"] == 0
+        assert job["accepted"] == job["processed"] == 10 and job["rejected"] == 3 and job["failed"] == 0
         assert job["encoded"] == job["written"] > 0
         reasons = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
         assert [r["location"] for r in reasons] == ["line 11", "line 12", "line 13"]

@@ -1,5 +1,5 @@
 """The one settings object of xmsearch, `Settings`: every group (model, index, search, ingestion,
-queue, API, embedded mode) in one, read from `XMSEARCH_*` variables (or a `.env` file). Entry points
+queue, API, embedded mode, logs) in one, read from `XMSEARCH_*` variables (or a `.env` file). Entry points
 read it once (`get_settings`); library code takes the group it is given."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from xmsearch.logs import LogSettings
 from xmsearch.retriever.settings import EnvSettings
 from xmsearch.workers.settings import WorkerSettings
 
@@ -54,7 +55,7 @@ class EmbeddedSettings(EnvSettings):
     )
 
 
-class Settings(WorkerSettings, ApiSettings, EmbeddedSettings):
+class Settings(WorkerSettings, ApiSettings, EmbeddedSettings, LogSettings):
     """Everything: what the CLI, the API and `from_settings()` read."""
 
 

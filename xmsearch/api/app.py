@@ -4,10 +4,12 @@ service it starts (model and store) and stops (finishing the accepted jobs first
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import Gauge
 
 from xmsearch.api import errors
@@ -22,6 +24,7 @@ from xmsearch.settings import Settings, get_settings
 
 QUEUE_DEPTH = Gauge("xmsearch_queue_depth", "Work waiting: jobs not started (embedded) or broker tasks (distributed).")
 
+VERSION = importlib.metadata.version("xmsearch")
 DESCRIPTION = """Multilingual late-interaction search (ColBERT-XM multivectors in Qdrant).
 
 Send an API key as `X-API-Key: <key>` or `Authorization: Bearer <key>`. A key bound to a tenant
@@ -79,7 +82,7 @@ def create_app(settings: Settings | None = None, encoder: Encoder | None = None)
         finally:
             await asyncio.to_thread(service.close)
 
-    app = FastAPI(title="xmsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(title="xmsearch", version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     app.state.keys = keys
     app.state.settings = settings
     errors.install(app)

@@ -45,6 +45,9 @@ class JobOut(BaseModel):
     tenant: str | None = Field(None, description="The tenant of the key that submitted it (null: unbound).")
     created: float | None = Field(None, description="When it was submitted (seconds since the epoch).")
     accepted: int = Field(0, description="Valid documents taken in.")
+    processed: int = Field(
+        0, description="Valid documents finished (indexed, unchanged, superseded by a later copy, or failed)."
+    )
     skipped_unchanged: int = Field(0, description="Documents whose chunks were stored already.")
     encoded: int = Field(0, description="Chunks encoded.")
     written: int = Field(0, description="Points written.")

@@ -3,6 +3,7 @@ through the Ingestor, which decides the mode."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Annotated
@@ -38,14 +39,14 @@ def demo(
 
     settings = get_settings()
     data = resources.files("xmsearch.ingest").joinpath("data")
-    with console.status("loading the model and indexing the sample corpus", spinner="dots"):
+    with console.status("loading the model", spinner="dots"):
         components = Components.load(settings)
         ingestor = Ingestor.from_settings(settings, components=components)
     queries = json.loads(data.joinpath("sample_queries.json").read_text(encoding="utf-8"))
+    corpus = data.joinpath("sample_corpus.jsonl").read_bytes()
     try:
-        with data.joinpath("sample_corpus.jsonl").open("rb") as corpus:
-            records = read_jsonl(corpus, "sample_corpus.jsonl", limits(settings))
-            job = ingestor.wait(ingestor.ingest(records, "demo"))
+        records = read_jsonl(io.BytesIO(corpus), "sample_corpus.jsonl", limits(settings))
+        job = follow(ingestor, ingestor.ingest(records, "demo"), as_json, corpus.count(b"\n"))
         texts, languages = [q["query"] for q in queries], [q["language"] for q in queries]
         results = Retriever(components).search_batch(texts, k=k, languages=languages)
     finally:
@@ -90,18 +91,19 @@ def ingest(
       xmsearch ingest ./notes/            (id = relative path)
     """
     from xmsearch.ingest.documents import limits
-    from xmsearch.ingest.sources import read_path
+    from xmsearch.ingest.sources import count_records, read_path
     from xmsearch.ingestor import Ingestor
     from xmsearch.settings import get_settings
 
     settings = get_settings()
     records = read_path(path, limits(settings))
+    expected = count_records(path)
     with console.status("loading the model", spinner="dots"):  # embedded mode; distributed: at once
         ingestor = Ingestor.from_settings(settings, patient=True)
     reported = Rejects(rejects)
     try:
         job_id = ingestor.ingest(records, path, reported, tenant)
-        job = follow(ingestor, job_id, as_json) if wait or ingestor.runs_here else ingestor.job(job_id)
+        job = follow(ingestor, job_id, as_json, expected) if wait or ingestor.runs_here else ingestor.job(job_id)
     finally:
         ingestor.close()  # embedded: after the job is done
         reported.close()

@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from xmsearch.ingest.job import COUNTS, JobStatus
 from xmsearch.retriever.errors import XmsearchError
@@ -54,23 +65,38 @@ class Rejects:
             )
 
 
-def follow(ingestor: Ingestor, job_id: str, quiet: bool) -> dict[str, Any]:
-    """A live line of the job's counts (and a bar of its tasks, distributed) until it is done."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+class RateColumn(ProgressColumn):
+    """Documents per second, once known."""
 
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} docs/s", style="progress.data.speed")
+
+
+def follow(ingestor: Ingestor, job_id: str, quiet: bool, expected: int | None = None) -> dict[str, Any]:
+    """A live bar of the job until it is done: records finished (documents processed and records
+    rejected) of `expected` (None: not known; then of those read so far), rate, time left, counts."""
     columns = (
         SpinnerColumn(),
         TextColumn(f"job {job_id[:8]}"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
     with Progress(*columns, console=stderr, transient=True, disable=quiet) as progress:
-        bar = progress.add_task("", total=None)
+        bar = progress.add_task("", total=expected)
 
         def show(job: dict[str, Any]) -> None:
-            counts = f"{job['accepted']} documents, {job['encoded']} chunks encoded, {job['rejected']} rejected"
-            progress.update(bar, completed=job.get("tasks_done", 0), total=job.get("tasks_sent"), description=counts)
+            done = job["processed"] + job["rejected"]
+            counts = (
+                f"{job['encoded']} chunks encoded, {job['skipped_unchanged']} unchanged, {job['rejected']} rejected"
+            )
+            if job.get("tasks_sent"):
+                counts += f", tasks {job['tasks_done']}/{job['tasks_sent']}"
+            total = expected if expected is not None else job["accepted"] + job["rejected"] or None
+            progress.update(bar, completed=done, total=total, description=counts)
 
         return ingestor.wait(job_id, on_progress=show, poll=0.2)
 

@@ -22,10 +22,12 @@ def worker(
 
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2 --hostname w1@%h
     """
+    from xmsearch.logs import serving
     from xmsearch.settings import get_settings
     from xmsearch.workers.app import QUEUE, make_app, worker_processes
 
     settings = get_settings()
+    serving(settings)  # task lines go through the one handler (text or JSON)
     celery_app = make_app(settings)
     n = worker_processes(settings, concurrency or settings.worker_concurrency)
     celery_app.worker_main(
@@ -54,11 +56,13 @@ def intake(
     An app pushes:  XADD xmsearch:intake * document '{"id": "a", "text": "...", "language": "fr"}'
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch intake --consumer intake-1
     """
+    from xmsearch.logs import serving
     from xmsearch.settings import get_settings
     from xmsearch.workers.dispatch import TaskQueue
     from xmsearch.workers.intake import STREAM, Intake
 
     settings = get_settings()
+    serving(settings)
     intake = Intake(TaskQueue(settings), consumer, claim_idle)
     stderr.print(f"intake {intake.consumer}: reading {STREAM} at {settings.broker_url} (Ctrl-C stops)")
     intake.run()

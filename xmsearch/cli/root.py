@@ -11,7 +11,6 @@ server: retrying later may work).
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import sys
 from typing import Annotated
 
@@ -38,8 +37,10 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    from xmsearch.logs import LogSettings, configure
+
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure(LogSettings.from_env(), debug)
 
 
 def main() -> None:

@@ -27,17 +27,18 @@ def serve(
     import uvicorn
 
     from xmsearch.api.app import check_serving, create_app
+    from xmsearch.logs import serving
     from xmsearch.settings import get_settings
 
     settings = get_settings()
     host = host or settings.api_host
     check_serving(settings, host, workers)
+    serving(settings)  # uvicorn's own lines (and its access log) go through the one handler
+    where = {"host": host, "port": port or settings.api_port, "log_config": None}
     if workers > 1:
-        uvicorn.run(
-            "xmsearch.api.app:create_app", factory=True, host=host, port=port or settings.api_port, workers=workers
-        )
+        uvicorn.run("xmsearch.api.app:create_app", factory=True, workers=workers, **where)  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(settings), host=host, port=port or settings.api_port, log_level="info")
+        uvicorn.run(create_app(settings), **where)  # type: ignore[arg-type]
 
 
 @app.command("api-key")
