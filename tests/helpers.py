@@ -7,8 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -22,6 +26,25 @@ PROBED_CLI = [  # the command, saying at exit on stderr which of HEAVY it import
     f"import atexit, sys; atexit.register(lambda: print('HEAVY:', sorted(set({HEAVY!r}) & set(sys.modules)), "
     "file=sys.stderr)); from xmsearch.cli import main; main()",
 ]
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """The ASGI app served by uvicorn on a free loopback port in a thread, until the block ends: its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from xmsearch.api import create_app
 from xmsearch.api.auth import digest
 from xmsearch.api.errors import ConfigurationError
+from xmsearch.retriever.errors import PermanentError, TransientError
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.settings import ApiKey, Settings
 
@@ -317,6 +318,8 @@ def test_an_api_that_could_not_search_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="set XMSEARCH_QDRANT_URL to a Qdrant server"):
         create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0"))
     create_app(api_settings(tmp_path, broker_url="redis://127.0.0.1:9/0", qdrant_url="http://127.0.0.1:9"))
+    with pytest.raises(ConfigurationError, match="makes this process a client of another API; unset it to serve"):
+        create_app(api_settings(tmp_path, api_url="http://127.0.0.1:9"))
 
 
 def test_a_stored_document_can_be_read_back(client: TestClient) -> None:
@@ -371,3 +374,43 @@ def test_the_docs_pages_need_no_network(client: TestClient) -> None:
         for asset in assets:
             response = client.get(asset)
             assert response.status_code == 200 and len(response.content) > 1000, asset
+
+
+def test_the_cli_talks_to_a_running_api(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    """--url: the commands work while the API owns the embedded store; its answers and errors are the
+    CLI's (JSON shapes, one-line errors, exit codes)."""
+    from typer.testing import CliRunner
+
+    from tests.helpers import serving
+    from xmsearch.cli import app
+
+    runner = CliRunner()
+    settings = api_settings(tmp_path, model=str(detecting_encoder.spec.path), max_document_chars=60)
+    docs = tmp_path / "docs.jsonl"
+    lines = [*(json.dumps(d) for d in DOCS), "{broken", json.dumps({"id": "long", "text": "word " * 20})]
+    docs.write_text("\n".join(lines) + "\n")
+    with serving(create_app(settings, detecting_encoder)) as url:
+
+        def cli(*args: str, key: str = "admin") -> Any:
+            return runner.invoke(app, ["--url", url, "--api-key", KEYS[key], *args], env={"XMSEARCH_DATA_DIR": "x"})
+
+        ingested = cli("ingest", str(docs), "--json", "--rejects", str(tmp_path / "rejects.jsonl"))
+        job = json.loads(ingested.stdout)
+        assert ingested.exit_code == 3 and job["status"] == "done", ingested.output  # done, with rejects
+        assert (job["accepted"], job["processed"], job["rejected"], job["written"]) == (2, 2, 2, 2)
+        rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+        assert [r["location"] for r in rejects] == ["line 3", "document 'long'"]
+        assert "over the limit of 60" in rejects[1]["reason"]  # the server's limit, stricter than this one's
+        found = json.loads(cli("search", "old mill bridge", "--lang", "en", "--k", "1", "--json").stdout)
+        assert [h["document_id"] for h in found["hits"]] == ["river"] and found["language"]["adapter"] == "en_XX"
+        assert "river#0 [en]" in cli("search", "old mill bridge", "--lang", "en").stdout
+        assert json.loads(cli("status", "--json").stdout)["documents"] == 2
+        assert json.loads(cli("documents", "--json").stdout)["total"] == 2
+        assert cli("documents", "--json", key="acme").stdout.count('"id"') == 0  # a bound key sees its own
+        assert json.loads(cli("jobs", "--json").stdout)[0]["accepted"] >= 1
+        gone = cli("delete", "river", "nope", "--json")
+        assert gone.exit_code == 3 and json.loads(gone.stdout)["missing"] == 1
+        refused = runner.invoke(app, ["--url", url, "--api-key", "xms_wrong", "status"]).exception
+        assert isinstance(refused, PermanentError) and "answered 401 invalid_api_key" in str(refused)  # exit code 1
+    down = runner.invoke(app, ["--url", url, "status"]).exception
+    assert isinstance(down, TransientError) and f"the API at {url} did not answer" in str(down)  # exit code 4

@@ -4,19 +4,16 @@ every answer must match the documented schema."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from tests.helpers import free_port
+from tests.helpers import serving
 from tests.test_api import DOCS, KEYS, api_settings
 from xmsearch.api import create_app
 from xmsearch.retriever.model.encoder import Encoder
@@ -25,21 +22,12 @@ from xmsearch.retriever.model.encoder import Encoder
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, detecting_encoder: Encoder) -> Iterator[str]:
     settings = api_settings(tmp_path_factory.mktemp("api"), model=str(detecting_encoder.spec.path))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, detecting_encoder), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    schemathesis.openapi.from_url(f"{url}/openapi.json")  # up and answering
-    import httpx
+    with serving(create_app(settings, detecting_encoder)) as url:
+        schemathesis.openapi.from_url(f"{url}/openapi.json")  # up and answering
+        import httpx
 
-    httpx.post(f"{url}/documents?wait=true", json={"documents": DOCS}, headers={"X-API-Key": KEYS["admin"]})
-    yield url
-    server.should_exit = True
-    thread.join(timeout=30)
+        httpx.post(f"{url}/documents?wait=true", json={"documents": DOCS}, headers={"X-API-Key": KEYS["admin"]})
+        yield url
 
 
 # The document the app serves at /openapi.json (building the app loads nothing; its start-up does).

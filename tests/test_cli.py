@@ -228,14 +228,14 @@ def test_bench_api_reports_both_paths(tiny_checkpoint: Path, tmp_path: Path) -> 
 
 
 def test_a_hit_is_one_line_cut_at_a_word() -> None:
+    from xmsearch.api.models import HitOut
     from xmsearch.cli.output import hit_line, snippet
-    from xmsearch.retriever.index.schema import Hit
 
     text = "The river\nflows past [bold]the old mill\n\nand under the bridge, then on to the sea."
     assert snippet(text, 40) == "The river flows past [bold]the old mill…"
     assert snippet("short text", 40) == "short text"
     assert snippet(text, 38) == "The river flows past [bold]the old…"
-    line = hit_line(Hit(1.5, "doc", 0, text, "en", {}), 40)
+    line = hit_line(HitOut(score=1.5, document_id="doc", chunk=0, text=text, language="en", metadata={}), 40)
     assert "\n" not in line and line.endswith("mill…") and "\\[bold]" in line  # markup is escaped
 
 

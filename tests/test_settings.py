@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from xmsearch.ingest.settings import IngestSettings
-from xmsearch.retriever.settings import EncoderSettings, EnvSettings, SearchSettings, SettingsError, StoreSettings
 from xmsearch.logs import LogSettings
-from xmsearch.settings import ApiSettings, EmbeddedSettings, Settings
+from xmsearch.retriever.settings import EncoderSettings, EnvSettings, SearchSettings, SettingsError, StoreSettings
+from xmsearch.settings import ApiSettings, ClientSettings, EmbeddedSettings, Settings
 from xmsearch.workers.settings import QueueSettings
 
 GROUPS = (
@@ -19,6 +19,7 @@ GROUPS = (
     QueueSettings,
     ApiSettings,
     EmbeddedSettings,
+    ClientSettings,
     LogSettings,
 )
 

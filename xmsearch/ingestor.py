@@ -31,17 +31,20 @@ log = logging.getLogger(__name__)
 
 
 RECENT_WINDOW = 1000  # jobs looked through for one tenant's recent ones
-Mode = Literal["embedded", "distributed"]
+Mode = Literal["embedded", "distributed", "remote"]
 OnReject = Callable[[Reject], None]
 
 
 def mode_for(settings: Settings) -> Mode:
-    """The one place the mode is decided: distributed when a broker is named, else embedded."""
+    """The one place the mode is decided: remote when an API is named (the CLI against a running
+    API), distributed when a broker is named, else embedded."""
+    if settings.api_url:
+        return "remote"
     return "distributed" if settings.broker_url else "embedded"
 
 
 class _Backend(Protocol):
-    """What each mode's write path does (xmsearch.embedded, xmsearch.distributed)."""
+    """What each mode's write path does (xmsearch.embedded, xmsearch.distributed, xmsearch.remote)."""
 
     @property
     def mode(self) -> Mode: ...
@@ -98,6 +101,10 @@ class Ingestor:
         Distributed: `patient` rides out a broker restart (a long ingest); otherwise a dead broker is
         an error at once (a caller is waiting)."""
         settings = settings or get_settings()
+        if mode_for(settings) == "remote":
+            from xmsearch.remote import ApiClient, Remote
+
+            return cls(Remote(ApiClient.from_settings(settings)), settings)
         if mode_for(settings) == "distributed":
             from xmsearch.distributed import Distributed  # imports Celery: only in this mode
 
@@ -111,7 +118,7 @@ class Ingestor:
 
     @property
     def mode(self) -> Mode:
-        """`embedded` or `distributed`."""
+        """`embedded`, `distributed` or `remote`."""
         return self.backend.mode
 
     @property

@@ -1,5 +1,5 @@
 """The one settings object of xmsearch, `Settings`: every group (model, index, search, ingestion,
-queue, API, embedded mode, logs) in one, read from `XMSEARCH_*` variables (or a `.env` file). Entry points
+queue, API, embedded mode, remote mode, logs) in one, read from `XMSEARCH_*` variables (or a `.env` file). Entry points
 read it once (`get_settings`); library code takes the group it is given."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from xmsearch.logs import LogSettings
 from xmsearch.retriever.settings import EnvSettings
@@ -55,7 +55,17 @@ class EmbeddedSettings(EnvSettings):
     )
 
 
-class Settings(WorkerSettings, ApiSettings, EmbeddedSettings, LogSettings):
+class ClientSettings(EnvSettings):
+    """The remote mode: the CLI and the Ingestor talk to a running xmsearch API instead of opening the
+    store or the queue (`--url` and `--api-key` set these for one command)."""
+
+    api_url: str | None = Field(
+        None, description="A running xmsearch API, e.g. http://127.0.0.1:8000 (needs xmsearch[client])."
+    )
+    api_key: SecretStr | None = Field(None, description="The API key the remote mode sends (X-API-Key).")
+
+
+class Settings(WorkerSettings, ApiSettings, EmbeddedSettings, ClientSettings, LogSettings):
     """Everything: what the CLI, the API and `from_settings()` read."""
 
 

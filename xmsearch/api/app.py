@@ -39,7 +39,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def check_config(settings: Settings) -> None:
     """Refuse settings an API cannot serve from, saying what to do instead: in the distributed mode the
     workers own an embedded store folder (Edge or local mode admit one process), so an API process
-    could not search it and its readiness would lie."""
+    could not search it and its readiness would lie. An API is never a client of another one."""
+    if mode_for(settings) == "remote":
+        raise errors.ConfigurationError(
+            f"XMSEARCH_API_URL={settings.api_url} makes this process a client of another API; unset it to serve"
+        )
     if mode_for(settings) == "distributed" and backend_for(settings) != "server":
         raise errors.ConfigurationError(
             f"the distributed mode's workers own the {backend_for(settings)} store in {settings.data_dir}, so the API "

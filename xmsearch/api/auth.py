@@ -40,6 +40,11 @@ class Principal:
             raise ApiError(403, "tenant_forbidden", f"this key may not {what} documents of tenant {tenant!r}")
         return self.tenant if self.tenant is not None else tenant
 
+    def within(self, tenant: str | None, what: str) -> list[Condition]:
+        """What a listing or count covers: one tenant's documents when asked for (a bound key: only
+        its own), else every document the caller may see."""
+        return self.scope if tenant is None else [owned_by(self.owner(tenant, what))]
+
 
 def new_key() -> tuple[str, str]:
     """A fresh random key and the SHA-256 digest to put in XMSEARCH_API_KEYS."""

@@ -31,7 +31,6 @@ from xmsearch.api.models import (
 from xmsearch.api.service import Service
 from xmsearch.errors import no_document
 from xmsearch.ingestor import Ingestor, mode_for
-from xmsearch.retriever.index.filters import owned_by
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
 
@@ -149,16 +148,23 @@ def list_documents(
     cursor: Annotated[str | None, Query(description="Where the page starts: the `next` of the page before.")] = None,
 ) -> DocumentsOut:
     """The stored documents, page by page (in storage order, not alphabetical), and how many there are."""
-    scope = caller.scope if tenant is None else [owned_by(caller.owner(tenant, "list"))]
-    documents, total, after = _service(request).retriever.documents(scope, limit, cursor)
+    documents, total, after = _service(request).retriever.documents(caller.within(tenant, "list"), limit, cursor)
     return DocumentsOut(documents=[DocumentSummaryOut.of(p) for p in documents], total=total, next=after)
 
 
-@router.get("/status", responses=READ, tags=["operations"])
-def status(caller: Caller, request: Request) -> StatusOut:
-    """The collection: where it is, its versions, what it was built with, its points and documents (a
-    bound key: its tenant's) and size on disk."""
-    return StatusOut.model_validate(_service(request).retriever.status(caller.scope))
+@router.get(
+    "/status", responses={**READ, 403: {"model": ErrorBody, "description": "tenant_forbidden"}}, tags=["operations"]
+)
+def status(
+    caller: Caller,
+    request: Request,
+    tenant: Annotated[
+        str | None, Query(description="Count only this tenant's points and documents (a bound key: its own).")
+    ] = None,
+) -> StatusOut:
+    """The collection: where it is, its versions, what it was built with, its points and documents
+    (of one tenant, if asked for; a bound key: its own) and size on disk."""
+    return StatusOut.model_validate(_service(request).retriever.status(caller.within(tenant, "count")))
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])

@@ -52,20 +52,21 @@ def demo(
     finally:
         ingestor.close()  # and the store the Retriever shares
     model_id = components.encoder.spec.model_id
+    answers = [SearchOut.of(r, given=True) for r in results]  # as POST /search answers
     if as_json:
-        out = [SearchOut.of(r, given=True).model_dump(mode="json") for r in results]  # as POST /search answers
+        out = [a.model_dump(mode="json") for a in answers]
         print(json.dumps({"model": model_id, "job": job_json(job), "results": out}))
         return
     console.print(
         f"[bold]{model_id}[/bold]: {job['accepted']} documents, {job['encoded']} chunks encoded, "
         f"{job['skipped_unchanged']} unchanged, in {settings.data_dir}"
     )
-    for query, result in zip(queries, results, strict=True):
-        found = sum(h.metadata.get("topic") == query["expect_topic"] for h in result.hits)
+    for query, answer in zip(queries, answers, strict=True):
+        found = sum(h.metadata.get("topic") == query["expect_topic"] for h in answer.hits)
         console.print(
-            f"\n[bold]{result.query}[/bold] ({result.language.adapter}; topic {query['expect_topic']}: {found}/{k})"
+            f"\n[bold]{answer.query}[/bold] ({answer.language.adapter}; topic {query['expect_topic']}: {found}/{k})"
         )
-        for hit in result.hits:
+        for hit in answer.hits:
             console.print("  " + hit_line(hit, 70, f", {hit.metadata.get('topic', '')}"))
 
 
@@ -170,35 +171,50 @@ def search(
       xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
       xmsearch search "passport" --offset 10 --more 2
     """
-    from xmsearch.api.models import SearchOut
+    from xmsearch.api.models import SearchIn, SearchOut
+    from xmsearch.ingestor import mode_for
     from xmsearch.retriever.errors import InvalidInputError
-    from xmsearch.retriever.search import Retriever
+    from xmsearch.settings import get_settings
 
     try:
         flt = json.loads(filter_) if filter_ else None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--filter is not valid JSON: {exc}") from exc
-    retriever = Retriever.from_settings()
-    try:
-        result = retriever.search(
-            query,
-            k,
-            lang,
-            flt,
-            offset=offset,
-            score_threshold=min_score,
-            group=not chunks,
-            chunks_per_document=more + 1,
-        )
-    finally:
-        retriever.close()
+    request = SearchIn(
+        query=query,
+        k=k,
+        language=lang,
+        filter=flt,
+        offset=offset,
+        score_threshold=min_score,
+        group="chunk" if chunks else "document",
+        chunks_per_document=more + 1,
+    )
+    settings = get_settings()
+    if mode_for(settings) == "remote":
+        from xmsearch.remote import ApiClient
+
+        client = ApiClient.from_settings(settings)
+        try:
+            found = SearchOut.model_validate(client.call("POST", "/search", json=request.model_dump(exclude_none=True)))
+        finally:
+            client.close()
+    else:
+        from xmsearch.retriever.search import Retriever
+
+        retriever = Retriever.from_settings(settings)
+        try:
+            result = retriever.search(query, k, lang, flt, **request.paging())
+        finally:
+            retriever.close()
+        found = SearchOut.of(result, given=lang is not None)
     if as_json:
-        print(SearchOut.of(result, given=lang is not None).model_dump_json())
+        print(found.model_dump_json())
         return
-    console.print(f"[bold]{escape(query)}[/bold] ({result.language.adapter})")
-    if not result.hits:
+    console.print(f"[bold]{escape(query)}[/bold] ({found.language.adapter})")
+    if not found.hits:
         console.print("no results" + (f" after the first {offset}" if offset else ""))
-    for hit in result.hits:
+    for hit in found.hits:
         console.print(hit_line(hit, 100))
         for other in hit.other_chunks:
-            console.print("         " + hit_line(other, 91, hide_document=True))
+            console.print("         " + hit_line(other, 91))

@@ -1,6 +1,6 @@
 """Commands that read the index and encode nothing (no model weights, no torch): `status` (the
-collection) and `documents` (what it holds, page by page). Their --json shapes are the API's
-(GET /status, GET /documents)."""
+collection) and `documents` (what it holds, page by page), from the store or, with --url, from a
+running API. Their --json shapes are the API's (GET /status, GET /documents)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,25 @@ from xmsearch.cli.root import app
 T = TypeVar("T")
 
 
-def _reading(read: Callable[[Any], T]) -> T:
-    """Run `read` on the store the settings name, opened without creating anything."""
-    from xmsearch.retriever.components import index_store
+def _reading(read: Callable[[Any], T], path: str, params: dict[str, Any], model: type[T]) -> T:
+    """`read` run on the store the settings name (opened without creating anything), or, in the
+    remote mode, the API's answer to GET `path`."""
+    from xmsearch.ingestor import mode_for
     from xmsearch.settings import get_settings
 
-    store = index_store(get_settings())
+    settings = get_settings()
+    if mode_for(settings) == "remote":
+        from xmsearch.remote import ApiClient
+
+        client = ApiClient.from_settings(settings)
+        try:
+            answer = client.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+        finally:
+            client.close()
+        return model.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
+    from xmsearch.retriever.components import index_store
+
+    store = index_store(settings)
     try:
         store.open(create=False)
         return read(store)
@@ -55,7 +68,9 @@ def status(
     from xmsearch.retriever.index.filters import owned_by
 
     scope = [] if tenant is None else [owned_by(tenant)]
-    described = StatusOut.model_validate(_reading(lambda store: store.describe(scope)))
+    described = _reading(
+        lambda store: StatusOut.model_validate(store.describe(scope)), "/status", {"tenant": tenant}, StatusOut
+    )
     if as_json:
         print(described.model_dump_json(by_alias=True))
         return
@@ -94,7 +109,7 @@ def documents(
         page, total, after = store.documents(scope, limit, cursor)
         return DocumentsOut(documents=[DocumentSummaryOut.of(p) for p in page], total=total, next=after)
 
-    listed = _reading(read)
+    listed = _reading(read, "/documents", {"tenant": tenant, "limit": limit, "cursor": cursor}, DocumentsOut)
     if as_json:
         print(listed.model_dump_json())
         return

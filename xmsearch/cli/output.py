@@ -22,13 +22,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from xmsearch.api.models import ChunkHitOut, HitOut
 from xmsearch.ingest.job import COUNTS, JobStatus
 from xmsearch.retriever.errors import XmsearchError
 
 if TYPE_CHECKING:
     from xmsearch.ingest.documents import Reject
     from xmsearch.ingestor import Ingestor
-    from xmsearch.retriever.index.schema import Hit
 
 console = Console(soft_wrap=True)  # lines as written: a terminal wraps them, not rich at 80 columns
 stderr = Console(stderr=True, soft_wrap=True)  # errors, logs and progress: logs print above a live bar
@@ -127,11 +127,12 @@ def snippet(text: str, width: int) -> str:
     return cut + "…"
 
 
-def hit_line(hit: Hit, width: int, extra: str = "", hide_document: bool = False) -> str:
-    """One search hit on one line, markup-safe: score, document#chunk [language], its text."""
-    where = f"{'' if hide_document else hit.document_id}#{hit.chunk} [{hit.language}{extra}]"
-    if hit.tenant is not None and not hide_document:
-        where = f"{hit.tenant}/{where}"
+def hit_line(hit: ChunkHitOut, width: int, extra: str = "") -> str:
+    """One search hit on one line, markup-safe: score, [tenant/]document#chunk [language], its text
+    (a document's other chunks: #chunk only)."""
+    where = f"#{hit.chunk} [{hit.language}{extra}]"
+    if isinstance(hit, HitOut):
+        where = f"{'' if hit.tenant is None else hit.tenant + '/'}{hit.document_id}{where}"
     return escape(f"{hit.score:7.2f}  {where}  {snippet(hit.text, width)}")
 
 

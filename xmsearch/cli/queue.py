@@ -73,23 +73,31 @@ def jobs(
     job_id: Annotated[str | None, typer.Argument(help="One job (default: the recent ones).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show ingestion jobs and their counts (distributed mode).
+    """Show ingestion jobs and their counts: of the workers (distributed mode), or of a running API
+    (--url). Embedded jobs live in the process that runs them.
 
-    Examples: xmsearch jobs    xmsearch jobs 3f2a... --json
+    Examples: xmsearch jobs    xmsearch jobs 3f2a... --json    xmsearch --url http://127.0.0.1:8000 jobs
     """
+    from xmsearch.ingestor import Ingestor, mode_for
     from xmsearch.retriever.errors import InvalidInputError
     from xmsearch.settings import get_settings
-    from xmsearch.workers.app import redis_client
-    from xmsearch.workers.jobs import JobStore
 
-    store = JobStore(redis_client(get_settings()))
-    if job_id:
-        job = store.get(job_id)
-        if job is None:
-            raise InvalidInputError(f"no job {job_id!r} (jobs are kept for 7 days)")
-        print_job(job, as_json)
-        return
-    recent = store.recent()
+    settings = get_settings()
+    if mode_for(settings) == "embedded":
+        raise InvalidInputError(
+            "embedded jobs live in the process that runs them: ask a running API (--url), or set XMSEARCH_BROKER_URL"
+        )
+    ingestor = Ingestor.from_settings(settings)
+    try:
+        if job_id:
+            job = ingestor.job(job_id)
+            if job is None:
+                raise InvalidInputError(f"no job {job_id!r} (jobs are kept for 7 days)")
+            print_job(job, as_json)
+            return
+        recent = ingestor.recent()
+    finally:
+        ingestor.close()
     if as_json:
         print(json.dumps(recent))
     elif recent:
