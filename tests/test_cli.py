@@ -228,12 +228,16 @@ def test_bench_api_reports_both_paths(tiny_checkpoint: Path, tmp_path: Path) -> 
 
 
 def test_a_hit_is_one_line_cut_at_a_word() -> None:
+    from rich.cells import cell_len
+
     from xmsearch.api.models import HitOut
     from xmsearch.cli.output import hit_line, snippet
 
     text = "The river\nflows past [bold]the old mill\n\nand under the bridge, then on to the sea."
     assert snippet(text, 40) == "The river flows past [bold]the old mill…"
     assert snippet("short text", 40) == "short text"
+    wide = snippet("日本は世界有数の火山国であり、気象庁は活火山を選定している。", 20)
+    assert wide.endswith("…") and cell_len(wide) <= 20 and wide.startswith("日本は")  # two cells a character
     assert snippet(text, 38) == "The river flows past [bold]the old…"
     line = hit_line(HitOut(score=1.5, document_id="doc", chunk=0, text=text, language="en", metadata={}), 40)
     assert "\n" not in line and line.endswith("mill…") and "\\[bold]" in line  # markup is escaped

@@ -21,8 +21,10 @@ def demo(
     k: Annotated[int, typer.Option("--k", help="Hits shown per query.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """README command 1: index the bundled sample corpus (40 documents, 15 languages) on the embedded
-    default, then answer the bundled sample queries (12 languages, most of them cross-lingual).
+    """README command 1: index the sample corpus, then answer the sample queries.
+
+    The bundled corpus (40 documents, 15 languages) goes into the embedded default; the bundled
+    queries (12 languages, most of them cross-lingual) are answered from it.
 
     Re-running it encodes nothing new (unchanged documents are skipped). Example:
       XMSEARCH_MODEL=./tiny-model xmsearch demo --k 5
@@ -80,8 +82,10 @@ def ingest(
     wait: Annotated[bool, typer.Option(help="Distributed mode: wait until the workers are done.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
 ) -> None:
-    """Index documents, skipping unchanged ones: in this process (embedded mode), or as tasks for
-    the workers when XMSEARCH_BROKER_URL is set (distributed mode; --no-wait returns at once).
+    """Index documents from a file, a folder or stdin, skipping unchanged ones.
+
+    In this process (embedded mode), as tasks for the workers when XMSEARCH_BROKER_URL is set
+    (distributed mode; --no-wait returns at once), or through a running API (--url).
 
     Each JSON line: {"id": "...", "text": "...", "language": "fr", "tenant": "...", "metadata": {...}};
     only id and text are required. Bad records are reported with their line and reason.
@@ -124,8 +128,10 @@ def delete(
     tenant: Annotated[str | None, typer.Option(help="The documents' tenant (default: documents without one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
 ) -> None:
-    """Remove documents from the index: in this process, or through the workers when
-    XMSEARCH_BROKER_URL is set (they own the store). Waits until it is done.
+    """Remove documents from the index (every chunk), and wait until it is done.
+
+    In this process, through the workers when XMSEARCH_BROKER_URL is set (they own the store), or
+    through a running API (--url).
 
     Examples:
       xmsearch delete en-water-cycle fr-pain-maison

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
-from xmsearch.cli.output import console, snippet
+from xmsearch.cli.output import console
 from xmsearch.cli.root import app
 
 T = TypeVar("T")
@@ -59,8 +60,9 @@ def status(
     tenant: Annotated[str | None, typer.Option(help="Count only this tenant's points and documents.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the shape GET /status answers).")] = False,
 ) -> None:
-    """Show the collection: where it is, its versions, the model and schema it was built with, its
-    points, documents and size on disk.
+    """Show the collection: versions, model and schema, documents, points, size on disk.
+
+    Where it is, the version searched and every version, the model and schema it was built with.
 
     Examples: xmsearch status    xmsearch status --tenant acme --json
     """
@@ -113,12 +115,16 @@ def documents(
     if as_json:
         print(listed.model_dump_json())
         return
+    rows = [
+        (doc.id, doc.tenant or "-", doc.language, json.dumps(doc.metadata, ensure_ascii=False) if doc.metadata else "")
+        for doc in listed.documents
+    ]
     table = Table(box=None, header_style="bold")
-    for column in ("id", "tenant", "language", "metadata"):
-        table.add_column(column)
-    for doc in listed.documents:
-        meta = snippet(json.dumps(doc.metadata, ensure_ascii=False), 60) if doc.metadata else ""
-        table.add_row(escape(doc.id), escape(doc.tenant or "-"), doc.language, escape(meta))
+    for i, column in enumerate(("id", "tenant", "language")):  # whole; the metadata gets what is left
+        table.add_column(column, no_wrap=True, min_width=max([len(column), *(cell_len(r[i]) for r in rows)]))
+    table.add_column("metadata", no_wrap=True, overflow="ellipsis")  # one line per document
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
     shown = f"{len(listed.documents)} of {listed.total:,} document(s)" + (f" of tenant {tenant}" if tenant else "")
     console.print(shown + (f"; next page: --cursor {listed.next}" if listed.next else ""))

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -117,12 +118,13 @@ JOB_COLUMNS = ("status", "source", "tenant", "accepted", "written", "rejected", 
 
 
 def snippet(text: str, width: int) -> str:
-    """A passage on one line: white space folded, cut at a word boundary with an ellipsis."""
+    """A passage on one line of at most `width` terminal cells (wide scripts take two): white space
+    folded, cut at a word boundary where there is one, with an ellipsis."""
     flat = " ".join(text.split())
-    if len(flat) <= width:
+    if cell_len(flat) <= width:
         return flat
-    cut = flat[: width - 1]
-    if flat[width - 1] != " " and " " in cut:  # the cut fell inside a word: end at the one before
+    cut = set_cell_size(flat, width - 1).rstrip()
+    if len(cut) < len(flat) and flat[len(cut)] != " " and " " in cut:  # the cut fell inside a word
         cut = cut.rsplit(" ", 1)[0]
     return cut + "…"
 

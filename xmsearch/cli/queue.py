@@ -17,8 +17,10 @@ def worker(
     ctx: typer.Context,
     concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: the setting).")] = None,
 ) -> None:
-    """Run a Celery worker that indexes the queued tasks (distributed mode). Task events are on, so that
-    Flower or `celery events` can watch it; other options pass through to `celery worker`.
+    """Run a Celery worker that indexes the queued tasks (distributed mode).
+
+    Task events are on, so that Flower or `celery events` can watch it; other options pass through
+    to `celery worker`.
 
     Example: XMSEARCH_BROKER_URL=redis://127.0.0.1:6379/0 xmsearch worker --concurrency 2 --hostname w1@%h
     """
@@ -73,8 +75,9 @@ def jobs(
     job_id: Annotated[str | None, typer.Argument(help="One job (default: the recent ones).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show ingestion jobs and their counts: of the workers (distributed mode), or of a running API
-    (--url). Embedded jobs live in the process that runs them.
+    """Show ingestion jobs and their counts (distributed mode, or a running API with --url).
+
+    Embedded jobs live in the process that runs them.
 
     Examples: xmsearch jobs    xmsearch jobs 3f2a... --json    xmsearch --url http://127.0.0.1:8000 jobs
     """
@@ -112,9 +115,11 @@ def dlq(
     ids: Annotated[list[str] | None, typer.Argument(help="Entries to requeue or purge (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the dead letters (id, job, documents, reason); requeue those that can succeed again as new
-    tasks of their jobs (the others are kept, and the reason is said); or purge them for good. Name
-    entries by their id to requeue or purge only those.
+    """List, requeue or purge the dead letters (distributed mode).
+
+    List shows each entry's id, job, documents and reason; requeue sends those that can succeed again
+    as new tasks of their jobs (the others are kept, and the reason is said); purge drops them for
+    good. Name entries by their id to requeue or purge only those.
 
     Examples: xmsearch dlq list --json    xmsearch dlq requeue    xmsearch dlq purge 3f2a9c1b7d0e
     """

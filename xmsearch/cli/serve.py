@@ -17,8 +17,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: XMSEARCH_API_PORT).")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn processes (distributed mode only; Edge: 1).")] = 1,
 ) -> None:
-    """Run the HTTP API (OpenAPI at /docs). API keys are required unless XMSEARCH_API_AUTH=disabled,
-    which only listens on loopback.
+    """Run the HTTP API (OpenAPI at /docs).
+
+    API keys are required unless XMSEARCH_API_AUTH=disabled, which only listens on loopback.
 
     Examples:
       XMSEARCH_API_KEYS='[{"sha256": "<from xmsearch api-key>", "name": "app"}]' xmsearch serve --port 8000
