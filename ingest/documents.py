@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from xmsearch.retriever.errors import plain
 from xmsearch.retriever.index.filters import out_of_int64
 
 MAX_ID_CHARS = 512
+MAX_DEPTH = 32  # levels of nesting in a document's metadata
+NOT_UNICODE = "holds a lone surrogate (such as \\ud800), which is not Unicode text"
 
 
 class Document(BaseModel):
@@ -40,6 +43,13 @@ class Document(BaseModel):
         """What the store knows a document by: two tenants may use the same id."""
         return (self.tenant, self.id)
 
+    @field_validator("id", "text", "language", "tenant")
+    @classmethod
+    def _unicode(cls, value: str | None) -> str | None:
+        if value is not None and not _is_unicode(value):
+            raise ValueError(NOT_UNICODE)
+        return value
+
     @field_validator("text")
     @classmethod
     def _text(cls, text: str, info: ValidationInfo) -> str:
@@ -53,8 +63,9 @@ class Document(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, metadata: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if _has_huge_int(metadata):
-            raise ValueError("metadata holds an integer that does not fit in 64 bits")
+        problem = json_problem(metadata)  # first: nothing below recurses into a deep value
+        if problem:
+            raise ValueError(problem)
         size = len(json.dumps(metadata, ensure_ascii=False))
         limit = (info.context or {}).get("max_metadata_bytes")
         if limit is not None and size > limit:
@@ -62,12 +73,48 @@ class Document(BaseModel):
         return metadata
 
 
-def _has_huge_int(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_has_huge_int(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_huge_int(v) for v in value)
-    return out_of_int64(value)
+def load_json(raw: str | bytes) -> Any:
+    """A record's JSON; ValueError (JSONDecodeError, UnicodeDecodeError, or this) for what is not,
+    including nesting deeper than the parser goes."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+
+
+def _is_unicode(text: str) -> bool:
+    """No lone surrogates (JSON's "\\ud800" decodes to one): the text can be stored as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_problem(value: Any) -> str | None:
+    """What keeps a JSON value from being stored, with where in it (`a.b[2]: ...`), or None: nesting
+    deeper than MAX_DEPTH, NaN or an infinity, an integer over 64 bits, a lone surrogate in a key or
+    a string. Walked without recursion, so any depth the JSON parser admits is answered."""
+    todo: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while todo:
+        item, where, depth = todo.pop()
+        at = f"{where}: " if where else ""
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not _is_unicode(key):
+                    return f"{at}a key holds a lone surrogate, which is not Unicode text"
+                todo.append((inner, f"{where}.{key}" if where else key, depth + 1))
+        elif isinstance(item, list):
+            todo.extend((inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{at}{item} is not a JSON number (NaN and infinities cannot be stored)"
+        elif out_of_int64(item):
+            return f"{at}an integer that does not fit in 64 bits"
+        elif isinstance(item, str) and not _is_unicode(item):
+            return f"{at}{NOT_UNICODE}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -116,13 +163,14 @@ def parse(data: Any, source: str, location: str, context: Limits) -> Document | 
     try:
         return Document.model_validate(data, context=context)
     except ValidationError as exc:
-        reasons = "; ".join(field_reason(e["loc"], e["msg"]) for e in exc.errors())
+        reasons = "; ".join(field_reason(e["loc"], e) for e in exc.errors())
         return Reject(source, location, reasons, _excerpt(data))
 
 
-def field_reason(field: Sequence[Any], message: str) -> str:
-    """One validation problem of a document in the user's words: `metadata.n: ...`."""
-    return f"{'.'.join(str(p) for p in field) or 'record'}: {plain(message)}"
+def field_reason(field: Sequence[Any], error: Mapping[str, Any]) -> str:
+    """One validation problem of a document (a pydantic error) in the user's words: `metadata.n: ...`."""
+    message = NOT_UNICODE if error.get("type") == "string_unicode" else plain(error["msg"])
+    return f"{'.'.join(str(p) for p in field) or 'record'}: {message}"
 
 
 def _excerpt(data: Any) -> str:

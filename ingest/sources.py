@@ -3,13 +3,12 @@ folder of .txt and .md files (id = relative path). Every record becomes a Docume
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from xmsearch.ingest.documents import Document, Limits, Reject, parse
+from xmsearch.ingest.documents import Document, Limits, Reject, load_json, parse
 from xmsearch.retriever.errors import InvalidInputError
 
 FOLDER_SUFFIXES = (".txt", ".md")
@@ -23,8 +22,8 @@ def read_jsonl(stream: IO[bytes], source: str, context: Limits) -> Iterator[Docu
             continue
         where = f"line {number}"
         try:
-            data = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = load_json(line)
+        except ValueError as exc:  # not JSON, not UTF-8, or nested too deeply
             yield Reject(source, where, f"invalid JSON: {exc}", line[:200].decode("utf-8", "replace"))
             continue
         if not isinstance(data, dict):

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from xmsearch.ingest.documents import Document, Limits, Reject, limits, parse
+from xmsearch.ingest.documents import Document, Limits, Reject, limits, load_json, parse
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import DeadLetter
 
@@ -42,8 +42,8 @@ def _record(entry_id: str, fields: dict[str, str], context: Limits) -> Document 
     if raw is None:
         return Reject(STREAM, where, "the entry has no 'document' field", json.dumps(fields)[:200])
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        data = load_json(raw)
+    except ValueError as exc:  # not JSON, or nested too deeply
         return Reject(STREAM, where, f"invalid JSON: {exc}", raw[:200])
     if not isinstance(data, dict):
         return Reject(STREAM, where, f"a document is a JSON object, not {type(data).__name__}", raw[:200])

@@ -13,6 +13,7 @@ InvalidInputError that names the key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from xmsearch.retriever.index.schema import FILTERABLE
 
 Scalar = str | int | float | bool
 RANGE_KEYS = ("gt", "gte", "lt", "lte")
+METADATA_KEY = re.compile(r'metadata(\.[^.\[\]"\s]+)+')  # what Qdrant reads as a JSON path into the metadata
 INT64 = (-(2**63), 2**63 - 1)  # Qdrant's integers
 
 
@@ -56,8 +58,11 @@ def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:
 
 
 def _condition(key: str, value: Any) -> Condition:
-    if key not in FILTERABLE and not (key.startswith("metadata.") and len(key) > len("metadata.")):
-        raise InvalidInputError(f"cannot filter on {key!r}: use one of {', '.join(FILTERABLE)} or metadata.<key>")
+    if key not in FILTERABLE and not METADATA_KEY.fullmatch(key):
+        raise InvalidInputError(
+            f"cannot filter on {key!r}: use one of {', '.join(FILTERABLE)} or metadata.<key> (nested: "
+            "metadata.<key>.<key>; a key is not empty and holds no dots, brackets, quotes or spaces)"
+        )
     if any(out_of_int64(v) for v in (value if isinstance(value, list) else [value])):
         raise InvalidInputError(f"filter {key!r}: integers must fit in 64 bits")
     if value is None:

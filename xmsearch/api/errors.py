@@ -65,7 +65,13 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (TransientError, 503, "unavailable"),
     (PermanentError, 500, "server_error"),
 ]
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    400: "invalid_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 # Documented on every route that can answer them.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -84,7 +90,7 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 
 
 # Document fields whose value (not type or shape) is refused: answered as invalid_documents.
-_CONTENT_ERRORS = {"value_error", "string_too_short", "string_too_long"}
+_CONTENT_ERRORS = {"value_error", "string_too_short", "string_too_long", "string_unicode"}
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -103,7 +109,7 @@ def _document_reject(error: dict[str, Any]) -> Reject | None:
         index, field = loc[3], loc[4:]
     else:
         return None
-    return Reject("api", f"document {index}", field_reason(field, error["msg"]), "")
+    return Reject("api", f"document {index}", field_reason(field, error), "")
 
 
 def _answer(exc: XmsearchError) -> JSONResponse:
@@ -144,6 +150,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if code == "invalid_json":  # FastAPI's only 400: a body its parser gave up on (e.g. nested too deeply)
+            return error_response(400, code, f"the body could not be parsed as JSON ({exc.detail})")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

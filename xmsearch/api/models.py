@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, Tag
 
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.job import JobStatus
@@ -66,13 +66,13 @@ class JobOut(BaseModel):
 class PageIn(Strict):
     """Which results of the ranking to answer (the same fields on one search and a batch)."""
 
-    offset: int = Field(0, ge=0, description="Skip this many results first (offset + k: at most max_k).")
+    offset: StrictInt = Field(0, ge=0, description="Skip this many results first (offset + k: at most max_k).")
     score_threshold: float | None = Field(None, description="No result scoring under this (MaxSim score).")
     group: Literal["document", "chunk"] = Field(
         "document",
         description="document: each document once, as its best chunk (and its score); chunk: every matching chunk.",
     )
-    chunks_per_document: int = Field(
+    chunks_per_document: StrictInt = Field(
         1, ge=1, le=MAX_CHUNKS_PER_DOCUMENT, description="Grouped: also show each document's next best chunks."
     )
 
@@ -87,7 +87,7 @@ class PageIn(Strict):
 
 class SearchIn(PageIn):
     query: str = Field(min_length=1, description="The query, in any language (limit: max_query_chars).")
-    k: int = Field(10, ge=1, description="How many hits (limit: max_k).")
+    k: StrictInt = Field(10, ge=1, description="How many hits (limit: max_k).")
     language: str | None = Field(
         None, min_length=1, max_length=35, description="The query's language; detected if absent."
     )
@@ -96,7 +96,7 @@ class SearchIn(PageIn):
 
 class SearchBatchIn(PageIn):
     queries: list[str] = Field(min_length=1, description="The queries (limit: api_max_queries).")
-    k: int = Field(10, ge=1, description="Hits per query (limit: max_k).")
+    k: StrictInt = Field(10, ge=1, description="Hits per query (limit: max_k).")
     languages: list[str | None] | None = Field(
         None, description="One language per query (null entries are detected); all detected if absent."
     )

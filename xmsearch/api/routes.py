@@ -210,12 +210,14 @@ def search_batch(body: SearchBatchIn, caller: Caller, request: Request) -> Searc
 
 
 @router.get("/health", tags=["operations"])
+@router.head("/health", include_in_schema=False)  # load balancers that probe with HEAD
 def health() -> HealthOut:
     """Alive (answers without touching the model or the store; no key needed)."""
     return HealthOut()
 
 
 @router.get("/ready", responses={503: {"model": ReadyOut}}, tags=["operations"])
+@router.head("/ready", include_in_schema=False)
 def ready(request: Request) -> JSONResponse:
     """Model loaded, store and (distributed) broker reachable; 503 with the failing check otherwise."""
     service: Service | None = getattr(request.app.state, "service", None)
