@@ -97,3 +97,23 @@ def test_the_store_is_optimised_when_idle_after_enough_writes(tmp_path: Path, de
     ingestor.wait(ingestor.submit([{"id": "3", "text": "three"}]))
     ingestor.close()
     assert calls == [1] and ingestor.backend.unoptimized == 0  # type: ignore[attr-defined]
+
+
+def test_a_job_that_vanishes_while_followed_is_reported_lost_with_its_counts() -> None:
+    """A broker restarted without persistence drops the job's record: waiting ends with what was lost,
+    instead of polling a missing job forever."""
+    from xmsearch.errors import JobLostError
+    from xmsearch.ingestor import Ingestor
+
+    counts = {"accepted": 5, "processed": 2, "written": 4, "rejected": 0, "failed": 0}
+    answers = iter([{"id": "j", "status": "running", **counts}, None])
+
+    class Vanishing:
+        mode = "distributed"
+
+        def job(self, job_id: str) -> dict[str, object] | None:
+            return next(answers)
+
+    ingestor = Ingestor(Vanishing(), Settings())  # type: ignore[arg-type]
+    with pytest.raises(JobLostError, match=r"job j vanished while it ran .* 'processed': 2"):
+        ingestor.wait("j", poll=0.01)

@@ -462,3 +462,24 @@ def test_a_worker_sends_task_events_and_takes_celery_options(env: Env, tmp_path:
         assert "task events: ON" in banner and "probe@" in banner
     finally:
         worker.stop()
+
+
+def test_a_broker_that_keeps_nothing_on_disk_is_refused_unless_allowed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A Redis without an append-only file would lose every accepted document on a restart: nothing
+    is accepted on it (ingest says why, /ready says so) unless XMSEARCH_BROKER_ALLOW_VOLATILE is set."""
+    from xmsearch.distributed import Distributed
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_set("appendonly", "no")  # this test's own server: left so
+    env = {**os.environ, "XMSEARCH_BROKER_URL": redis_server.url, "XMSEARCH_MODEL": str(tmp_path / "no-model")}
+    docs = _write(tmp_path / "docs.jsonl", *_docs(2))
+    refused = _cli(["ingest", str(docs), "--no-wait"], env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "keeps nothing on disk (appendonly no)" in refused.stderr
+    assert "XMSEARCH_BROKER_ALLOW_VOLATILE" in refused.stderr and client.zcard("xmsearch:jobs") == 0  # no job
+    checks = Distributed(Settings(broker_url=redis_server.url), patient=False).checks()
+    assert "BrokerNotDurableError" in checks["broker"]
+    allowed = _cli(["ingest", str(docs), "--no-wait", "--json"], {**env, "XMSEARCH_BROKER_ALLOW_VOLATILE": "true"})
+    assert allowed.returncode == 0 and json.loads(allowed.stdout)["accepted"] == 2

@@ -15,6 +15,7 @@ import redis
 from xmsearch.ingest.job import Job
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, PATIENT_RETRIES, QUEUE, XmsearchCelery, make_app, redis_client
+from xmsearch.workers.errors import BrokerNotDurableError
 from xmsearch.workers.jobs import DeadLetter, DeadLetters, JobStore
 from xmsearch.workers.settings import WorkerSettings
 
@@ -42,8 +43,27 @@ class TaskQueue:
         self.redis = redis_client(settings, retries)
         self.jobs = JobStore(self.redis)
         self.dead = DeadLetters(self.redis)
+        self._durable = settings.broker_allow_volatile
+
+    def ensure_durable(self) -> None:
+        """Refuse a broker that would lose accepted work on a restart (no append-only file), unless the
+        settings allow it; said once. A Redis that does not tell (INFO disabled) is taken at its word."""
+        if self._durable:
+            return
+        try:
+            aof = self.redis.info("persistence").get("aof_enabled")
+        except redis.ResponseError:
+            aof = None  # INFO renamed or disabled (some managed services): cannot tell
+        if aof == 0:
+            raise BrokerNotDurableError(
+                f"the broker at {self.settings.broker_url} keeps nothing on disk (appendonly no): a Redis restart "
+                "would lose every accepted document and job. Run Redis with --appendonly yes (or CONFIG SET "
+                "appendonly yes), or set XMSEARCH_BROKER_ALLOW_VOLATILE=true to accept that"
+            )
+        self._durable = True
 
     def new_job(self, source: str, tenant: str | None = None) -> str:
+        self.ensure_durable()  # before anything is accepted
         job_id = uuid.uuid4().hex
         self.jobs.create(job_id, source, tenant)
         return job_id

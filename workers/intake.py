@@ -61,7 +61,8 @@ class Intake:
         self.context = limits(self.settings)
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Consume until `stop` is set (forever by default)."""
+        """Consume until `stop` is set (forever by default); refuse a broker that keeps nothing on disk."""
+        self.queue.ensure_durable()
         ensure_group(self.redis)
         if self.queue.jobs.get(self.job_id) is None:
             self.queue.jobs.create(self.job_id, STREAM)

@@ -17,6 +17,11 @@ class QueueSettings(EnvSettings):
         description="Redis URL of the Celery broker (distributed mode); unset: ingestion runs in process.",
         examples=["redis://127.0.0.1:6379/0"],
     )
+    broker_allow_volatile: bool = Field(
+        False,
+        description="Accept work on a Redis that keeps nothing on disk (appendonly no): a restart then loses what "
+        "was accepted. Off: such a broker is refused.",
+    )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `xmsearch worker` (Edge: 1).")
     task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")
     max_redeliveries: int = Field(3, ge=1, description="Deliveries of one task (worker lost) before dead-lettering.")

@@ -12,6 +12,7 @@ import redis
 from xmsearch.errors import BrokerUnavailableError
 from xmsearch.ingest.documents import Document, Reject
 from xmsearch.settings import Settings
+from xmsearch.workers.errors import BrokerNotDurableError
 
 
 class Distributed:
@@ -53,7 +54,8 @@ class Distributed:
         try:
             with self._broker():
                 self.tasks.redis.ping()
-        except BrokerUnavailableError as exc:
+                self.tasks.ensure_durable()
+        except (BrokerUnavailableError, BrokerNotDurableError) as exc:
             return {"broker": f"{type(exc).__name__}: {exc}"}
         return {"broker": "ok"}
 

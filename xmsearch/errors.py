@@ -32,3 +32,7 @@ class QueueFullError(TransientError):
 
 class BrokerUnavailableError(TransientError):
     """The distributed mode's broker (Redis) did not answer."""
+
+
+class JobLostError(PermanentError):
+    """A job's record vanished while it was followed: the broker lost it (and what it had not done)."""

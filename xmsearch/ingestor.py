@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from xmsearch.errors import InvalidDocumentsError, TenantForbiddenError
+from xmsearch.errors import InvalidDocumentsError, JobLostError, TenantForbiddenError
 from xmsearch.ingest.documents import Document, Reject, limits, parse
 from xmsearch.ingest.job import JobStatus
 from xmsearch.retriever.errors import InvalidInputError
@@ -194,10 +194,18 @@ class Ingestor:
         """Block until the job is done or failed (TimeoutError after `timeout` seconds), passing the job
         to `on_progress` at each poll."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        last: dict[str, Any] | None = None
         while True:
             job = self.job(job_id)
+            if job is None and last is not None:
+                done = {name: last[name] for name in ("accepted", "processed", "written", "rejected", "failed")}
+                raise JobLostError(
+                    f"job {job_id} vanished while it ran (was the broker restarted without persistence?): what it had "
+                    f"not finished is lost; its last counts were {done}"
+                )
             if job is None:
                 raise InvalidInputError(f"no job {job_id!r}")
+            last = job
             on_progress(job)
             if JobStatus(job["status"]).finished:
                 return job

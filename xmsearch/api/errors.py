@@ -25,6 +25,7 @@ from xmsearch.retriever.errors import (
 )
 from xmsearch.retriever.index.schema import StoreMismatchError
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError, StoreLockedError
+from xmsearch.workers.errors import BrokerNotDurableError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (QueueFullError, 503, "queue_full"),
     (BrokerUnavailableError, 503, "broker_unavailable"),
     (StoreMismatchError, 500, "store_mismatch"),
+    (BrokerNotDurableError, 500, "broker_not_durable"),
     (StoreLockedError, 503, "store_locked"),
     (TransientError, 503, "unavailable"),
     (PermanentError, 500, "server_error"),
