@@ -72,7 +72,51 @@ def test_jobs_queue_in_order_bounded_and_close_finishes_them(tmp_path: Path, det
     assert ingestor.depth() == 1
     release.set()
     ingestor.close()  # returns once every accepted job is done
-    assert [ingestor.job(j)["status"] for j in (first, second)] == ["done", "done"]  # type: ignore[index]
+    again = make(tmp_path, detecting_encoder)  # the job records outlive the process that ran them
+    assert [again.job(j)["status"] for j in (first, second)] == ["done", "done"]  # type: ignore[index]
+    assert [j["id"] for j in again.recent(2)] == [second, first]
+    again.close()
+
+
+def test_accepted_jobs_left_by_a_stopped_process_are_indexed_by_the_next(
+    tmp_path: Path, detecting_encoder: Encoder
+) -> None:
+    """What a process accepted and did not finish (it was killed) is in the journal: the next process
+    on the data folder indexes it first, in order; a stream it was reading is failed with the reason."""
+    from xmsearch.ingestor import JOURNAL_FOLDER
+    from xmsearch.journal import Journal
+
+    journal = Journal(tmp_path / JOURNAL_FOLDER)  # as a killed process left it
+    journal.accept("j1", "api", None, "index", [{"id": "a", "text": "The river flows past the mill."}])
+    journal.accept("j2", "api", "acme", "index", [{"id": "b", "text": "Le pain est cuit.", "tenant": "acme"}])
+    journal.accept("j3", "docs.jsonl", None)  # a stream: nothing to read again
+    journal.accept("j4", "delete", None, "delete", ["a"])
+    journal.close()
+    ingestor = make(tmp_path, detecting_encoder)
+    try:
+        done = [ingestor.wait(j) for j in ("j1", "j2", "j4")]
+        assert [(j["status"], j["written"], j["deleted"]) for j in done] == [
+            ("done", 1, 0),
+            ("done", 1, 0),
+            ("done", 0, 1),
+        ]
+        lost = ingestor.job("j3")
+        assert lost is not None and lost["status"] == "failed" and "run the ingest again" in lost["errors"][0]
+    finally:
+        ingestor.close()
+
+
+def test_one_process_runs_a_data_folder_s_journal(tmp_path: Path) -> None:
+    from xmsearch.journal import Journal
+    from xmsearch.retriever.index.stores import StoreLockedError
+
+    first = Journal(tmp_path / "journal")
+    try:
+        with pytest.raises(StoreLockedError, match=r"is in use by process .*talk to it \(--url\)"):
+            Journal(tmp_path / "journal")
+    finally:
+        first.close()
+    Journal(tmp_path / "journal").close()
 
 
 def test_a_failing_job_keeps_its_reason_and_the_next_one_runs(tmp_path: Path, detecting_encoder: Encoder) -> None:

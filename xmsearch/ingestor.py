@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 RECENT_WINDOW = 1000  # jobs looked through for one tenant's recent ones
+JOURNAL_FOLDER = "journal"  # the embedded mode's jobs and accepted work, in the data folder
 Mode = Literal["embedded", "distributed", "remote"]
 OnReject = Callable[[Reject], None]
 
@@ -111,10 +112,12 @@ class Ingestor:
             return cls(Distributed(settings, patient), settings)
         from xmsearch.embedded import Embedded
         from xmsearch.ingest.pipeline import Indexer
+        from xmsearch.journal import Journal
         from xmsearch.retriever.components import Components
 
         indexer = Indexer(components or Components.load(settings, encoder), settings)
-        return cls(Embedded(indexer, settings.api_queue_jobs, settings.optimize_after_points), settings)
+        journal = Journal(None if str(settings.data_dir) == ":memory:" else settings.data_dir / JOURNAL_FOLDER)
+        return cls(Embedded(indexer, settings.api_queue_jobs, settings.optimize_after_points, journal), settings)
 
     @property
     def mode(self) -> Mode:

@@ -65,9 +65,15 @@ class FolderLock:
     """An exclusive flock on `<folder>/.lock` holding the owner's pid and command, released on close
     or when the process dies."""
 
-    def __init__(self, folder: Path) -> None:
+    EDGE = (
+        "Qdrant Edge allows one process per store: stop that process, or run a Qdrant server "
+        "(XMSEARCH_QDRANT_URL) for several processes"
+    )
+
+    def __init__(self, folder: Path, advice: str = EDGE) -> None:
         self.folder = folder
         self.path = folder / ".lock"
+        self.advice = advice  # what to do when another process holds it
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -78,10 +84,7 @@ class FolderLock:
         except BlockingIOError:
             owner = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "an unknown process"
             os.close(fd)
-            raise StoreLockedError(
-                f"the store {self.folder} is in use by process {owner}; Qdrant Edge allows one process per "
-                "store: stop that process, or run a Qdrant server (XMSEARCH_QDRANT_URL) for several processes"
-            ) from None
+            raise StoreLockedError(f"{self.folder} is in use by process {owner}; {self.advice}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} ({' '.join(sys.argv)[:200]})".encode(), 0)
         self._fd = fd
