@@ -134,3 +134,19 @@ def test_whatever_validation_accepts_every_store_stores(tmp_path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_408(tmp_path: Path, detecting_encoder: Encoder) -> None:
+    """A client that promises more than it sends holds nothing open past the body timeout."""
+    import socket
+
+    from tests.helpers import serving
+
+    settings = api_settings(tmp_path, model=str(detecting_encoder.spec.path), api_body_timeout=0.5)
+    with serving(create_app(settings, detecting_encoder)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = f"POST /documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {as_('admin')['X-API-Key']}\r\n"
+            sock.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode() + b'{"id": ')
+            answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer and "stalled for 0.5 s" in answer

@@ -38,6 +38,9 @@ class ApiSettings(EnvSettings):
     api_host: str = Field("127.0.0.1", description="Address `xmsearch serve` listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `xmsearch serve` listens on.")
     api_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    api_body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request body may stall before the request is answered 408."
+    )
     api_max_documents: int = Field(1000, ge=1, description="Documents per POST /documents at most.")
     api_max_queries: int = Field(64, ge=1, description="Queries per POST /search/batch at most.")
 

@@ -90,6 +90,6 @@ def create_app(settings: Settings | None = None, encoder: Encoder | None = None)
     app.state.keys = keys
     app.state.settings = settings
     errors.install(app)
-    app.add_middleware(LimitsAndMetrics, max_body=settings.api_max_body_bytes)
+    app.add_middleware(LimitsAndMetrics, max_body=settings.api_max_body_bytes, body_timeout=settings.api_body_timeout)
     app.include_router(router)
     return app

@@ -71,6 +71,7 @@ _HTTP_CODES = {
     400: "invalid_json",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
 }

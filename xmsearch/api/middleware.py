@@ -1,8 +1,10 @@
 """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request): the body size
-limit, and the request count and latency metrics labelled by route template, method and status."""
+limit and timeout, and the request count and latency metrics labelled by route template, method and
+status."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from prometheus_client import Counter, Histogram
@@ -22,11 +24,13 @@ LATENCY = Histogram(
 
 class LimitsAndMetrics:
     """Refuses bodies over `max_body` bytes with 413 (by Content-Length, or while streaming a body
-    sent without one), and records every request."""
+    sent without one) and bodies that stall for `body_timeout` seconds with 408 (a client that sent
+    less than its Content-Length holds nothing open), and records every request."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +66,12 @@ class LimitsAndMetrics:
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body stalled for {self.body_timeout:g} s (it was {seen} bytes so far)"
+                ) from None
             seen += len(message.get("body", b""))
             if seen > self.max_body:  # the app's error handlers answer it like any other 413
                 raise HTTPException(413, self._too_large)
