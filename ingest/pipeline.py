@@ -10,6 +10,7 @@ around them goes in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from xmsearch.ingest.documents import Document, Reject
 from xmsearch.ingest.job import Job, JobStatus
 from xmsearch.ingest.settings import IndexerSettings, IngestSettings
 from xmsearch.retriever.components import Components
-from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.errors import InvalidInputError, TransientError
 from xmsearch.retriever.index.schema import Point
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
@@ -80,12 +81,12 @@ class Indexer:
             chunks += len(plan.chunks) - (len(replaced.chunks) if replaced else 0)
             pending[record.key] = plan
             if chunks >= self.settings.ingest_batch_size:
-                self._write(list(pending.values()), job, on_reject)
+                self._write_isolating(list(pending.values()), job, on_reject)
                 pending.clear()
                 chunks = 0
                 on_progress(job)
         if pending:
-            self._write(list(pending.values()), job, on_reject)
+            self._write_isolating(list(pending.values()), job, on_reject)
         job.status = JobStatus.DONE
         on_progress(job)
         return job
@@ -111,6 +112,29 @@ class Indexer:
 
     def close(self) -> None:
         self.store.close()
+
+    def _write_isolating(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
+        """Write a batch; one that fails (not a transient fault) is halved until the document that
+        fails stands alone: it is failed and reported with the reason, the rest goes in. (A worker's
+        task does this across tasks instead, so that the document reaches the dead letters.)"""
+        before = dataclasses.replace(job.counts)
+        try:
+            self._write(planned, job, on_reject)
+        except TransientError:
+            raise
+        except Exception as exc:
+            job.counts = before  # what the failed attempt counted is counted again by the retries
+            if len(planned) > 1:
+                half = len(planned) // 2
+                self._write_isolating(planned[:half], job, on_reject)
+                self._write_isolating(planned[half:], job, on_reject)
+                return
+            doc = planned[0].doc
+            job.counts.failed += 1
+            job.counts.processed += 1
+            DOCUMENTS.labels("failed").inc()
+            reason = f"could not be indexed: {type(exc).__name__}: {exc}"
+            on_reject(Reject("ingest", f"document {doc.id!r}", reason, doc.text[:200], doc.key))
 
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
         self.store.open(create=True)

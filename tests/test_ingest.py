@@ -192,3 +192,23 @@ def test_delete_then_search(indexer: Indexer, detecting_encoder: Encoder, tmp_pa
     hits = retriever.search("old mill", k=10, language="en").hits
     assert {h.document_id for h in hits} == {"river", "pass"}
     retriever.close()
+
+
+def test_a_document_that_cannot_be_written_fails_alone(indexer: Indexer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded path halves a failing batch until the culprit stands alone: it is failed with the
+    reason, and every other document of the batch goes in."""
+    real = indexer.store.upsert
+
+    def upsert(points: list[object]) -> None:
+        if any(p.document_id == "poison" for p in points):  # type: ignore[attr-defined]
+            raise RuntimeError("the engine refused a payload")
+        real(points)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(indexer.store, "upsert", upsert)
+    docs = [{"id": f"ok{i}", "text": f"Fine document {i}.", "language": "en"} for i in range(5)]
+    counts, rejects = _ingest(indexer, *docs[:2], {"id": "poison", "text": "Bad one.", "language": "en"}, *docs[2:])
+    assert counts["failed"] == 1 and counts["processed"] == counts["accepted"] == 6 and counts["written"] == 5
+    assert counts["encoded"] == 5  # counted once each, for what went in (failed attempts are not counted)
+    assert [(r.location, r.key) for r in rejects] == [("document 'poison'", (None, "poison"))]
+    assert "could not be indexed: RuntimeError: the engine refused a payload" in rejects[0].reason
+    assert indexer.store.count() == 5
