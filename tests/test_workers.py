@@ -483,3 +483,28 @@ def test_a_broker_that_keeps_nothing_on_disk_is_refused_unless_allowed(
     assert "BrokerNotDurableError" in checks["broker"]
     allowed = _cli(["ingest", str(docs), "--no-wait", "--json"], {**env, "XMSEARCH_BROKER_ALLOW_VOLATILE": "true"})
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["accepted"] == 2
+
+
+def test_a_batch_lost_with_its_worker_too_often_is_split_not_dead_lettered(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries lost with the worker count against a batch, but healthy documents must not reach the
+    dead letters for it (deploys and the OOM killer lose deliveries too): the batch is halved as new
+    tasks; only a lone document lost every time is dead-lettered."""
+    from xmsearch.workers import tasks
+
+    queue, sends = _unit_context(redis_server.url, object(), monkeypatch, max_redeliveries=2)
+    queue.jobs.create("j", "test")
+    queue.jobs.add("j", tasks_sent=1, accepted=4)
+    docs = [{"id": f"d{i}", "text": "t"} for i in range(4)]
+    for _ in range(2):  # two deliveries whose worker was lost
+        queue.delivered("t1", 0)
+    tasks.index_documents.apply(args=["j", docs], task_id="t1")
+    assert [args[1] for _, args in sends] == [docs[:2], docs[2:]] and queue.dead.entries() == []
+    job = queue.jobs.get("j") or {}
+    assert (job["tasks_sent"], job["tasks_done"], job["failed"]) == (3, 1, 0)  # still running: the halves
+    for _ in range(2):
+        queue.delivered("t2", 0)
+    tasks.index_documents.apply(args=["j", docs[:1]], task_id="t2")
+    [letter] = queue.dead.entries()
+    assert letter["documents"] == docs[:1] and "delivered 3 times" in letter["reason"]

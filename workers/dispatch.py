@@ -77,6 +77,14 @@ class TaskQueue:
         self.jobs.add(job_id, tasks_sent=1)
         self.app.send_task(DELETE_TASK, args=[job_id, document_ids, tenant], retry=True, retry_policy=RETRY_POLICY)
 
+    def split(self, job_id: str, documents: list[dict[str, Any]]) -> None:
+        """A batch that failed is sent again as two tasks of its job, halves; the failed one is done
+        after they are counted, so the job never looks done early."""
+        half = len(documents) // 2
+        for part in (documents[:half], documents[half:]):
+            self.send_index(job_id, part)
+        self.jobs.add(job_id, tasks_done=1)
+
     def delete(self, document_ids: list[str], tenant: str | None) -> str:
         """One delete job of one task (the workers own the store); its id."""
         job_id = self.new_job("delete", tenant)

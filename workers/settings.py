@@ -25,7 +25,12 @@ class QueueSettings(EnvSettings):
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `xmsearch worker` (Edge: 1).")
     task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")
     max_redeliveries: int = Field(3, ge=1, description="Deliveries of one task (worker lost) before dead-lettering.")
-    visibility_timeout: int = Field(3600, ge=5, description="Seconds before Redis redelivers an unacknowledged task.")
+    visibility_timeout: int = Field(
+        60,
+        ge=5,
+        description="Seconds before Redis redelivers an unacknowledged task: how soon a killed worker's batch comes "
+        "back. A task running longer is delivered again early, which costs only time (writes are idempotent).",
+    )
     producer_batch_docs: int = Field(
         128, ge=1, description="Documents per task at most (big enough for the worker to sort by length)."
     )

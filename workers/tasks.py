@@ -5,10 +5,12 @@ share of the cores, and closes the store on shutdown. Tasks are acknowledged lat
 worker loss, so a killed worker's task is delivered again; points have deterministic ids and
 unchanged chunks are skipped, so a second delivery writes nothing twice. Both tasks have the same
 guarantees: transient faults (Qdrant or Redis not answering) are retried with exponential backoff
-and jitter; a task that fails for good, or that was delivered more than `max_redeliveries` times,
-goes to the dead letters with the reason and counts as done (and failed) in its job. An index batch
-that fails for another reason is split in halves until the poison document stands alone; a document
-the language policy refuses is dead-lettered alone, with its (tenant, id).
+and jitter; a task that fails for good goes to the dead letters with the reason and counts as done
+(and failed) in its job. An index batch that fails for another reason, or whose worker was lost more
+than `max_redeliveries` times (a killer document, but also deploys, preemption and the OOM killer),
+is split in halves as new tasks until the cause stands alone: only a lone document (or a delete) that
+keeps failing is dead-lettered. A document the language policy refuses is dead-lettered alone, with
+its (tenant, id).
 """
 
 from __future__ import annotations
@@ -79,9 +81,13 @@ class QueueTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         queue = context(self.app).queue
         limit = queue.settings.max_redeliveries
-        if queue.delivered(self.request.id, self.request.retries) > limit:  # a worker-killer
+        if queue.delivered(self.request.id, self.request.retries) > limit:  # its worker was lost each time
+            if self.name == INDEX_TASK and len(args[1]) > 1:  # deploys and OOM kills too: halve, not dead-letter
+                log.warning("batch of %d lost with its worker %d times; splitting it", len(args[1]), limit + 1)
+                queue.split(args[0], args[1])
+                return None
             reason = f"delivered {limit + 1} times without finishing (its worker was lost each time)"
-            queue.fail(self.name, list(args), reason)
+            queue.fail(self.name, list(args), reason)  # a document that kills workers on its own
             return None
         return super().__call__(*args, **kwargs)
 
@@ -104,10 +110,7 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
         if len(documents) == 1:
             raise  # the poison document: on_failure dead-letters it
         log.exception("batch of %d failed; splitting it to isolate the cause", len(documents))
-        half = len(documents) // 2
-        for part in (documents[:half], documents[half:]):
-            ctx.queue.send_index(job_id, part)
-        ctx.queue.jobs.add(job_id, tasks_done=1)  # after the halves are counted: the job never looks done early
+        ctx.queue.split(job_id, documents)
         return
     sent = {doc.key: raw for doc, raw in zip(docs, documents, strict=True)}
     for reject in refused:
