@@ -1,9 +1,12 @@
-"""Shared fixtures: a generated tiny checkpoint, the committed golden checkpoint, and ../shared."""
+"""Shared fixtures: a generated tiny checkpoint, the committed golden checkpoint, ../shared, and a
+private Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,6 +14,9 @@ import pytest
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
 from xmsearch.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.helpers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -52,3 +58,18 @@ def as_stored(backend: str, datatype: str) -> tuple[float, Callable[[np.ndarray]
     if datatype == "float16" and backend == "edge":
         return 1e-3, lambda v: v.astype(np.float16).astype(np.float32)
     return 1e-5, lambda v: v
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server (with an append-only file) for one test."""
+    from tests.helpers import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip(
+            "these tests start their own Redis and no redis-server binary is on PATH (apt-get install redis-server)"
+        )
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +32,6 @@ from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import JobStore
 
 Env = dict[str, str]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip(
-            "these tests start their own Redis and no redis-server binary is on PATH (apt-get install redis-server)"
-        )
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 QUEUE = "xmsearch"
 INDEX_TASK = "xmsearch.index"
 DELETE_TASK = "xmsearch.delete"
+RESTORE_SWEEP_S = 5  # how often workers look for tasks whose worker was lost (past the visibility timeout)
 
 
 class XmsearchCelery(Celery):  # type: ignore[misc]
@@ -51,7 +52,13 @@ def make_app(settings: WorkerSettings) -> XmsearchCelery:
         task_annotations={INDEX_TASK: retries, DELETE_TASK: retries},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarted Redis is waited for, not given up on
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # kombu sweeps for abandoned messages every interval x throttle seconds (10 x 10 by default,
+            # which added up to 100 s to a killed worker's redelivery): every RESTORE_SWEEP_S instead
+            "unacked_restore_interval": RESTORE_SWEEP_S,
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
     )
     return app
