@@ -64,6 +64,7 @@ class Embedded:
         self.queue: queue.Queue[tuple[EmbeddedJob, Callable[[], None]] | None] = queue.Queue()
         self.jobs: dict[str, EmbeddedJob] = {}  # the live ones: queued or running
         self.lock = threading.Lock()
+        self.accepting = threading.Lock()
         for pending in journal.unfinished():  # what a stopped process accepted goes first, in order
             entry = EmbeddedJob(Job(pending.id, status=JobStatus.QUEUED), pending.source, pending.tenant)
             entry.created = pending.created
@@ -88,11 +89,12 @@ class Embedded:
     def _accept(
         self, source: str, tenant: str | None, on_reject: Callable[[Reject], None], kind: Kind | None, payload: Any
     ) -> str:
-        if self.queue.qsize() >= self.max_jobs:
-            raise QueueFullError(f"{self.max_jobs} jobs are waiting to be indexed; retry later")
-        entry = EmbeddedJob(Job(status=JobStatus.QUEUED), source, tenant)
-        entry.created = self.journal.accept(entry.job.id, source, tenant, kind, payload)  # on disk from here
-        self._enqueue(entry, self._work(entry, kind, payload, on_reject))
+        with self.accepting:  # the bound holds for concurrent submissions too
+            if self.queue.qsize() >= self.max_jobs:
+                raise QueueFullError(f"{self.max_jobs} jobs are waiting to be indexed; retry later")
+            entry = EmbeddedJob(Job(status=JobStatus.QUEUED), source, tenant)
+            entry.created = self.journal.accept(entry.job.id, source, tenant, kind, payload)  # on disk from here
+            self._enqueue(entry, self._work(entry, kind, payload, on_reject))
         return entry.job.id
 
     def _work(

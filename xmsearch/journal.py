@@ -107,12 +107,6 @@ class Journal:
                 db.execute("INSERT INTO work VALUES (?, ?, ?)", (job_id, kind, json.dumps(payload, ensure_ascii=False)))
         return created
 
-    def forget(self, job_id: str) -> None:
-        """Drop a job that was never answered as accepted (the queue was full)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM work WHERE job_id = ?", (job_id,))
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-
     def finish(self, job_id: str, status: JobStatus, counts: dict[str, int], errors: list[str]) -> None:
         """The job's outcome; its work is done with (and the oldest finished jobs beyond KEPT_JOBS go)."""
         with self._transaction() as db:
