@@ -139,7 +139,7 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
     worker = Worker(env, tmp_path / "worker-0.log")
     try:
         for kill in range(1, 21):
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while not client.hlen("unacked") and time.monotonic() < deadline:
                 time.sleep(0.01)
             in_flight = set(client.hkeys("unacked"))  # the batch the worker is running
@@ -147,9 +147,12 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
             worker.kill()
             killed = time.monotonic()
             worker = Worker(env, tmp_path / f"worker-{kill}.log")  # a restart: it also sweeps for lost tasks
-            while in_flight & set(client.hkeys("unacked")) and time.monotonic() < killed + 120:
+            ready = time.monotonic() - killed
+            while in_flight & set(client.hkeys("unacked")) and time.monotonic() < killed + 180:
                 time.sleep(0.05)
             delays.append(time.monotonic() - killed)
+            # found by the first sweep after both the timeout and the restart (a running worker sweeps)
+            assert delays[-1] <= max(visibility, ready) + 2 * RESTORE_SWEEP_S + 5, (kill, ready, delays)
         jobs = JobStore(client)
         deadline = time.monotonic() + 300
         while (jobs.get(job_id) or {}).get("status") not in ("done", "failed") and time.monotonic() < deadline:
@@ -172,4 +175,3 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
         f"\n20 SIGKILLs: redelivery {min(delays):.1f} / {statistics.median(delays):.1f} / {max(delays):.1f} s "
         f"(min / median / max) with a {visibility} s visibility timeout and a {RESTORE_SWEEP_S} s sweep"
     )
-    assert max(delays) <= visibility + 2 * RESTORE_SWEEP_S + 10  # within the timeout, one sweep and a start-up
