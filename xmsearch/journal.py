@@ -30,6 +30,7 @@ ADVICE = (
     "process, talk to it (--url), or use the distributed mode (XMSEARCH_BROKER_URL)"
 )
 Kind = Literal["index", "delete"]
+JOB_COLUMNS = "id, source, tenant, created, status, counts, errors"  # a job as `_view` reads it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -139,15 +140,13 @@ class Journal:
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self.lock:
-            row = self.db.execute(
-                "SELECT id, source, tenant, created, status, counts, errors FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
+            row = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _view(row)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT id, source, tenant, created, status, counts, errors FROM jobs ORDER BY seq DESC LIMIT ?",
+                f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [_view(row) for row in rows]

@@ -69,6 +69,15 @@ class ApiClient:
         raise ApiError(response.status_code, code, message, details)
 
     @classmethod
+    def once(cls, settings: ClientSettings, method: str, path: str, **options: Any) -> Any:
+        """One call to the API the settings name, on a client opened and closed for it."""
+        client = cls.from_settings(settings)
+        try:
+            return client.call(method, path, **options)
+        finally:
+            client.close()
+
+    @classmethod
     def from_settings(cls, settings: ClientSettings) -> ApiClient:
         if not settings.api_url:
             raise PermanentError("no API to talk to: give --url or set XMSEARCH_API_URL")
@@ -91,29 +100,32 @@ class Remote:
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: Callable[[Reject], None]
     ) -> str:
         group: dict[str, Any] = {"jobs": [], "rejected": 0, "source": source, "tenant": tenant}
-        batch: list[Document] = []
+        batch: list[tuple[Document, dict[str, Any]]] = []
         size = 0
         for record in records:
             if isinstance(record, Reject):
                 group["rejected"] += 1
                 on_reject(record)
                 continue
-            body = record.model_dump_json(exclude_none=True)
-            if batch and (len(batch) == BATCH_DOCUMENTS or size + len(body) > BATCH_BYTES):
+            body = record.model_dump(mode="json", exclude_none=True)
+            length = len(json.dumps(body, ensure_ascii=False).encode())
+            if batch and (len(batch) == BATCH_DOCUMENTS or size + length > BATCH_BYTES):
                 self._post(batch, group, on_reject)
                 batch, size = [], 0
-            batch.append(record)
-            size += len(body) + 1
+            batch.append((record, body))
+            size += length + 1
         if batch:
             self._post(batch, group, on_reject)
         return self._open(group)
 
-    def _post(self, batch: list[Document], group: dict[str, Any], on_reject: Callable[[Reject], None]) -> None:
+    def _post(
+        self, batch: list[tuple[Document, dict[str, Any]]], group: dict[str, Any], on_reject: Callable[[Reject], None]
+    ) -> None:
         """One job of the server; documents it refuses (stricter limits there) are rejected here and
         the others sent again."""
         while batch:
-            body = {"documents": [json.loads(d.model_dump_json(exclude_none=True)) for d in batch]}
             try:
+                body = {"documents": [payload for _, payload in batch]}
                 group["jobs"].append(self.client.call("POST", "/documents", json=body)["id"])
                 return
             except ApiError as exc:
@@ -121,8 +133,9 @@ class Remote:
                 if exc.code != "invalid_documents" or not refused:
                     raise
                 for i, reason in refused.items():
+                    doc = batch[i][0]
                     group["rejected"] += 1
-                    on_reject(Reject(group["source"], f"document {batch[i].id!r}", reason, batch[i].text[:200]))
+                    on_reject(Reject(group["source"], f"document {doc.id!r}", reason, doc.text[:200]))
                 batch = [doc for i, doc in enumerate(batch) if i not in refused]
 
     def delete(self, document_ids: list[str], tenant: str | None) -> str:

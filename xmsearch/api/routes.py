@@ -61,7 +61,8 @@ def _visible(job: dict[str, Any] | None, caller: Principal, job_id: str) -> JobO
     return JobOut.model_validate(job)
 
 
-WRITE = {**COMMON_RESPONSES, 403: {"model": ErrorBody, "description": "tenant_forbidden"}}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody, "description": "tenant_forbidden"}}
+WRITE = {**COMMON_RESPONSES, **FORBIDDEN}
 READ = {**COMMON_RESPONSES, 404: {"model": ErrorBody, "description": "collection_not_found"}}
 router = APIRouter()
 
@@ -114,7 +115,7 @@ def delete_document(
     "/documents/{document_id:document_id}",
     responses={
         **READ,
-        403: {"model": ErrorBody, "description": "tenant_forbidden"},
+        **FORBIDDEN,
         404: {"model": ErrorBody, "description": "document_not_found, collection_not_found"},
     },
     tags=["ingest"],
@@ -135,7 +136,7 @@ def get_document(
 
 @router.get(
     "/documents",
-    responses={**READ, 403: {"model": ErrorBody, "description": "tenant_forbidden"}},
+    responses={**READ, **FORBIDDEN},
     tags=["ingest"],
 )
 def list_documents(
@@ -152,9 +153,7 @@ def list_documents(
     return DocumentsOut(documents=[DocumentSummaryOut.of(p) for p in documents], total=total, next=after)
 
 
-@router.get(
-    "/status", responses={**READ, 403: {"model": ErrorBody, "description": "tenant_forbidden"}}, tags=["operations"]
-)
+@router.get("/status", responses={**READ, **FORBIDDEN}, tags=["operations"])
 def status(
     caller: Caller,
     request: Request,

@@ -200,11 +200,8 @@ def search(
     if mode_for(settings) == "remote":
         from xmsearch.remote import ApiClient
 
-        client = ApiClient.from_settings(settings)
-        try:
-            found = SearchOut.model_validate(client.call("POST", "/search", json=request.model_dump(exclude_none=True)))
-        finally:
-            client.close()
+        answer = ApiClient.once(settings, "POST", "/search", json=request.model_dump(exclude_none=True))
+        found = SearchOut.model_validate(answer)
     else:
         from xmsearch.retriever.search import Retriever
 

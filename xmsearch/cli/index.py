@@ -29,11 +29,7 @@ def _reading(read: Callable[[Any], T], path: str, params: dict[str, Any], model:
     if mode_for(settings) == "remote":
         from xmsearch.remote import ApiClient
 
-        client = ApiClient.from_settings(settings)
-        try:
-            answer = client.call("GET", path, params={k: v for k, v in params.items() if v is not None})
-        finally:
-            client.close()
+        answer = ApiClient.once(settings, "GET", path, params={k: v for k, v in params.items() if v is not None})
         return model.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
     from xmsearch.retriever.components import index_store
 

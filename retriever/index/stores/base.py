@@ -86,6 +86,7 @@ class Store(ABC):
     backend: str
     alias: str
     spec: IndexSpec
+    where: str  # where it is, for messages and `status`: a folder, a server's URL, or the backend
     disk: Path | None = None  # the folder it keeps on this machine (None: a server's, or memory)
 
     @abstractmethod
@@ -214,7 +215,7 @@ class Store(ABC):
         return {
             "backend": self.backend,
             "collection": self.alias,
-            "location": str(self.disk) if self.disk is not None else getattr(self, "where", self.backend),
+            "location": self.where,
             "version": self.current_version(),
             "versions": self.versions(),
             "spec": {**self.spec.record(), "datatype": self.spec.datatype, "quantization": self.spec.quantization},

@@ -103,6 +103,7 @@ class EdgeStore(Store):
 
     def __init__(self, root: Path, alias: str, spec: IndexSpec) -> None:
         self.folder = self.disk = root / alias
+        self.where = str(self.folder)
         self.alias = alias
         self.spec = spec
         self._lock = FolderLock(self.folder)

@@ -86,9 +86,9 @@ class QdrantStore(Store):
         self.spec = spec
         self.backend = backend
         self.retries = retries
-        self.where = str(getattr(client, "init_options", {}).get("url") or backend)
-        path = getattr(client, "init_options", {}).get("path")
-        self.disk = Path(path) if path else None
+        options = getattr(client, "init_options", {})
+        self.disk = Path(options["path"]) if options.get("path") else None
+        self.where = str(options.get("url") or self.disk or backend)
         self._opened = False
         self._opening = threading.Lock()
 
