@@ -192,5 +192,6 @@ class Indexer:
             )
             for i, ((doc, chunk, lang, digest), v) in enumerate(zip(todo, vectors, strict=True))
         ]
-        self.store.upsert(points)
+        with self.encoder.priority.background():  # a search in this process goes first
+            self.store.upsert(points)
         job.counts.written += len(points)

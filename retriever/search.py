@@ -91,11 +91,12 @@ class Retriever:
         start = time.perf_counter()
         prepared = self.encoder.prepare(queries, languages, "query", "query", self.settings.max_query_chars)
         self._check_lengths(prepared)
-        vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
-        encoded = time.perf_counter()
-        self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
-        prefetch = self._first_stage_vectors(vectors)
-        hits = self.store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
+        with self.encoder.priority.search():  # indexing in this process waits (within its share)
+            vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
+            encoded = time.perf_counter()
+            self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
+            prefetch = self._first_stage_vectors(vectors)
+            hits = self.store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)

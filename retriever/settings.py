@@ -59,6 +59,16 @@ class EncoderSettings(EnvSettings):
         "auto", description="auto = fp32 on CPU and fp16 on CUDA (as the reference encodes documents)."
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
+    search_priority_share: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="Share of the time that indexing in a process that also searches (embedded) keeps while "
+        "searches are waiting; 1 = no priority for searches.",
+    )
+    background_batch_size: int = Field(
+        4, ge=1, le=4096, description="Texts per document pass while searches run in the same process."
+    )
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for this process; unset keeps torch's default."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from xmsearch.retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device, pick_dtype
+from xmsearch.retriever.model.priority import SearchPriority
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
 from xmsearch.retriever.settings import EncoderSettings
 
@@ -76,6 +78,7 @@ class Encoder:
         self.tokenizer = ColbertTokenizer(spec, settings.marker_convention)
         self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
         self._detector: Callable[[list[str]], list[Resolution]] | None = None
+        self.priority = SearchPriority(settings.search_priority_share, settings.background_batch_size)
 
     @classmethod
     def from_pretrained(
@@ -152,10 +155,13 @@ class Encoder:
         lang_ids = np.array([self.languages.index[r.adapter] for r in langs], dtype=np.int64)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(rows)
-        size = self.settings.batch_size
-        for chunk in (order[i : i + size] for i in range(0, len(order), size)):
+        background = kind == "document"  # documents are encoded in steps that let searches go first
+        done = 0
+        while done < len(order):
+            size = self.priority.pass_size(self.settings.batch_size) if background else self.settings.batch_size
+            chunk, done = order[done : done + size], done + size
             ENCODER_BATCH.labels(kind).observe(len(chunk))
-            with ENCODER_SECONDS.labels(kind).time():
+            with self.priority.background() if background else nullcontext(), ENCODER_SECONDS.labels(kind).time():
                 vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk])
             for i, v in zip(chunk, vectors, strict=True):
                 out[i] = v

@@ -45,17 +45,23 @@ class LoadFigures:
     p99_ms: float
 
 
-def _drive(
-    call: Callable[[str, str], object], queries: list[tuple[str, str]], clients: int, seconds: float
+def drive(
+    call: Callable[[str, str], object],
+    queries: list[tuple[str, str]],
+    clients: int,
+    seconds: float,
+    until: threading.Event | None = None,
 ) -> list[float]:
-    """`clients` threads calling back to back for `seconds`; every latency in ms."""
+    """`clients` threads calling back to back for `seconds` (or until `until` is set); every latency
+    in ms."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures: list[BaseException] = []
     stop = time.perf_counter() + seconds
+    over = until.is_set if until is not None else lambda: time.perf_counter() >= stop
 
     def client(n: int) -> None:
         i = n
-        while time.perf_counter() < stop and not failures:
+        while not over() and not failures:
             query, language = queries[i % len(queries)]
             start = time.perf_counter()
             try:
@@ -155,10 +161,10 @@ def _measure(
     }
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     for call in paths.values():  # warm every path (threads, connections, caches)
-        _drive(call, queries, clients, min(2.0, seconds))
+        drive(call, queries, clients, min(2.0, seconds))
     for _ in range(rounds):
         for name, call in paths.items():
-            latencies[name] += _drive(call, queries, clients, seconds)
+            latencies[name] += drive(call, queries, clients, seconds)
     return [_figures(name, latencies[name], seconds * rounds) for name in paths]
 
 

@@ -183,6 +183,58 @@ def bench_api_cmd(
     )
 
 
+@app.command("contention")
+def bench_contention_cmd(
+    clients: Annotated[int, typer.Option(help="Concurrent search clients.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Seconds of idle searches, and of ingest alone, per phase.")] = 10.0,
+    share: Annotated[float | None, typer.Option(help="Indexing share under search load (default: setting).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Searches while the same process indexes (embedded, as `xmsearch serve`), search priority on and
+    off in one run: search p50/p99 idle and during an ingest, indexing docs/s alone and during
+    searches, and the ratios.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench contention --clients 4 --seconds 10
+    """
+    from xmsearch.bench.contention import run
+    from xmsearch.settings import get_settings
+
+    settings = get_settings()
+    with console.status("searching while indexing", spinner="dots"):
+        rows = run(settings, clients, seconds, settings.search_priority_share if share is None else share)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title=f"search during an embedded ingest, {clients} clients")
+    for col in (
+        "priority",
+        "idle p50 ms",
+        "busy p50 ms",
+        "p50 ratio",
+        "idle p99",
+        "busy p99",
+        "p99 ratio",
+        "ingest alone docs/s",
+        "during searches",
+        "ratio",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.priority,
+            f"{r.idle_p50_ms:.1f}",
+            f"{r.busy_p50_ms:.1f}",
+            f"{r.p50_ratio:.2f}",
+            f"{r.idle_p99_ms:.1f}",
+            f"{r.busy_p99_ms:.1f}",
+            f"{r.p99_ratio:.2f}",
+            f"{r.ingest_alone_docs_per_s:.1f}",
+            f"{r.ingest_busy_docs_per_s:.1f}",
+            f"{r.ingest_busy_docs_per_s / r.ingest_alone_docs_per_s:.2f}",
+        )
+    console.print(table)
+
+
 @app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,

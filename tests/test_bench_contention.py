@@ -1,0 +1,26 @@
+"""The contention benchmark end to end on the tiny model: both priority settings measured, every
+figure a real measurement (searches answered, documents indexed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xmsearch.bench import contention
+from xmsearch.settings import Settings
+
+
+def test_contention_bench_measures_both_priority_settings(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, queries = contention._corpus()
+    short = [{**t, "text": t["text"][:80]} for t in texts]  # one chunk each: the tiny model's searches stay quick
+    monkeypatch.setattr(contention, "_corpus", lambda: (short, queries))
+    settings = Settings(model=str(tiny_checkpoint), device="cpu", detect_language=False, data_dir=tmp_path)
+    on, off = contention.run(settings, clients=2, seconds=0.3, share=0.5)
+    assert (on.priority, off.priority) == ("on (share 0.5)", "off")
+    for row in (on, off):
+        assert 0 < row.idle_p50_ms <= row.idle_p99_ms and 0 < row.busy_p50_ms <= row.busy_p99_ms
+        assert row.ingest_alone_docs_per_s > 0 and row.ingest_busy_docs_per_s > 0
+        assert row.as_dict()["p50_ratio"] == row.busy_p50_ms / row.idle_p50_ms
