@@ -29,12 +29,13 @@ PROBED_CLI = [  # the command, saying at exit on stderr which of HEAVY it import
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """The ASGI app served by uvicorn on a free loopback port in a thread, until the block ends: its URL."""
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """The ASGI app served by uvicorn (with `config`) on a free loopback port in a thread, until the
+    block ends: its URL."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

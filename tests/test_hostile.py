@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import select
+import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -138,8 +141,6 @@ def test_whatever_validation_accepts_every_store_stores(tmp_path: Path) -> None:
 
 def test_a_body_shorter_than_its_content_length_is_answered_408(tmp_path: Path, detecting_encoder: Encoder) -> None:
     """A client that promises more than it sends holds nothing open past the body timeout."""
-    import socket
-
     from tests.helpers import serving
 
     settings = api_settings(tmp_path, model=str(detecting_encoder.spec.path), api_body_timeout=0.5)
@@ -148,14 +149,61 @@ def test_a_body_shorter_than_its_content_length_is_answered_408(tmp_path: Path, 
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             head = f"POST /documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {as_('admin')['X-API-Key']}\r\n"
             sock.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode() + b'{"id": ')
-            raw = b""
-            while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < _length(raw):
-                chunk = sock.recv(4096)  # the head and the body may come in separate segments
-                if not chunk:
-                    break
-                raw += chunk
-            answer = raw.decode()
+            answer = _read_answer(sock)
     assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer and "stalled for 0.5 s" in answer
+
+
+def test_slow_or_silent_request_headers_are_answered_408(
+    tmp_path: Path, detecting_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that says nothing, or sends its headers a byte at a time, is answered 408 and
+    closed once the header deadline passes: on a new connection and on a kept-alive one."""
+    from tests.helpers import serving
+    from xmsearch.api.protocol import HeaderTimeoutProtocol
+    from xmsearch.settings import get_settings
+
+    monkeypatch.setenv("XMSEARCH_API_HEADER_TIMEOUT", "0.5")
+    get_settings.cache_clear()
+    settings = api_settings(tmp_path, model=str(detecting_encoder.spec.path))
+
+    def answer(sock: socket.socket, dribble: bytes) -> str:
+        for byte in dribble:  # a byte every 0.2 s, never a whole head within the deadline, until answered
+            sock.sendall(bytes([byte]))
+            if select.select([sock], [], [], 0.2)[0]:
+                break
+        raw = b""
+        while chunk := sock.recv(4096):  # until the server closes
+            raw += chunk
+        return raw.decode()
+
+    try:
+        with serving(create_app(settings, detecting_encoder), http=HeaderTimeoutProtocol) as url:
+            host, port = url.removeprefix("http://").split(":")
+            address = (host, int(port))
+            with socket.create_connection(address, timeout=10) as silent:
+                said = answer(silent, b"")
+            with socket.create_connection(address, timeout=10) as slow:
+                dribbled = answer(slow, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            with socket.create_connection(address, timeout=10) as kept:
+                kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                first = _read_answer(kept)
+                second = answer(kept, b"GET /health HTTP/1.1\r\nHo")
+    finally:
+        get_settings.cache_clear()
+    for text in (said, dribbled, second):
+        assert text.startswith("HTTP/1.1 408") and "request_timeout" in text and "more than 0.5 s" in text, text
+    assert first.startswith("HTTP/1.1 200"), first
+
+
+def _read_answer(sock: socket.socket) -> str:
+    """One whole HTTP answer (its head and its body may come in separate segments)."""
+    raw = b""
+    while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < _length(raw):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        raw += chunk
+    return raw.decode()
 
 
 def _length(raw: bytes) -> int:

@@ -41,6 +41,9 @@ class ApiSettings(EnvSettings):
     api_body_timeout: float = Field(
         30.0, gt=0, description="Seconds a request body may stall before the request is answered 408."
     )
+    api_header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client may take to send a request's headers before it is answered 408."
+    )
     api_max_documents: int = Field(1000, ge=1, description="Documents per POST /documents at most.")
     api_max_queries: int = Field(64, ge=1, description="Queries per POST /search/batch at most.")
 

@@ -28,6 +28,7 @@ def serve(
     import uvicorn
 
     from xmsearch.api.app import check_serving, create_app
+    from xmsearch.api.protocol import HeaderTimeoutProtocol
     from xmsearch.logs import serving
     from xmsearch.settings import get_settings
 
@@ -35,7 +36,7 @@ def serve(
     host = host or settings.api_host
     check_serving(settings, host, workers)
     serving(settings)  # uvicorn's own lines (and its access log) go through the one handler
-    where = {"host": host, "port": port or settings.api_port, "log_config": None}
+    where = {"host": host, "port": port or settings.api_port, "log_config": None, "http": HeaderTimeoutProtocol}
     if workers > 1:
         uvicorn.run("xmsearch.api.app:create_app", factory=True, workers=workers, **where)  # type: ignore[arg-type]
     else:
