@@ -261,6 +261,7 @@ def _unit_context(
     sent: list[tuple[str, list[Any]]] = []
     monkeypatch.setattr(queue.app, "send_task", lambda name, args, **_: sent.append((name, args)))
     monkeypatch.setitem(tasks._process, "context", tasks.WorkerContext(indexer, queue))  # type: ignore[arg-type]
+    monkeypatch.setattr(queue.jobs, "holds_tasks", lambda: True)  # the recorded sends stand for tasks in the broker
     return queue, sent
 
 
@@ -494,3 +495,24 @@ def test_a_batch_lost_with_its_worker_too_often_is_split_not_dead_lettered(
     tasks.index_documents.apply(args=["j", docs[:1]], task_id="t2")
     [letter] = queue.dead.entries()
     assert letter["documents"] == docs[:1] and "delivered 3 times" in letter["reason"]
+
+
+def test_a_job_whose_tasks_vanished_is_failed_and_the_waiting_cli_says_what_was_lost(env: Env, tmp_path: Path) -> None:
+    """Its record survived but its tasks did not (a purged queue, a Redis that lost its last writes):
+    the job is failed with what was lost, and `xmsearch ingest` (waiting) exits 1 saying so instead of
+    polling for ever."""
+    client = redis.Redis.from_url(env["XMSEARCH_BROKER_URL"], decode_responses=True)
+    docs = _write(tmp_path / "docs.jsonl", *_docs(6))  # 2 tasks of 4 and 2 documents; no worker runs
+    waiting = subprocess.Popen(
+        [*CLI, "ingest", str(docs)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while client.llen("xmsearch") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [job_id] = client.zrange("xmsearch:jobs", 0, -1)
+    while client.hget(f"xmsearch:job:{job_id}", "sending") != "done" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.delete("xmsearch")  # the queue is purged
+    _, stderr = waiting.communicate(timeout=120)
+    assert waiting.returncode == 1 and "Traceback" not in stderr, stderr
+    assert "2 of its 2 tasks vanished from the broker" in stderr and "6 of its 6 documents were not indexed" in stderr

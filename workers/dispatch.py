@@ -22,6 +22,7 @@ from xmsearch.workers.settings import WorkerSettings
 # How long sending waits for a broker that does not answer (kombu's publish retries).
 RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
 DELIVERIES_TTL_S = 7 * 24 * 3600
+UNACKED = "unacked"  # kombu's Redis transport: where delivered, unacknowledged messages wait
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class TaskQueue:
         self.settings = settings
         self.app = app or make_app(settings)
         self.redis = redis_client(settings, retries)
-        self.jobs = JobStore(self.redis)
+        self.jobs = JobStore(self.redis, self.holds_tasks)
         self.dead = DeadLetters(self.redis)
         self._durable = settings.broker_allow_volatile
 
@@ -152,6 +153,14 @@ class TaskQueue:
             self.jobs.finish_sending(letter.job_id)
             return
         self.jobs.add(letter.job_id, failed=-len(letter.documents), tasks_failed=-int(letter.task_failed))
+
+    def holds_tasks(self) -> bool:
+        """Whether the broker holds any task: waiting in the queue, or delivered to a worker and not
+        acknowledged yet (kombu keeps those in its `unacked` hash until the task ends)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(QUEUE)
+        pipe.hlen(UNACKED)
+        return any(pipe.execute())
 
     def depth(self) -> int:
         """Tasks waiting in the broker queue (-1: the broker did not answer)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -16,14 +17,20 @@ from xmsearch.ingest.job import COUNTS, JobStatus
 PREFIX = "xmsearch"
 JOB_TTL_S = 7 * 24 * 3600
 TASK_COUNTS = ("tasks_sent", "tasks_done", "tasks_failed")
+LOST_RECHECK_S = 0.5
 
 
 class JobStore:
     """One Redis hash per job: its counts, the tasks sent, done and failed for good, and whether the
-    producer has sent them all."""
+    producer has sent them all.
 
-    def __init__(self, client: redis.Redis) -> None:
+    A job whose tasks were all sent but are not all done, while the broker holds no task at all (none
+    waiting, none delivered and unacknowledged: `holds_tasks`), lost them (a broker that lost its last
+    writes, a purged queue): it is reported failed, with what was lost, rather than running for ever."""
+
+    def __init__(self, client: redis.Redis, holds_tasks: Callable[[], bool] = lambda: True) -> None:
         self.redis = client
+        self.holds_tasks = holds_tasks
 
     def _key(self, job_id: str) -> str:
         return f"{PREFIX}:job:{job_id}"
@@ -49,6 +56,28 @@ class JobStore:
         self.redis.hset(self._key(job_id), "sending", "done")
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        read = self._read(job_id)
+        if read is None or not self._stranded(*read):
+            return None if read is None else read[0]
+        time.sleep(LOST_RECHECK_S)  # a task between the queue and its worker is in neither for a moment
+        read = self._read(job_id)
+        if read is None or not self._stranded(*read):
+            return None if read is None else read[0]
+        job = read[0]
+        job["status"] = str(JobStatus.FAILED)
+        lost, unfinished = job["tasks_sent"] - job["tasks_done"], job["accepted"] - job["processed"]
+        job["errors"] = [
+            f"{lost} of its {job['tasks_sent']} tasks vanished from the broker before they ran (a Redis that lost "
+            f"its last writes, or a purged queue): {unfinished} of its {job['accepted']} documents were not "
+            "indexed; send them again (unchanged ones are skipped)"
+        ]
+        return job
+
+    def _stranded(self, job: dict[str, Any], sent_all: bool) -> bool:
+        return sent_all and not JobStatus(job["status"]).finished and not self.holds_tasks()
+
+    def _read(self, job_id: str) -> tuple[dict[str, Any], bool] | None:
+        """The job as reported, and whether the producer has sent all its tasks."""
         raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             return None
@@ -57,8 +86,9 @@ class JobStore:
         out["created"] = float(data["created"]) if "created" in data else None
         for name in (*COUNTS, *TASK_COUNTS):
             out[name] = int(data.get(name, 0))
-        out["status"] = str(status(data.get("sending") == "done", out))
-        return out
+        sent_all = data.get("sending") == "done"
+        out["status"] = str(status(sent_all, out))
+        return out, sent_all
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
         ids = [str(i) for i in self.redis.zrevrange(f"{PREFIX}:jobs", 0, limit - 1)]

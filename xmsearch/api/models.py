@@ -60,7 +60,10 @@ class JobOut(BaseModel):
     tasks_failed: int | None = Field(
         None, description="Distributed mode: tasks that failed for good (dead-lettered); the job is then failed."
     )
-    errors: list[str] = Field(default_factory=list, description="Embedded mode: the first reasons for failures.")
+    errors: list[str] = Field(
+        default_factory=list,
+        description="Why it failed: the first reasons (embedded), or the tasks the broker lost (distributed).",
+    )
 
 
 class PageIn(Strict):
