@@ -46,9 +46,12 @@ class Chunker:
         if len(offsets) <= self.budget:
             return [Chunk(0, text.strip())]
         starts = [start for start, _ in offsets]
-        # token offsets of `▁word` pieces begin at the space before the word
         sentences = sorted({bisect.bisect_left(starts, m.start()) for m in SENTENCE_END.finditer(text)} - {0})
-        words = [i for i, s in enumerate(starts) if i and (text[s].isspace() or s > offsets[i - 1][1])]
+        # token offsets of `▁word` pieces begin at the space before the word; trailing white space
+        # leaves an empty `▁` piece at the very end (offset len(text)), which starts no word
+        words = [
+            i for i, s in enumerate(starts) if i and s < len(text) and (text[s].isspace() or s > offsets[i - 1][1])
+        ]
         chunks: list[Chunk] = []
         start, n = 0, len(offsets)
         while True:

@@ -330,6 +330,7 @@ def test_a_stored_document_can_be_read_back(client: TestClient) -> None:
         "id": "pain",
         "tenant": None,
         "metadata": {"topic": "food"},
+        "text": DOCS[1]["text"],
         "chunks": [{"chunk": 0, "text": DOCS[1]["text"], "language": "fr"}],
     }
     assert client.get("/documents/mine", headers=as_("acme")).json()["tenant"] == "acme"

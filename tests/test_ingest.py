@@ -108,6 +108,14 @@ def test_chunks_fit_the_model_and_prefer_sentence_ends(encoder: Encoder) -> None
     assert chunker.split("court") == [chunks[0].__class__(0, "court")]
 
 
+def test_a_long_text_ending_in_white_space_is_chunked(encoder: Encoder) -> None:
+    """Trailing white space leaves an empty piece at the end of the text (it once raised IndexError)."""
+    chunker = Chunker(encoder.tokenizer, overlap=4)
+    text = "Der Fluss fließt an der Mühle vorbei. " * 40 + "\n"
+    chunks = chunker.split(text)
+    assert len(chunks) > 1 and chunks[-1].text.endswith("vorbei.")
+
+
 @pytest.fixture
 def indexer(tmp_path: Path, detecting_encoder: Encoder) -> Iterator[Indexer]:
     settings = Settings(device="cpu", store="edge", data_dir=tmp_path, ingest_batch_size=3, chunk_overlap=4)
@@ -212,3 +220,38 @@ def test_a_document_that_cannot_be_written_fails_alone(indexer: Indexer, monkeyp
     assert [(r.location, r.key) for r in rejects] == [("document 'poison'", (None, "poison"))]
     assert "could not be indexed: RuntimeError: the engine refused a payload" in rejects[0].reason
     assert indexer.store.count() == 5
+
+
+MULTILINGUAL = [  # long documents (many overlapping chunks), exotic white space and scripts, unnormalised
+    "  Der Rhein fließt durch Basel.\r\n\r\n"
+    + " ".join(f"Satz {i}: die Mühle dreht sich am Fluss." for i in range(60)),
+    "\t北京是中国的首都。" * 80 + "\n",
+    " ".join(f"هذه الجملة رقم {i} عن النهر والطاحونة." for i in range(50)) + "\u200f",
+    "Cafe\u0301 re\u0301sume\u0301 — naïve façade… 🚣‍♀️🌊 " * 40 + "\n\n\n",
+    "Москва — столица России.\nПеревод:\u00a0«река» " * 50,
+    "short one",
+]
+
+
+@pytest.mark.parametrize("store", ["edge", "local"])
+def test_each_document_s_exact_text_is_rebuilt_from_the_store(
+    tmp_path: Path, detecting_encoder: Encoder, store: str
+) -> None:
+    """Chunk texts overlap and are trimmed: the first chunk keeps the document's text as ingested, byte
+    for byte, and a change anywhere in a long document rewrites it."""
+    settings = Settings(device="cpu", store=store, data_dir=tmp_path, chunk_overlap=8)
+    ing = Indexer.from_settings(settings, detecting_encoder)
+    try:
+        docs = [{"id": f"d{i}", "text": text, "tenant": "t" if i % 2 else None} for i, text in enumerate(MULTILINGUAL)]
+        _ingest(ing, *docs)
+        stored = {d["id"]: ing.store.fetch(d["id"], d["tenant"], vectors=False) for d in docs}
+        assert sum(len(chunks) > 5 for chunks in stored.values()) >= 4  # long documents, many chunks
+        for doc in docs:
+            first = stored[doc["id"]][0]
+            assert first.source is not None and first.source.encode() == doc["text"].encode(), doc["id"]
+            assert all(chunk.source is None for chunk in stored[doc["id"]][1:])  # kept once
+        changed = {**docs[0], "text": docs[0]["text"][:-1] + "!"}  # the last chunk changes, and so the first
+        counts, _ = _ingest(ing, changed)
+        assert counts["encoded"] == 2 and ing.store.fetch("d0", vectors=False)[0].source == changed["text"]
+    finally:
+        ing.close()

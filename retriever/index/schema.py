@@ -31,6 +31,8 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
     "model_id": "keyword",
 }
 HASH_FIELDS = ("document_id", "chunk", "content_hash")  # what change detection reads back
+SOURCE = "source"  # the document's exact text as ingested, on its first chunk (chunk texts overlap)
+HIT_FIELDS = ("document_id", "chunk", "text", "language", "tenant", "metadata")  # what a hit or a listing reads
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
 MAX_CHUNKS_PER_DOCUMENT = 10  # the most chunks one grouped hit shows
@@ -117,6 +119,7 @@ class Point:
     tenant: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     first_stage: np.ndarray | None = None
+    source: str | None = None  # chunk 0: the document's exact text (to rebuild it, e.g. for a reindex)
 
     @classmethod
     def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
@@ -133,10 +136,11 @@ class Point:
             model_id=payload.get("model_id", ""),
             tenant=payload.get("tenant"),
             metadata=payload.get("metadata") or {},
+            source=payload.get(SOURCE),
         )
 
     def payload(self) -> dict[str, Any]:
-        return {
+        out = {
             "document_id": self.document_id,
             "chunk": self.chunk,
             "text": self.text,
@@ -146,6 +150,7 @@ class Point:
             "tenant": self.tenant,
             "metadata": self.metadata,
         }
+        return out if self.source is None else {**out, SOURCE: self.source}
 
     def check(self, dim: int) -> None:
         """Wrong sizes are refused before anything is written."""

@@ -149,13 +149,16 @@ class DocumentOut(BaseModel):
     id: str = Field(description="The document id.")
     tenant: str | None = Field(None, description="Its tenant (null: none).")
     metadata: dict[str, Any] = Field(description="The document's metadata.")
+    text: str | None = Field(
+        description="The document's exact text as ingested (null: stored by an xmsearch that did not keep it)."
+    )
     chunks: list[ChunkOut] = Field(description="Its stored chunks, in order.")
 
     @classmethod
     def of(cls, points: list[Point]) -> DocumentOut:
         first = points[0]
         chunks = [ChunkOut(chunk=p.chunk, text=p.text, language=p.language) for p in points]
-        return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, chunks=chunks)
+        return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, text=first.source, chunks=chunks)
 
 
 class DocumentSummaryOut(BaseModel):

@@ -18,7 +18,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.index.schema import HASH_FIELDS, Hit, IndexSpec, Page, Point, by_document
+from xmsearch.retriever.index.schema import HASH_FIELDS, HIT_FIELDS, Hit, IndexSpec, Page, Point, by_document
 
 GROUP_READ = 4  # grouped searches read this many chunks per document wanted, then this many times more
 MAX_GROUP_DEPTH = 10_000  # the deepest a grouped search reads a ranking (chunks)
@@ -199,7 +199,7 @@ class Store(ABC):
                 uuid.UUID(cursor)
             except ValueError:
                 raise InvalidInputError(f"cursor {cursor!r} is not one a listing answered (its `next`)") from None
-        records, after = self._page((*conditions, FIRST_CHUNK), None, False, limit, cursor)
+        records, after = self._page((*conditions, FIRST_CHUNK), HIT_FIELDS, False, limit, cursor)
         return [Point.from_record(payload, None) for payload, _ in records], self.count_documents(conditions), after
 
     def count_documents(self, conditions: Sequence[Condition] = ()) -> int:

@@ -28,7 +28,15 @@ from typing import Any
 import qdrant_edge as q
 
 from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
-from xmsearch.retriever.index.schema import FIRST_STAGE, RESCORE_OVERSAMPLING, TOKENS, IndexSpec, Point, point_id
+from xmsearch.retriever.index.schema import (
+    FIRST_STAGE,
+    HIT_FIELDS,
+    RESCORE_OVERSAMPLING,
+    TOKENS,
+    IndexSpec,
+    Point,
+    point_id,
+)
 from xmsearch.retriever.index.stores.base import (
     CollectionNotFoundError,
     Cursor,
@@ -269,7 +277,7 @@ class EdgeStore(Store):
             filter=query.filter,
             score_threshold=query.score_threshold,
             params=params,
-            with_payload=True,
+            with_payload=q.PayloadSelector.Include(list(HIT_FIELDS)),
         )
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:

@@ -17,6 +17,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
 from xmsearch.retriever.index.schema import (
     FIRST_STAGE,
+    HIT_FIELDS,
     METADATA_KEY,
     RESCORE_OVERSAMPLING,
     TOKENS,
@@ -260,7 +261,7 @@ class QdrantStore(Store):
             params = models.SearchParams(quantization=rescore)
         return models.QueryRequest(
             query=query.vectors.tolist(), using=TOKENS, limit=query.k, filter=query.filter, params=params,
-            prefetch=prefetch, score_threshold=query.score_threshold, with_payload=True,
+            prefetch=prefetch, score_threshold=query.score_threshold, with_payload=list(HIT_FIELDS),
         )  # fmt: skip
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
