@@ -54,7 +54,7 @@ class Indexer:
         self.store = components.store
         self.settings = settings
         self.first_stage = components.first_stage
-        self.chunker = Chunker(self.encoder.tokenizer, self.settings.chunk_overlap)
+        self.chunker = Chunker(self.encoder.tokenizer, components.settings.chunk_overlap)  # the index decides
 
     @classmethod
     def from_settings(cls, settings: IndexerSettings, encoder: Encoder | None = None) -> Indexer:

@@ -1,4 +1,4 @@
-"""The ingestion settings (`XMSEARCH_*`): document limits, chunking and write batches; and the
+"""The ingestion settings (`XMSEARCH_*`): document limits and write batches; and the
 settings an Indexer runs with (these and the retriever's)."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from xmsearch.retriever.settings import EnvSettings, RetrieverSettings
 
 
 class IngestSettings(EnvSettings):
-    """Documents in: what a document may hold, how it is chunked, how many chunks go together."""
+    """Documents in: what a document may hold, how many chunks go together."""
 
     max_document_chars: int = Field(2_000_000, ge=1, description="Longest document text accepted.")
     max_metadata_bytes: int = Field(65_536, ge=2, description="Largest metadata object (as JSON) accepted.")
-    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks of a document.")
     ingest_batch_size: int = Field(64, ge=1, le=4096, description="Chunks encoded and written together.")
     extra_fields: Literal["refuse", "metadata"] = Field(
         "refuse",

@@ -11,13 +11,13 @@ from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores import Store, make_store
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
-from xmsearch.retriever.settings import RetrieverSettings, StoreSettings
+from xmsearch.retriever.settings import RetrieverSettings
 
 if TYPE_CHECKING:
     from xmsearch.retriever.model.encoder import Encoder
 
 
-def index_spec(checkpoint: CheckpointSpec, settings: StoreSettings, first_stage: FirstStage | None) -> IndexSpec:
+def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_stage: FirstStage | None) -> IndexSpec:
     """The collection a checkpoint and the settings write and read."""
     return IndexSpec(
         model_id=checkpoint.model_id,
@@ -26,6 +26,13 @@ def index_spec(checkpoint: CheckpointSpec, settings: StoreSettings, first_stage:
         quantization=settings.quantization,
         first_stage_dim=first_stage.dim if first_stage else 0,
         metadata_indexes=dict(settings.metadata_indexes),
+        built_with={
+            "model": settings.model,
+            "precision": settings.precision,
+            "doc_maxlen": checkpoint.doc_maxlen,
+            "chunk_overlap": settings.chunk_overlap,
+            "first_stage": settings.first_stage_encoding if first_stage else "none",
+        },
     )
 
 

@@ -141,6 +141,18 @@ class Retriever:
         self.store.open(create=False)
         return self.store.describe(scope)
 
+    def collections(self) -> list[dict[str, Any]]:
+        """Every version of the collection, oldest first: whether searches use it, what it was built
+        with, points, documents, size on disk."""
+        self.store.open(create=False)
+        return self.store.collections()
+
+    def drop(self, version: str) -> None:
+        """Remove a version searches do not use (e.g. the one a reindex replaced, once it is not needed
+        for a rollback)."""
+        self.store.open(create=False)
+        self.store.drop(version)
+
     def close(self) -> None:
         self.store.close()
 

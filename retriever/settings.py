@@ -93,7 +93,7 @@ class EncoderSettings(EnvSettings):
 
 
 class StoreSettings(EnvSettings):
-    """The index: which Qdrant backend, where, and how a collection stores its vectors."""
+    """The index: which Qdrant backend, where, and how a collection stores its documents and vectors."""
 
     store: Literal["auto", "edge", "local", "server"] = Field(
         "auto", description="auto = server when qdrant_url is set, else Qdrant Edge in data_dir."
@@ -112,6 +112,9 @@ class StoreSettings(EnvSettings):
     vector_datatype: Literal["float16", "float32"] = Field("float16", description="Storage type of the token vectors.")
     quantization: Literal["none", "int8", "binary"] = Field(
         "none", description="An extra quantized copy of the token vectors kept in RAM (originals on disk)."
+    )
+    chunk_overlap: int = Field(
+        32, ge=0, description="Tokens shared by consecutive chunks of a document (a version records it)."
     )
     metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = Field(
         default_factory=dict,

@@ -415,3 +415,19 @@ def test_the_cli_talks_to_a_running_api(tmp_path: Path, detecting_encoder: Encod
         assert isinstance(refused, PermanentError) and "answered 401 invalid_api_key" in str(refused)  # exit code 1
     down = runner.invoke(app, ["--url", url, "status"]).exception
     assert isinstance(down, TransientError) and f"the API at {url} did not answer" in str(down)  # exit code 4
+
+
+def test_versions_are_listed_and_dropped_by_administrator_keys_only(client: TestClient) -> None:
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    listed = client.get("/collections", headers=as_("admin")).json()
+    [version] = listed["versions"]
+    assert version["current"] and version["documents"] == len(DOCS) and version["points"] >= len(DOCS)
+    assert {"model_id", "model", "precision", "chunk_overlap", "datatype"} <= set(version["built_with"])
+    assert error(client.get("/collections", headers=as_("acme")))[:2] == (403, "admin_required")
+    assert error(client.delete(f"/collections/{version['version']}", headers=as_("acme")))[:2] == (
+        403,
+        "admin_required",
+    )
+    current = error(client.delete(f"/collections/{version['version']}", headers=as_("admin")))
+    assert current[:2] == (422, "invalid_input") and "the version searches use" in current[2]
+    assert error(client.delete("/collections/nope-v7", headers=as_("admin")))[:2] == (404, "collection_not_found")

@@ -118,11 +118,17 @@ def test_search_shows_each_document_once_and_pages(tiny_checkpoint: Path, tmp_pa
     assert (described["documents"], described["spec"]["schema"], described["backend"]) == (4, 2, "edge")
     above = json.loads(run("search", "mill", "--lang", "en", "--min-score", str((best + runner_up) / 2), "--json"))
     assert [h["document_id"] for h in above["hits"]] == [first["hits"][0]["document_id"]]
+    [version] = json.loads(run("collections", "list", "--json"))["versions"]
+    assert version["current"] and version["documents"] == 4 and version["built_with"]["model"] == str(tiny_checkpoint)
+    table = run("collections", "list")
+    assert "xmsearch-v1 (searched): 4 documents" in table and "chunk_overlap 32" in table
+    refused = runner.invoke(app, ["collections", "drop", "xmsearch-v1"], env=env)
+    assert refused.exit_code != 0 and "the version searches use" in str(refused.exception)
 
 
 def test_reading_the_index_loads_no_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
     env = {**os.environ, "XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path)}
-    for args in (["status"], ["documents", "--tenant", "acme"]):
+    for args in (["status"], ["documents", "--tenant", "acme"], ["collections", "list"]):
         result = subprocess.run([*PROBED_CLI, *args], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 1 and "HEAVY: []" in result.stderr, result.stderr
         assert "collection 'xmsearch' does not exist" in result.stderr and "ingest documents first" in result.stderr

@@ -36,7 +36,7 @@ def test_the_groups_partition_the_settings() -> None:
         ("XMSEARCH_MODEL", "./tiny", EncoderSettings, "model", "./tiny"),
         ("XMSEARCH_COLLECTION", "docs", StoreSettings, "collection", "docs"),
         ("XMSEARCH_FIRST_STAGE_CANDIDATES", "123", SearchSettings, "first_stage_candidates", 123),
-        ("XMSEARCH_CHUNK_OVERLAP", "7", IngestSettings, "chunk_overlap", 7),
+        ("XMSEARCH_CHUNK_OVERLAP", "7", StoreSettings, "chunk_overlap", 7),
         ("XMSEARCH_BROKER_URL", "redis://127.0.0.1:1/0", QueueSettings, "broker_url", "redis://127.0.0.1:1/0"),
         ("XMSEARCH_API_PORT", "8123", ApiSettings, "api_port", 8123),
         ("XMSEARCH_API_QUEUE_JOBS", "5", EmbeddedSettings, "api_queue_jobs", 5),

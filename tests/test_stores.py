@@ -239,6 +239,34 @@ def test_alias_swaps_to_a_new_version(store: tuple[Store, list[Point]]) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_versions_are_listed_with_what_built_them_and_old_ones_dropped(backend: str, tmp_path: Path) -> None:
+    built = {"model": "./tiny", "precision": "fp32", "chunk_overlap": 16}
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, datatype="float32", built_with=built)
+    s = make_store(backend, tmp_path, spec)
+    s.open()
+    try:
+        points = corpus(np.random.default_rng(0), n_docs=10)
+        s.upsert(points)
+        v2 = s.create_version()
+        s.swap(v2)
+        s.upsert(points[:3])  # doc-0 (1 chunk), doc-1 (2 chunks)
+        v1, now = s.collections()
+        assert (v1["version"], v1["current"], v1["points"], v1["documents"]) == ("docs-v1", False, len(points), 10)
+        assert (now["version"], now["current"], now["points"], now["documents"]) == ("docs-v2", True, 3, 2)
+        assert now["built_with"] == {**spec.record(), **built} and now["built_with"]["datatype"] == "float32"
+        assert (v1["size_bytes"] is None) == (backend != "edge")
+        with pytest.raises(InvalidInputError, match="the version searches use"):
+            s.drop(v2)
+        with pytest.raises(CollectionNotFoundError, match="no version 'docs-v9'"):
+            s.drop("docs-v9")
+        s.drop("docs-v1")
+        assert s.versions() == ["docs-v2"] and s.count() == 3
+        assert [v["version"] for v in s.collections()] == ["docs-v2"]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_missing_collection_is_a_clear_error(backend: str, tmp_path: Path) -> None:
     s = make_store(backend, tmp_path, IndexSpec(model_id="tiny@abc", dim=DIM))
     with pytest.raises(CollectionNotFoundError, match=r"'docs' does not exist.*ingest documents first"):

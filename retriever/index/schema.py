@@ -53,13 +53,21 @@ class IndexSpec:
     quantization: Literal["none", "int8", "binary"] = "none"
     first_stage_dim: int = 0  # 0: no first-stage vector
     metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = field(default_factory=dict)
+    # what else shaped the stored points (the model as named, precision, chunking, first-stage encoding):
+    # recorded for `collections list` and a reindex, not checked on open
+    built_with: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def record(self) -> dict[str, Any]:
+        """What a new version records about how it is built (the first four are checked on open)."""
         return {
             "schema": SCHEMA_VERSION,
             "model_id": self.model_id,
             "dim": self.dim,
             "first_stage_dim": self.first_stage_dim,
+            "datatype": self.datatype,
+            "quantization": self.quantization,
+            "metadata_indexes": dict(self.metadata_indexes),
+            **self.built_with,
         }
 
     @property

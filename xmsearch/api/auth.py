@@ -40,6 +40,13 @@ class Principal:
             raise ApiError(403, "tenant_forbidden", f"this key may not {what} documents of tenant {tenant!r}")
         return self.tenant if self.tenant is not None else tenant
 
+    def require_admin(self, what: str) -> None:
+        """Operations on the whole collection are for unbound (administrator) keys (403 admin_required)."""
+        if self.tenant is not None:
+            raise ApiError(
+                403, "admin_required", f"this key is bound to tenant {self.tenant!r}: only an unbound key may {what}"
+            )
+
     def within(self, tenant: str | None, what: str) -> list[Condition]:
         """What a listing or count covers: one tenant's documents when asked for (a bound key: only
         its own), else every document the caller may see."""

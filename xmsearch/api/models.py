@@ -199,6 +199,23 @@ class StatusOut(BaseModel):
     size_bytes: int | None = Field(description="Size on disk (null: a server's, not measured here).")
 
 
+class VersionOut(BaseModel):
+    version: str = Field(description="The physical collection (`<alias>-vN`).")
+    current: bool = Field(description="Searches use it (the alias points at it).")
+    built_with: dict[str, Any] = Field(
+        description="What it was built with: model id and name, dim, schema, datatype, quantization, first stage, "
+        "precision, doc_maxlen, chunk_overlap, metadata indexes."
+    )
+    points: int = Field(description="Stored chunks.")
+    documents: int = Field(description="Stored documents.")
+    size_bytes: int | None = Field(description="Size on disk (null: not measured here).")
+
+
+class CollectionsOut(BaseModel):
+    collection: str = Field(description="The alias searches use.")
+    versions: list[VersionOut] = Field(description="Every version, oldest first.")
+
+
 class SearchOut(BaseModel):
     query: str
     language: LanguageOut

@@ -13,6 +13,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from xmsearch.api.auth import Caller, Principal
 from xmsearch.api.errors import COMMON_RESPONSES, ApiError, ErrorBody
 from xmsearch.api.models import (
+    CollectionsOut,
     DocumentBatch,
     DocumentOut,
     DocumentsIn,
@@ -27,6 +28,7 @@ from xmsearch.api.models import (
     SearchIn,
     SearchOut,
     StatusOut,
+    VersionOut,
 )
 from xmsearch.api.service import Service
 from xmsearch.errors import no_document
@@ -64,6 +66,7 @@ def _visible(job: dict[str, Any] | None, caller: Principal, job_id: str) -> JobO
 FORBIDDEN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody, "description": "tenant_forbidden"}}
 WRITE = {**COMMON_RESPONSES, **FORBIDDEN}
 READ = {**COMMON_RESPONSES, 404: {"model": ErrorBody, "description": "collection_not_found"}}
+ADMIN: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody, "description": "admin_required"}}
 router = APIRouter()
 
 
@@ -164,6 +167,30 @@ def status(
     """The collection: where it is, its versions, what it was built with, its points and documents
     (of one tenant, if asked for; a bound key: its own) and size on disk."""
     return StatusOut.model_validate(_service(request).retriever.status(caller.within(tenant, "count")))
+
+
+@router.get("/collections", responses={**READ, **ADMIN}, tags=["operations"])
+def collections(caller: Caller, request: Request) -> CollectionsOut:
+    """Every version of the collection, oldest first: whether searches use it, what it was built with
+    (model, precision, chunking, datatype, quantization, first stage), points, documents and size on
+    disk. Unbound (administrator) keys only."""
+    caller.require_admin("list the collection's versions")
+    retriever = _service(request).retriever
+    versions = [VersionOut.model_validate(v) for v in retriever.collections()]
+    return CollectionsOut(collection=retriever.store.alias, versions=versions)
+
+
+@router.delete(
+    "/collections/{version}",
+    responses={**READ, **ADMIN, 422: {"model": ErrorBody, "description": "invalid_input: the version searched"}},
+    tags=["operations"],
+)
+def drop_collection(version: str, caller: Caller, request: Request) -> CollectionsOut:
+    """Remove a version that searches do not use (the one searched is refused); answers the versions
+    left. Unbound (administrator) keys only."""
+    caller.require_admin("drop a version")
+    _service(request).retriever.drop(version)
+    return collections(caller, request)
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])

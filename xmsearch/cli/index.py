@@ -1,6 +1,7 @@
-"""Commands that read the index and encode nothing (no model weights, no torch): `status` (the
-collection) and `documents` (what it holds, page by page), from the store or, with --url, from a
-running API. Their --json shapes are the API's (GET /status, GET /documents)."""
+"""Commands on the index that encode nothing (no model weights, no torch): `status` (the
+collection), `documents` (what it holds, page by page) and `collections list|drop` (its versions),
+on the store or, with --url, through a running API. Their --json shapes are the API's (GET /status,
+GET /documents, GET /collections)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from rich.table import Table
 from xmsearch.cli.output import console
 from xmsearch.cli.root import app
 
+collections_app = typer.Typer(no_args_is_help=True, help="The collection's versions: list them, drop old ones.")
+app.add_typer(collections_app, name="collections")
+
 T = TypeVar("T")
 
 
-def _reading(read: Callable[[Any], T], path: str, params: dict[str, Any], model: type[T]) -> T:
+def _reading(read: Callable[[Any], T], path: str, params: dict[str, Any], model: type[T], method: str = "GET") -> T:
     """`read` run on the store the settings name (opened without creating anything), or, in the
-    remote mode, the API's answer to GET `path`."""
+    remote mode, the API's answer to `method` `path`."""
     from xmsearch.ingestor import mode_for
     from xmsearch.settings import get_settings
 
@@ -29,7 +33,7 @@ def _reading(read: Callable[[Any], T], path: str, params: dict[str, Any], model:
     if mode_for(settings) == "remote":
         from xmsearch.remote import ApiClient
 
-        answer = ApiClient.once(settings, "GET", path, params={k: v for k, v in params.items() if v is not None})
+        answer = ApiClient.once(settings, method, path, params={k: v for k, v in params.items() if v is not None})
         return model.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
     from xmsearch.retriever.components import index_store
 
@@ -124,3 +128,58 @@ def documents(
     console.print(table)
     shown = f"{len(listed.documents)} of {listed.total:,} document(s)" + (f" of tenant {tenant}" if tenant else "")
     console.print(shown + (f"; next page: --cursor {listed.next}" if listed.next else ""))
+
+
+def _listing(store: Any) -> Any:
+    from xmsearch.api.models import CollectionsOut, VersionOut
+
+    return CollectionsOut(collection=store.alias, versions=[VersionOut.model_validate(v) for v in store.collections()])
+
+
+def _print_versions(listed: Any, as_json: bool) -> None:
+    """Each version on its own lines, whatever the width: paths and model ids stay whole."""
+    if as_json:
+        print(listed.model_dump_json())
+        return
+    for v in listed.versions:
+        built = dict(v.built_with)
+        size = "" if v.size_bytes is None else f", {_size(v.size_bytes)}"
+        searched = " (searched)" if v.current else ""
+        console.print(
+            f"[bold]{escape(v.version)}[/bold]{searched}: {v.documents:,} documents, {v.points:,} points{size}"
+        )
+        model = f"{built.pop('model', '?')} ({built.pop('model_id', '?')})"
+        built.pop("schema", None)
+        console.print(escape(f"  model {model}, " + ", ".join(f"{k} {val}" for k, val in built.items())))
+
+
+@collections_app.command("list")
+def collections_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the shape GET /collections answers).")] = False,
+) -> None:
+    """Every version of the collection, oldest first: the one searched, what each was built with
+    (model, precision, chunking, datatype, quantization, first stage), documents, points, size.
+
+    Example: xmsearch collections list
+    """
+    from xmsearch.api.models import CollectionsOut
+
+    _print_versions(_reading(_listing, "/collections", {}, CollectionsOut), as_json)
+
+
+@collections_app.command("drop")
+def collections_drop(
+    version: Annotated[str, typer.Argument(help="The version to remove (`xmsearch collections list` names them).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the versions left.")] = False,
+) -> None:
+    """Remove a version that searches do not use, and everything in it (the one searched is refused).
+
+    Example: xmsearch collections drop xmsearch-v1
+    """
+    from xmsearch.api.models import CollectionsOut
+
+    def drop(store: Any) -> Any:
+        store.drop(version)
+        return _listing(store)
+
+    _print_versions(_reading(drop, f"/collections/{version}", {}, CollectionsOut, "DELETE"), as_json)

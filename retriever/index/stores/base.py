@@ -51,6 +51,13 @@ def next_version(alias: str, versions: list[str]) -> str:
     return f"{alias}-v{int(versions[-1].rpartition('-v')[2]) + 1 if versions else 1}"
 
 
+def disk_usage(folder: Path | None) -> int | None:
+    """Bytes used under a folder (blocks, not apparent sizes); None when there is no such folder."""
+    if folder is None or not folder.is_dir():
+        return None
+    return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
+
+
 def _of_document(document_id: str, tenant: str | None) -> tuple[Condition, ...]:
     """The points of one document of one tenant (None: of no tenant)."""
     return (Condition("document_id", equals=document_id), owned_by(tenant))
@@ -139,6 +146,51 @@ class Store(ABC):
         """The physical collection the alias points at (None: none yet)."""
 
     @abstractmethod
+    def _recorded(self, version: str) -> dict[str, Any] | None:
+        """What `version` recorded about how it was built (None: nothing)."""
+
+    @abstractmethod
+    def _version_counts(self, version: str) -> tuple[int, int]:
+        """The points and documents (first chunks) of `version`."""
+
+    @abstractmethod
+    def _version_size(self, version: str) -> int | None:
+        """The bytes `version` takes on this machine's disk (None: not measured here)."""
+
+    @abstractmethod
+    def _drop(self, version: str) -> None:
+        """Remove `version` (not the current one) and everything in it."""
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every version of the alias, oldest first: whether searches use it, what it was built with,
+        its points, documents and size on disk."""
+        current = self.current_version()
+        out = []
+        for version in self.versions():
+            points, documents = self._version_counts(version)
+            out.append(
+                {
+                    "version": version,
+                    "current": version == current,
+                    "built_with": self._recorded(version) or {},
+                    "points": points,
+                    "documents": documents,
+                    "size_bytes": self._version_size(version),
+                }
+            )
+        return out
+
+    def drop(self, version: str) -> None:
+        """Remove a version that searches do not use; the current one is refused."""
+        if version not in self.versions():
+            raise CollectionNotFoundError(f"collection {self.alias!r} has no version {version!r} in {self.where}")
+        if version == self.current_version():
+            raise InvalidInputError(
+                f"{version!r} is the version searches use: point {self.alias!r} at another (reindex, rollback) first"
+            )
+        self._drop(version)
+
+    @abstractmethod
     def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
         """The conditions in the engine's filter type (None when there are none)."""
 
@@ -209,19 +261,16 @@ class Store(ABC):
     def describe(self, conditions: Sequence[Condition] = ()) -> dict[str, Any]:
         """What `xmsearch status` shows: where the collection is, its versions, what it was built
         with, its points and documents (matching the conditions) and its size on disk (None: unknown)."""
-        size = None
-        if self.disk is not None and self.disk.is_dir():
-            size = sum(f.stat().st_blocks * 512 for f in self.disk.rglob("*") if f.is_file())  # used, not apparent
         return {
             "backend": self.backend,
             "collection": self.alias,
             "location": self.where,
             "version": self.current_version(),
             "versions": self.versions(),
-            "spec": {**self.spec.record(), "datatype": self.spec.datatype, "quantization": self.spec.quantization},
+            "spec": self.spec.record(),
             "points": self.count(conditions),
             "documents": self.count_documents(conditions),
-            "size_bytes": size,
+            "size_bytes": disk_usage(self.disk),
         }
 
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:

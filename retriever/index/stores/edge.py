@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from xmsearch.retriever.index.schema import (
     point_id,
 )
 from xmsearch.retriever.index.stores.base import (
+    FIRST_CHUNK,
     CollectionNotFoundError,
     Cursor,
     Query,
@@ -46,6 +48,7 @@ from xmsearch.retriever.index.stores.base import (
     Store,
     StoreLockedError,
     StoreNotOpenError,
+    disk_usage,
     next_version,
     own_versions,
 )
@@ -167,9 +170,7 @@ class EdgeStore(Store):
             os.close(dir_fd)
 
     def _check(self, version: str) -> None:
-        record_file = self.folder / f"{version}.json"
-        record = json.loads(record_file.read_text()) if record_file.is_file() else None
-        self.spec.check(record, self.alias)
+        self.spec.check(self._recorded(version), self.alias)
 
     def _config(self) -> Any:
         quantization: Any = None
@@ -253,6 +254,29 @@ class EdgeStore(Store):
 
     def current_version(self) -> str | None:
         return self._current()
+
+    def _recorded(self, version: str) -> dict[str, Any] | None:
+        record_file = self.folder / f"{version}.json"
+        return json.loads(record_file.read_text()) if record_file.is_file() else None
+
+    def _version_counts(self, version: str) -> tuple[int, int]:
+        if version == self._current() and self._shard is not None:
+            shard, owned = self._shard, False
+        else:
+            shard, owned = _edge_call(q.EdgeShard.load, str(self.folder / version)), True
+        try:
+            documents = q.CountRequest(exact=True, filter=translate((FIRST_CHUNK,), EDGE_FILTERS))
+            return int(shard.count(q.CountRequest(exact=True))), int(shard.count(documents))
+        finally:
+            if owned:
+                shard.close()
+
+    def _version_size(self, version: str) -> int | None:
+        return disk_usage(self.folder / version)
+
+    def _drop(self, version: str) -> None:
+        shutil.rmtree(self.folder / version)
+        (self.folder / f"{version}.json").unlink(missing_ok=True)
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=self._engine_filter(tuple(conditions)))))

@@ -26,6 +26,7 @@ from xmsearch.retriever.index.schema import (
     point_id,
 )
 from xmsearch.retriever.index.stores.base import (
+    FIRST_CHUNK,
     CollectionNotFoundError,
     Cursor,
     Query,
@@ -242,6 +243,22 @@ class QdrantStore(Store):
 
     def current_version(self) -> str | None:
         return self._target()
+
+    def _recorded(self, version: str) -> dict[str, Any] | None:
+        info = self._call(self.client.get_collection, version)
+        recorded: dict[str, Any] | None = (info.config.metadata or {}).get(METADATA_KEY)
+        return recorded
+
+    def _version_counts(self, version: str) -> tuple[int, int]:
+        points = self._call(self.client.count, version, exact=True).count
+        first = to_qdrant_filter((FIRST_CHUNK,))
+        return points, self._call(self.client.count, version, count_filter=first, exact=True).count
+
+    def _version_size(self, version: str) -> int | None:
+        return None  # a server's disk, or local mode's one file for all versions: not per version
+
+    def _drop(self, version: str) -> None:
+        self._call(self.client.delete_collection, version)
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
