@@ -111,7 +111,8 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
     from xmsearch.workers.app import RESTORE_SWEEP_S
     from xmsearch.workers.jobs import DeadLetters, JobStore
 
-    visibility = 10
+    # FAULT_VISIBILITY_S and FAULT_KILLS measure other settings (e.g. the 60 s default, a few kills)
+    visibility, kills = int(os.environ.get("FAULT_VISIBILITY_S", "10")), int(os.environ.get("FAULT_KILLS", "20"))
     env = {
         **os.environ,
         "XMSEARCH_MODEL": str(tiny_checkpoint),
@@ -122,7 +123,8 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
         "XMSEARCH_PRODUCER_BATCH_DOCS": "8",
     }
     text = "the old mill turns by the river. " * 60  # several chunks: a task takes a while
-    docs = [{"id": f"d{i}", "text": f"Note {i}: {text}", "language": "en"} for i in range(2000)]
+    n_docs = 100 * kills * max(1, visibility // 10) ** 2  # enough work to outlast every kill and its wait
+    docs = [{"id": f"d{i}", "text": f"Note {i}: {text}", "language": "en"} for i in range(n_docs)]
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
     sent = subprocess.run(
@@ -138,7 +140,7 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
     delays: list[float] = []
     worker = Worker(env, tmp_path / "worker-0.log")
     try:
-        for kill in range(1, 21):
+        for kill in range(1, kills + 1):
             deadline = time.monotonic() + 120
             while not client.hlen("unacked") and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -171,7 +173,8 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
     finally:
         store.close()
     assert total == len(docs) == len({p.document_id for p in page})  # 0 lost (point ids: never twice)
+    spread = f"{min(delays):.1f} / {statistics.median(delays):.1f} / {max(delays):.1f} s"
     print(
-        f"\n20 SIGKILLs: redelivery {min(delays):.1f} / {statistics.median(delays):.1f} / {max(delays):.1f} s "
-        f"(min / median / max) with a {visibility} s visibility timeout and a {RESTORE_SWEEP_S} s sweep"
+        f"\n{kills} SIGKILLs, {n_docs} documents: redelivery {spread} (min / median / max) with a {visibility} s "
+        f"visibility timeout and a {RESTORE_SWEEP_S} s sweep"
     )
