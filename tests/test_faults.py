@@ -123,7 +123,7 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
         "XMSEARCH_PRODUCER_BATCH_DOCS": "8",
     }
     text = "the old mill turns by the river. " * 60  # several chunks: a task takes a while
-    n_docs = 100 * kills * max(1, visibility // 10) ** 2  # enough work to outlast every kill and its wait
+    n_docs = 200 * kills * max(1, visibility // 10) ** 2  # enough work to outlast every kill and its wait
     docs = [{"id": f"d{i}", "text": f"Note {i}: {text}", "language": "en"} for i in range(n_docs)]
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
