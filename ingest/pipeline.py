@@ -23,16 +23,16 @@ from xmsearch.ingest.job import Job, JobStatus
 from xmsearch.ingest.settings import IndexerSettings, IngestSettings
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError, TransientError
-from xmsearch.retriever.index.schema import Point
+from xmsearch.retriever.index.schema import Point, Source
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.languages import Resolution
 
 
 def content_hash(model_id: str, adapter: str, doc: Document, chunk: Chunk) -> str:
-    """What a stored chunk depends on. The first chunk also carries the document's exact text (to
+    """What a stored chunk depends on. The first chunk also carries the document as ingested (to
     rebuild it), so it depends on all of it: any change to a document rewrites its first chunk."""
-    source = doc.text if chunk.number == 0 else None
+    source = [doc.text, doc.language] if chunk.number == 0 else None
     key = json.dumps(
         [model_id, adapter, doc.tenant, doc.metadata, chunk.text, source], ensure_ascii=False, sort_keys=True
     )
@@ -195,7 +195,7 @@ class Indexer:
                 tenant=doc.tenant,
                 metadata=doc.metadata,
                 first_stage=None if first is None else first[i],
-                source=doc.text if chunk.number == 0 else None,
+                source=Source(doc.text, doc.language) if chunk.number == 0 else None,
             )
             for i, ((doc, chunk, lang, digest), v) in enumerate(zip(todo, vectors, strict=True))
         ]

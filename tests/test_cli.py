@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -128,7 +129,7 @@ def test_search_shows_each_document_once_and_pages(tiny_checkpoint: Path, tmp_pa
 
 def test_reading_the_index_loads_no_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
     env = {**os.environ, "XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path)}
-    for args in (["status"], ["documents", "--tenant", "acme"], ["collections", "list"]):
+    for args in (["status"], ["documents", "--tenant", "acme"], ["collections", "list"], ["export"]):
         result = subprocess.run([*PROBED_CLI, *args], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 1 and "HEAVY: []" in result.stderr, result.stderr
         assert "collection 'xmsearch' does not exist" in result.stderr and "ingest documents first" in result.stderr
@@ -272,3 +273,49 @@ def test_progress_counts_documents_of_a_known_total_with_rate(monkeypatch: pytes
     shown = screen.file.getvalue()  # type: ignore[attr-defined]
     assert "job abcdef12" in shown and "3/31" in shown and "8/31" in shown and "tasks 0/1" in shown
     assert "docs/s" in shown and "0:00:" in shown  # a rate and the time left
+
+
+def test_export_writes_the_documents_as_ingested_and_ingest_reads_them_back(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Exact text (white space, scripts, unnormalised accents), language as given, tenant and metadata
+    come back as records `ingest` reads; a copy ingested elsewhere exports the same records."""
+    from tests.test_ingest import MULTILINGUAL
+    from xmsearch.ingest.export import Export
+    from xmsearch.retriever.components import index_store
+    from xmsearch.settings import Settings
+
+    docs = [
+        {"id": f"d{i}", "text": text}
+        | ({"language": "de"} if i == 0 else {})
+        | ({"tenant": "acme"} if i % 2 else {})
+        | ({"metadata": {"n": i, "tags": ["a", "ü"]}} if i % 3 == 0 else {})
+        for i, text in enumerate(MULTILINGUAL)
+    ]
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+
+    def run(data: Path, *args: str) -> Any:
+        env = {"XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(data)}
+        return runner.invoke(app, list(args), env=env)
+
+    assert run(tmp_path / "a", "ingest", str(source)).exit_code == 0
+    assert run(tmp_path / "a", "export", "--output", str(tmp_path / "a.jsonl")).exit_code == 0
+    exported = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(exported, key=lambda r: r["id"]) == docs
+    assert run(tmp_path / "b", "ingest", str(tmp_path / "a.jsonl")).exit_code == 0
+    assert run(tmp_path / "b", "export", "--output", str(tmp_path / "b.jsonl"), "--tenant", "acme").exit_code == 0
+    copied = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(copied, key=lambda r: r["id"]) == [d for d in docs if d.get("tenant") == "acme"]
+
+    store = index_store(Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "a"))
+    store.open(create=False)
+    try:  # a document stored before the first chunk kept the text
+        first = store.fetch("d5", "acme")[0]
+        store.upsert([dataclasses.replace(first, document_id="old", source=None)])
+        job = Export(store)
+        assert len(list(job.records())) == len(docs) and job.unrebuildable == [("acme", "old")]
+    finally:
+        store.close()
+    refused = run(tmp_path / "a", "export", "--output", str(tmp_path / "c.jsonl"))
+    assert refused.exit_code != 0 and "1 document(s) were stored before" in str(refused.exception)

@@ -14,6 +14,7 @@ from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.sources import read_folder, read_jsonl, read_path
 from xmsearch.retriever import Encoder, InvalidInputError
+from xmsearch.retriever.index.schema import Source
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
 
@@ -242,16 +243,22 @@ def test_each_document_s_exact_text_is_rebuilt_from_the_store(
     settings = Settings(device="cpu", store=store, data_dir=tmp_path, chunk_overlap=8)
     ing = Indexer.from_settings(settings, detecting_encoder)
     try:
-        docs = [{"id": f"d{i}", "text": text, "tenant": "t" if i % 2 else None} for i, text in enumerate(MULTILINGUAL)]
+        docs = [
+            {"id": f"d{i}", "text": text, "tenant": "t" if i % 2 else None, "language": "de" if i == 0 else None}
+            for i, text in enumerate(MULTILINGUAL)
+        ]
         _ingest(ing, *docs)
         stored = {d["id"]: ing.store.fetch(d["id"], d["tenant"], vectors=False) for d in docs}
         assert sum(len(chunks) > 5 for chunks in stored.values()) >= 4  # long documents, many chunks
         for doc in docs:
             first = stored[doc["id"]][0]
-            assert first.source is not None and first.source.encode() == doc["text"].encode(), doc["id"]
+            assert first.source is not None and first.source.text.encode() == doc["text"].encode(), doc["id"]
+            assert first.source.language == doc.get("language")
             assert all(chunk.source is None for chunk in stored[doc["id"]][1:])  # kept once
         changed = {**docs[0], "text": docs[0]["text"][:-1] + "!"}  # the last chunk changes, and so the first
         counts, _ = _ingest(ing, changed)
-        assert counts["encoded"] == 2 and ing.store.fetch("d0", vectors=False)[0].source == changed["text"]
+        assert counts["encoded"] == 2 and ing.store.fetch("d0", vectors=False)[0].source == Source(
+            changed["text"], "de"
+        )
     finally:
         ing.close()

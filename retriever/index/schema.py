@@ -31,7 +31,7 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float", "bool"]] = {
     "model_id": "keyword",
 }
 HASH_FIELDS = ("document_id", "chunk", "content_hash")  # what change detection reads back
-SOURCE = "source"  # the document's exact text as ingested, on its first chunk (chunk texts overlap)
+SOURCE = "source"  # the document as ingested (exact text, language as given), on its first chunk
 HIT_FIELDS = ("document_id", "chunk", "text", "language", "tenant", "metadata")  # what a hit or a listing reads
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
@@ -114,6 +114,19 @@ def point_id(collection: str, document_id: str, chunk: int, tenant: str | None =
 
 
 @dataclass(frozen=True)
+class Source:
+    """A document as it was ingested, kept on its first chunk: its exact text (chunk texts overlap and
+    are trimmed) and its language as given (None: detected per chunk), so it can be rebuilt."""
+
+    text: str
+    language: str | None = None
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Source | None:
+        return cls(payload["text"], payload.get("language")) if isinstance(payload, dict) else None
+
+
+@dataclass(frozen=True)
 class Point:
     """One chunk of one document, ready to store."""
 
@@ -127,7 +140,7 @@ class Point:
     tenant: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     first_stage: np.ndarray | None = None
-    source: str | None = None  # chunk 0: the document's exact text (to rebuild it, e.g. for a reindex)
+    source: Source | None = None  # chunk 0: the document as ingested (to rebuild it, e.g. for a reindex)
 
     @classmethod
     def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
@@ -144,7 +157,7 @@ class Point:
             model_id=payload.get("model_id", ""),
             tenant=payload.get("tenant"),
             metadata=payload.get("metadata") or {},
-            source=payload.get(SOURCE),
+            source=Source.from_payload(payload.get(SOURCE)),
         )
 
     def payload(self) -> dict[str, Any]:
@@ -158,7 +171,9 @@ class Point:
             "tenant": self.tenant,
             "metadata": self.metadata,
         }
-        return out if self.source is None else {**out, SOURCE: self.source}
+        if self.source is not None:
+            out[SOURCE] = {"text": self.source.text, "language": self.source.language}
+        return out
 
     def check(self, dim: int) -> None:
         """Wrong sizes are refused before anything is written."""

@@ -158,7 +158,8 @@ class DocumentOut(BaseModel):
     def of(cls, points: list[Point]) -> DocumentOut:
         first = points[0]
         chunks = [ChunkOut(chunk=p.chunk, text=p.text, language=p.language) for p in points]
-        return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, text=first.source, chunks=chunks)
+        text = first.source.text if first.source else None
+        return cls(id=first.document_id, tenant=first.tenant, metadata=first.metadata, text=text, chunks=chunks)
 
 
 class DocumentSummaryOut(BaseModel):

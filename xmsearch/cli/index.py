@@ -1,12 +1,16 @@
 """Commands on the index that encode nothing (no model weights, no torch): `status` (the
-collection), `documents` (what it holds, page by page) and `collections list|drop` (its versions),
+collection), `documents` (what it holds, page by page), `export` (its documents as ingested) and
+`collections list|drop` (its versions),
 on the store or, with --url, through a running API. Their --json shapes are the API's (GET /status,
 GET /documents, GET /collections)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -14,7 +18,7 @@ from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
-from xmsearch.cli.output import console
+from xmsearch.cli.output import console, stderr
 from xmsearch.cli.root import app
 
 collections_app = typer.Typer(no_args_is_help=True, help="The collection's versions: list them, drop old ones.")
@@ -183,3 +187,46 @@ def collections_drop(
         return _listing(store)
 
     _print_versions(_reading(drop, f"/collections/{version}", {}, CollectionsOut, "DELETE"), as_json)
+
+
+@app.command()
+def export(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's documents (default: every tenant's).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write to this file (default: standard output).")] = None,
+) -> None:
+    """Write every stored document as it was ingested (exact text, language as given, tenant,
+    metadata) as JSON Lines that `xmsearch ingest` reads back: a backup, a move, a reindex's source.
+
+    Reads the store where it is (not through --url). Documents stored before xmsearch kept their text
+    cannot be rebuilt: they are named at the end (exit code 1).
+
+    Examples: xmsearch export --output backup.jsonl    xmsearch export --tenant acme | gzip > acme.jsonl.gz
+    """
+    from xmsearch.ingest.export import Export
+    from xmsearch.ingestor import mode_for
+    from xmsearch.retriever.components import index_store
+    from xmsearch.retriever.errors import PermanentError, XmsearchError
+    from xmsearch.retriever.index.filters import owned_by
+    from xmsearch.settings import get_settings
+
+    settings = get_settings()
+    if mode_for(settings) == "remote":
+        raise PermanentError("export reads the store itself: run it where the store is, without --url")
+    store = index_store(settings)
+    written = 0
+    try:
+        store.open(create=False)
+        job = Export(store, [] if tenant is None else [owned_by(tenant)])
+        with output.open("w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout) as out:
+            for record in job.records():
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+    finally:
+        store.close()
+    stderr.print(f"{written:,} document(s) exported" + (f" to {output}" if output else ""))
+    if job.unrebuildable:
+        first = ", ".join(f"{doc!r}" + (f" (tenant {t})" if t else "") for t, doc in job.unrebuildable[:5])
+        raise XmsearchError(
+            f"{len(job.unrebuildable)} document(s) were stored before xmsearch kept each document's text and cannot "
+            f"be rebuilt (e.g. {first}): ingest them again from their source"
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.index.schema import HASH_FIELDS, HIT_FIELDS, Hit, IndexSpec, Page, Point, by_document
+from xmsearch.retriever.index.schema import HASH_FIELDS, HIT_FIELDS, SOURCE, Hit, IndexSpec, Page, Point, by_document
 
 GROUP_READ = 4  # grouped searches read this many chunks per document wanted, then this many times more
 MAX_GROUP_DEPTH = 10_000  # the deepest a grouped search reads a ranking (chunks)
@@ -253,6 +253,16 @@ class Store(ABC):
                 raise InvalidInputError(f"cursor {cursor!r} is not one a listing answered (its `next`)") from None
         records, after = self._page((*conditions, FIRST_CHUNK), HIT_FIELDS, False, limit, cursor)
         return [Point.from_record(payload, None) for payload, _ in records], self.count_documents(conditions), after
+
+    def first_chunks(self, conditions: Sequence[Condition] = ()) -> Iterator[Point]:
+        """Every document's first chunk matching the conditions, in storage order, without vectors but
+        with what it keeps of the document as ingested (`source`); read page by page."""
+        cursor: Cursor = None
+        while True:
+            records, cursor = self._page((*conditions, FIRST_CHUNK), (*HIT_FIELDS, SOURCE), False, SCROLL_PAGE, cursor)
+            yield from (Point.from_record(payload, None) for payload, _ in records)
+            if cursor is None:
+                return
 
     def count_documents(self, conditions: Sequence[Condition] = ()) -> int:
         """How many documents have a first chunk matching the conditions (every document has one)."""
