@@ -70,6 +70,20 @@ class IndexSpec:
             **self.built_with,
         }
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> IndexSpec:
+        """The spec a version recorded (e.g. to point the alias back at it)."""
+        checked = ("schema", "model_id", "dim", "datatype", "quantization", "first_stage_dim", "metadata_indexes")
+        return cls(
+            model_id=record["model_id"],
+            dim=record["dim"],
+            datatype=record.get("datatype", "float16"),
+            quantization=record.get("quantization", "none"),
+            first_stage_dim=record.get("first_stage_dim", 0),
+            metadata_indexes=record.get("metadata_indexes", {}),
+            built_with={k: v for k, v in record.items() if k not in checked},
+        )
+
     @property
     def quantized(self) -> bool:
         """Searches run on a quantized copy and are rescored exactly."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +111,20 @@ class Store(ABC):
         """The physical collections of this alias, oldest first."""
 
     @abstractmethod
-    def create_version(self) -> str:
-        """Make a new empty physical collection for the spec (for a reindex) and return its name."""
+    def create_version(self, spec: IndexSpec | None = None) -> str:
+        """Make a new empty physical collection for `spec` (default: this store's; for a reindex, the
+        new settings') and return its name."""
 
     @abstractmethod
-    def swap(self, version: str) -> None:
-        """Point the alias at `version` atomically."""
+    def swap(self, version: str, spec: IndexSpec | None = None) -> None:
+        """Point the alias at `version` atomically; with `spec` (a reindex that changed the model or
+        the settings), the version must have been built for it and this store serves it from now on."""
+
+    @abstractmethod
+    def version_store(self, version: str, spec: IndexSpec) -> Store:
+        """A store of one version (not the alias), built for `spec`, open, sharing this store's
+        connection or folder lock: a reindex writes the new version through it while the alias still
+        serves the old one. Closing it leaves this store open."""
 
     @abstractmethod
     def optimize(self) -> None:
@@ -263,6 +272,11 @@ class Store(ABC):
             yield from (Point.from_record(payload, None) for payload, _ in records)
             if cursor is None:
                 return
+
+    def chunk_counts(self, conditions: Sequence[Condition] = ()) -> Counter[tuple[str | None, str]]:
+        """How many chunks each document matching the conditions has, by (tenant, id)."""
+        records = self._records(conditions, ("document_id", "tenant"), vectors=False)
+        return Counter((payload.get("tenant"), payload["document_id"]) for payload, _ in records)
 
     def count_documents(self, conditions: Sequence[Condition] = ()) -> int:
         """How many documents have a first chunk matching the conditions (every document has one)."""

@@ -72,6 +72,42 @@ _INDEX_TYPES = {
 }
 
 
+def _config(spec: IndexSpec) -> Any:
+    """The Edge configuration of a collection built for `spec`."""
+    quantization: Any = None
+    if spec.quantization == "int8":
+        quantization = q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
+    elif spec.quantization == "binary":
+        quantization = q.BinaryQuantizationConfig(always_ram=True)
+    vectors = {
+        TOKENS: q.EdgeVectorParams(
+            size=spec.dim,
+            distance=q.Distance.Dot,  # unit vectors: dot = cosine, MaxSim as the reference scores
+            multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
+            datatype=_DATATYPES[spec.datatype],
+            quantization_config=quantization,
+            hnsw_config=q.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
+        )
+    }
+    if spec.first_stage_dim:
+        vectors[FIRST_STAGE] = q.EdgeVectorParams(
+            size=spec.first_stage_dim,
+            distance=q.Distance.Dot,
+            hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
+        )
+    return q.EdgeConfig(vectors=vectors)
+
+
+class _HeldLock:
+    """The folder lock of a version store: held by the store it belongs to, so nothing to do."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 class FolderLock:
     """An exclusive flock on `<folder>/.lock` holding the owner's pid and command, released on close
     or when the process dies."""
@@ -112,15 +148,25 @@ class EdgeStore(Store):
 
     backend = "edge"
 
-    def __init__(self, root: Path, alias: str, spec: IndexSpec) -> None:
+    def __init__(self, root: Path, alias: str, spec: IndexSpec, pinned: str | None = None) -> None:
         self.folder = self.disk = root / alias
         self.where = str(self.folder)
         self.alias = alias
         self.spec = spec
-        self._lock = FolderLock(self.folder)
+        self._pinned = pinned  # a version store: this version, not the one CURRENT names
+        self._lock: FolderLock | _HeldLock = _HeldLock() if pinned else FolderLock(self.folder)
         self._shard: Any = None
         self._dirty = False
         self._opening = threading.Lock()
+
+    def version_store(self, version: str, spec: IndexSpec) -> EdgeStore:
+        if self._shard is None:
+            raise StoreNotOpenError(f"the store {self.folder} is used before open() or after close()")
+        if version not in self.versions():
+            raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
+        view = EdgeStore(self.folder.parent, self.alias, spec, pinned=version)
+        view.open(create=False)
+        return view
 
     @property
     def shard(self) -> Any:
@@ -153,6 +199,8 @@ class EdgeStore(Store):
             raise
 
     def _current(self) -> str | None:
+        if self._pinned is not None:
+            return self._pinned
         pointer = self.folder / "CURRENT"
         return pointer.read_text().strip() if pointer.is_file() else None
 
@@ -173,53 +221,34 @@ class EdgeStore(Store):
         self.spec.check(self._recorded(version), self.alias)
 
     def _config(self) -> Any:
-        quantization: Any = None
-        if self.spec.quantization == "int8":
-            quantization = q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
-        elif self.spec.quantization == "binary":
-            quantization = q.BinaryQuantizationConfig(always_ram=True)
-        vectors = {
-            TOKENS: q.EdgeVectorParams(
-                size=self.spec.dim,
-                distance=q.Distance.Dot,  # unit vectors: dot = cosine, MaxSim as the reference scores
-                multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
-                datatype=_DATATYPES[self.spec.datatype],
-                quantization_config=quantization,
-                hnsw_config=q.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
-            )
-        }
-        if self.spec.first_stage_dim:
-            vectors[FIRST_STAGE] = q.EdgeVectorParams(
-                size=self.spec.first_stage_dim,
-                distance=q.Distance.Dot,
-                hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
-            )
-        return q.EdgeConfig(vectors=vectors)
+        return _config(self.spec)
 
     def versions(self) -> list[str]:
         if not self.folder.is_dir():
             return []
         return own_versions(self.alias, [p.name for p in self.folder.iterdir() if p.is_dir()])
 
-    def create_version(self) -> str:
+    def create_version(self, spec: IndexSpec | None = None) -> str:
+        spec = spec or self.spec
         name = next_version(self.alias, self.versions())
-        shard = _edge_call(q.EdgeShard.create, str(self.folder / name), self._config())
+        shard = _edge_call(q.EdgeShard.create, str(self.folder / name), _config(spec))
         try:
-            for field, kind in self.spec.payload_indexes().items():
+            for field, kind in spec.payload_indexes().items():
                 shard.update(q.UpdateOperation.create_field_index(field, _INDEX_TYPES[kind]))
         finally:
             shard.close()
-        (self.folder / f"{name}.json").write_text(json.dumps(self.spec.record()))
+        (self.folder / f"{name}.json").write_text(json.dumps(spec.record()))
         return name
 
-    def swap(self, version: str) -> None:
+    def swap(self, version: str, spec: IndexSpec | None = None) -> None:
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
-        self._check(version)
+        (spec or self.spec).check(self._recorded(version), self.alias)
         reopen = self._shard is not None
         if reopen:
             self._close_shard()
         self._write_current(version)
+        self.spec = spec or self.spec
         if reopen:
             self._shard = _edge_call(q.EdgeShard.load, str(self.folder / version), self._config())
 

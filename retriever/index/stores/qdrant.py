@@ -82,8 +82,17 @@ def to_qdrant_filter(conditions: Sequence[Condition]) -> models.Filter | None:
 class QdrantStore(Store):
     """A collection behind an alias, through qdrant-client (server or local mode)."""
 
-    def __init__(self, client: QdrantClient, alias: str, spec: IndexSpec, backend: str, retries: int = 0) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        alias: str,
+        spec: IndexSpec,
+        backend: str,
+        retries: int = 0,
+        owns_client: bool = True,
+    ) -> None:
         self.client = client
+        self._owns_client = owns_client  # a version store shares its store's client
         self.alias = alias
         self.spec = spec
         self.backend = backend
@@ -160,52 +169,40 @@ class QdrantStore(Store):
     def versions(self) -> list[str]:
         return own_versions(self.alias, [c.name for c in self._call(self.client.get_collections).collections])
 
-    def create_version(self) -> str:
+    def create_version(self, spec: IndexSpec | None = None) -> str:
+        spec = spec or self.spec
         name = next_version(self.alias, self.versions())
         self._call(
             self.client.create_collection,
             name,
-            vectors_config=self._vectors_config(),
-            quantization_config=self._quantization(),
-            metadata={METADATA_KEY: self.spec.record()},
+            vectors_config=_vectors_config(spec),
+            quantization_config=_quantization(spec),
+            metadata={METADATA_KEY: spec.record()},
         )
         with warnings.catch_warnings():  # local mode says, once per index, that it ignores them
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-            for field, kind in self.spec.payload_indexes().items():
+            for field, kind in spec.payload_indexes().items():
                 self._call(self.client.create_payload_index, name, field_name=field, field_schema=_INDEX_TYPES[kind])
         return name
 
-    def _vectors_config(self) -> dict[str, models.VectorParams]:
-        config = {
-            TOKENS: models.VectorParams(
-                size=self.spec.dim,
-                distance=models.Distance.DOT,  # the vectors are unit length: dot = cosine, MaxSim as the reference
-                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
-                datatype=models.Datatype(self.spec.datatype),
-                on_disk=self.spec.quantized,
-            )
-        }
-        if self.spec.first_stage_dim:
-            config[FIRST_STAGE] = models.VectorParams(size=self.spec.first_stage_dim, distance=models.Distance.DOT)
-        return config
+    def version_store(self, version: str, spec: IndexSpec) -> QdrantStore:
+        if version not in self.versions():
+            raise CollectionNotFoundError(f"version {version!r} does not exist in {self.where}")
+        view = QdrantStore(self.client, version, spec, self.backend, self.retries, owns_client=False)
+        spec.check(view._recorded(version), version)
+        view._opened = True  # the version is its collection: every call names it
+        return view
 
-    def _quantization(self) -> models.QuantizationConfig | None:
-        if self.spec.quantization == "int8":
-            return models.ScalarQuantization(
-                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-            )
-        if self.spec.quantization == "binary":
-            return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-        return None
-
-    def swap(self, version: str) -> None:
+    def swap(self, version: str, spec: IndexSpec | None = None) -> None:
+        if spec is not None:
+            spec.check(self._recorded(version), version)
         operations: list[models.AliasOperations] = [
             models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=version, alias_name=self.alias))
         ]
         if self._target() is not None:
             operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
         self._call(self.client.update_collection_aliases, change_aliases_operations=operations)
+        self.spec = spec or self.spec
 
     def _write(self, points: Sequence[Point]) -> None:
         batch: list[models.PointStruct] = []
@@ -289,4 +286,33 @@ class QdrantStore(Store):
         """Nothing to do: a server optimises in the background, local mode has no indexes."""
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
+
+
+def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
+    """The vector fields of a collection built for `spec`."""
+    config = {
+        TOKENS: models.VectorParams(
+            size=spec.dim,
+            distance=models.Distance.DOT,  # the vectors are unit length: dot = cosine, MaxSim as the reference
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
+            datatype=models.Datatype(spec.datatype),
+            on_disk=spec.quantized,
+        )
+    }
+    if spec.first_stage_dim:
+        config[FIRST_STAGE] = models.VectorParams(size=spec.first_stage_dim, distance=models.Distance.DOT)
+    return config
+
+
+def _quantization(spec: IndexSpec) -> models.QuantizationConfig | None:
+    """The quantized copy of a collection built for `spec` (None: none)."""
+    if spec.quantization == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+        )
+    if spec.quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None

@@ -1,0 +1,145 @@
+"""Reindexing in process: a new model (and other settings) into a new version, verified, swapped;
+resumed after a crash without encoding a chunk twice; searches never mix models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_ingest import MULTILINGUAL
+from xmsearch.ingest.documents import Document
+from xmsearch.ingest.export import Export
+from xmsearch.ingest.job import Job
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.reindex import reindex
+from xmsearch.retriever.components import index_store
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.index.schema import StoreMismatchError
+from xmsearch.retriever.model.tiny import make_tiny
+from xmsearch.retriever.search import Retriever
+from xmsearch.settings import Settings
+
+DOCS = [
+    {"id": f"d{i}", "text": text}
+    | ({"tenant": "acme"} if i % 2 else {})
+    | ({"language": "de"} if i == 0 else {})
+    | ({"metadata": {"n": i}} if i % 3 == 0 else {})
+    for i, text in enumerate(MULTILINGUAL)
+]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("tiny-b") / "ckpt", seed=1)  # same shape, other weights
+
+
+def _settings(model: Path, data: Path, **extra: object) -> Settings:
+    return Settings(model=str(model), data_dir=data, device="cpu", ingest_batch_size=8, **extra)  # type: ignore[arg-type]
+
+
+def _exported(settings: Settings) -> list[dict[str, object]]:
+    store = index_store(settings)
+    store.open(create=False)
+    try:
+        return sorted(Export(store).records(), key=lambda r: str(r["id"]))
+    finally:
+        store.close()
+
+
+def test_a_reindex_builds_verifies_and_swaps_and_searches_never_mix_models(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path
+) -> None:
+    old = _settings(tiny_checkpoint, tmp_path)
+    indexer = Indexer.from_settings(old)
+    job = indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
+    indexer.close()
+    chunks = job.counts.written
+
+    done = reindex(old, {"model": str(other_model), "vector_datatype": "float32", "chunk_overlap": "16"})
+    assert (done.previous, done.version, done.resumed) == ("xmsearch-v1", "xmsearch-v2", False)
+    assert done.documents == {"": 3, "acme": 3} and done.job.counts.failed == 0
+    new = _settings(other_model, tmp_path, vector_datatype="float32", chunk_overlap=16)
+    assert _exported(new) == sorted(DOCS, key=lambda d: str(d["id"]))  # every document, as ingested
+    retriever = Retriever.from_settings(new)
+    try:
+        assert retriever.search("Der Rhein fließt durch Basel", 3).hits  # the new model on the new version
+        versions = retriever.collections()
+    finally:
+        retriever.close()
+    assert [(v["version"], v["current"]) for v in versions] == [("xmsearch-v1", False), ("xmsearch-v2", True)]
+    assert versions[1]["built_with"]["model"] == str(other_model) and versions[1]["built_with"]["chunk_overlap"] == 16
+    assert versions[0]["points"] == chunks  # the old version is untouched, for a rollback
+    stale = Retriever.from_settings(old)
+    try:
+        with pytest.raises(StoreMismatchError):  # queries of the old model never meet the new vectors
+            stale.search("Der Rhein", 3)
+    finally:
+        stale.close()
+
+
+def test_an_interrupted_reindex_resumes_without_encoding_a_chunk_twice(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path
+) -> None:
+    old = _settings(tiny_checkpoint, tmp_path)
+    indexer = Indexer.from_settings(old)
+    indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
+    indexer.close()
+    changes = {"model": str(other_model)}
+    encoded: list[int] = []
+
+    def crash(job: Job) -> None:
+        encoded.append(job.counts.encoded)
+        if len(encoded) == 3:
+            raise RuntimeError("killed mid-way")
+
+    with pytest.raises(RuntimeError, match="killed mid-way"):
+        reindex(old, changes, on_progress=crash)
+    first = encoded[-1]
+    done = reindex(old, changes)
+    assert done.resumed and done.version == "xmsearch-v2"
+    retriever = Retriever.from_settings(_settings(other_model, tmp_path))
+    try:
+        total = sum(v["points"] for v in retriever.collections() if v["current"])
+    finally:
+        retriever.close()
+    assert 0 < first < total and first + done.job.counts.encoded == total  # each chunk encoded once
+
+
+def test_unknown_settings_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="cannot change api_port"):
+        reindex(_settings(tiny_checkpoint, tmp_path), {"api_port": "9"})
+
+
+def test_the_cli_reindexes_then_rolls_back(tiny_checkpoint: Path, other_model: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from xmsearch.cli import app
+
+    runner = CliRunner()
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS), encoding="utf-8")
+    old = {"XMSEARCH_MODEL": str(tiny_checkpoint), "XMSEARCH_DATA_DIR": str(tmp_path / "data")}
+    new = {**old, "XMSEARCH_MODEL": str(other_model), "XMSEARCH_VECTOR_DATATYPE": "float32"}
+
+    def run(env: dict[str, str], *args: str) -> object:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, (result.output, result.exception)
+        return json.loads(result.stdout) if "--json" in args else result.stdout
+
+    run(old, "ingest", str(source))
+    started = run(old, "reindex", "start", "--model", str(other_model), "--set", "vector_datatype=float32", "--json")
+    assert started["version"] == "xmsearch-v2" and started["processed"] == len(DOCS)  # type: ignore[index]
+    assert run(new, "search", "Basel", "--json")["hits"]  # type: ignore[index]
+    back = run(new, "reindex", "rollback", "--json")
+    assert back["version"] == "xmsearch-v1" and back["built_with"]["model"] == str(tiny_checkpoint)  # type: ignore[index]
+    assert run(old, "search", "Basel", "--json")["hits"]  # type: ignore[index]
+    for args, message in (
+        (["reindex", "rollback"], "nothing to roll back to"),
+        (["reindex", "start", "--set", "nonsense"], "--set takes KEY=VALUE"),
+        (["reindex", "start", "--set", "quantization=fuzzy"], "quantization"),
+    ):
+        refused = runner.invoke(app, args, env=old)
+        assert refused.exit_code != 0 and message in str(refused.exception), (args, refused.exception)
