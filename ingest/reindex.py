@@ -24,9 +24,10 @@ from xmsearch.ingest.export import Export
 from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.settings import IndexerSettings
-from xmsearch.retriever.components import Components, index_store
+from xmsearch.retriever.components import Components, index_spec, index_store
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.filters import owned_by
+from xmsearch.retriever.index.first_stage import make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec, Page
 from xmsearch.retriever.index.stores import Store, backend_for
 from xmsearch.retriever.settings import SettingsError
@@ -108,9 +109,12 @@ def reindex(
             "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
             "server it needs the workers, which is not built yet"
         )
+    from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
+
     target = target_settings(settings, changes)
-    components = Components.load(target)  # the new model
-    spec = components.store.spec
+    encoder = Encoder.from_pretrained(target.model, target)
+    first_stage = make_first_stage(encoder.spec.dim, target)
+    spec = index_spec(encoder.spec, target, first_stage)
     source = index_store(settings)  # the version searched: its own spec, read without its model
     source.open(create=False)
     try:
@@ -118,9 +122,9 @@ def reindex(
         version = _resumable(source, spec)
         resumed = version is not None
         version = version or source.create_version(spec)
-        building = source.version_store(version, spec)
+        building = source.version_store(version, spec)  # shares the source's lock or client
         try:
-            report = _build(source, building, dataclasses.replace(components, store=building), target, on_progress)
+            report = _build(source, building, Components(target, encoder, building, first_stage), target, on_progress)
         finally:
             building.close()
         source.swap(version, spec)

@@ -38,6 +38,14 @@ def _settings(model: Path, data: Path, **extra: object) -> Settings:
     return Settings(model=str(model), data_dir=data, device="cpu", ingest_batch_size=8, **extra)  # type: ignore[arg-type]
 
 
+def _ingest(settings: Settings) -> Job:
+    indexer = Indexer.from_settings(settings)
+    try:
+        return indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
+    finally:
+        indexer.close()
+
+
 def _exported(settings: Settings) -> list[dict[str, object]]:
     store = index_store(settings)
     store.open(create=False)
@@ -47,19 +55,17 @@ def _exported(settings: Settings) -> list[dict[str, object]]:
         store.close()
 
 
+@pytest.mark.parametrize("store", ["edge", "local"])
 def test_a_reindex_builds_verifies_and_swaps_and_searches_never_mix_models(
-    tiny_checkpoint: Path, other_model: Path, tmp_path: Path
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, store: str
 ) -> None:
-    old = _settings(tiny_checkpoint, tmp_path)
-    indexer = Indexer.from_settings(old)
-    job = indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
-    indexer.close()
-    chunks = job.counts.written
+    old = _settings(tiny_checkpoint, tmp_path, store=store)
+    chunks = _ingest(old).counts.written
 
     done = reindex(old, {"model": str(other_model), "vector_datatype": "float32", "chunk_overlap": "16"})
     assert (done.previous, done.version, done.resumed) == ("xmsearch-v1", "xmsearch-v2", False)
     assert done.documents == {"": 3, "acme": 3} and done.job.counts.failed == 0
-    new = _settings(other_model, tmp_path, vector_datatype="float32", chunk_overlap=16)
+    new = _settings(other_model, tmp_path, store=store, vector_datatype="float32", chunk_overlap=16)
     assert _exported(new) == sorted(DOCS, key=lambda d: str(d["id"]))  # every document, as ingested
     retriever = Retriever.from_settings(new)
     try:
@@ -82,9 +88,7 @@ def test_an_interrupted_reindex_resumes_without_encoding_a_chunk_twice(
     tiny_checkpoint: Path, other_model: Path, tmp_path: Path
 ) -> None:
     old = _settings(tiny_checkpoint, tmp_path)
-    indexer = Indexer.from_settings(old)
-    indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
-    indexer.close()
+    _ingest(old)
     changes = {"model": str(other_model)}
     encoded: list[int] = []
 
