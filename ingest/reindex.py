@@ -202,7 +202,7 @@ def _sample_searches(components: Components, building: Store, expected: dict[Key
     for tenant, document_id in list(expected)[:SAMPLE_SEARCHES]:
         [point] = building.fetch(document_id, tenant, vectors=False)[:1]
         words = " ".join(point.text.split()[:8])
-        prepared = components.encoder.prepare([words], None, "query")
+        prepared = components.encoder.prepare([words], point.language or None, "query")  # its adapter
         vectors = components.encoder.encode(prepared)
         hits = building.search(vectors, Page(1), [owned_by(tenant)])[0]
         if not hits:

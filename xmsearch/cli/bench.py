@@ -235,6 +235,30 @@ def bench_contention_cmd(
     console.print(table)
 
 
+@app.command("reindex")
+def bench_reindex_cmd(
+    docs: Annotated[int, typer.Option(help="Documents (passages of the Python documentation).")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Reindex throughput (rebuild from the store, encode, verify, swap) against plain ingestion of the
+    same documents, in one run, on an embedded store in a temporary folder.
+
+    Example: XMSEARCH_MODEL=./base-random xmsearch bench reindex --docs 200
+    """
+    from xmsearch.bench.reindex import run
+    from xmsearch.settings import get_settings
+
+    with console.status("ingesting, then reindexing", spinner="dots"):
+        figures = run(get_settings(), docs)
+    if as_json:
+        print(json.dumps(figures.as_dict()))
+        return
+    console.print(
+        f"{figures.documents} documents ({figures.chunks} chunks): ingest {figures.ingest_docs_per_s:.2f} docs/s, "
+        f"reindex {figures.reindex_docs_per_s:.2f} docs/s, ratio {figures.ratio:.3f}"
+    )
+
+
 @app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,

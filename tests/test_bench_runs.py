@@ -1,5 +1,5 @@
-"""The contention benchmark end to end on the tiny model: both priority settings measured, every
-figure a real measurement (searches answered, documents indexed)."""
+"""The contention and reindex benchmarks end to end on the tiny model: every figure a real
+measurement (searches answered, documents indexed, chunks encoded again)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def test_contention_bench_measures_both_priority_settings(
         assert 0 < row.idle_p50_ms <= row.idle_p99_ms and 0 < row.busy_p50_ms <= row.busy_p99_ms
         assert row.ingest_alone_docs_per_s > 0 and row.ingest_busy_docs_per_s > 0
         assert row.as_dict()["p50_ratio"] == row.busy_p50_ms / row.idle_p50_ms
+
+
+def test_reindex_bench_encodes_every_chunk_again_and_reports_the_ratio(tiny_checkpoint: Path) -> None:
+    from xmsearch.bench.reindex import run
+
+    figures = run(Settings(model=str(tiny_checkpoint), device="cpu", detect_language=False), n_docs=12)
+    assert figures.documents == 12 and figures.chunks >= 12
+    assert figures.ingest_docs_per_s > 0 and figures.reindex_docs_per_s > 0
+    assert figures.as_dict()["ratio"] == figures.reindex_docs_per_s / figures.ingest_docs_per_s
