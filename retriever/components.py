@@ -4,9 +4,12 @@ it (made, not yet opened)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
+from xmsearch.retriever.errors import TransientError
 from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores import Store, make_store
@@ -15,6 +18,57 @@ from xmsearch.retriever.settings import RetrieverSettings
 
 if TYPE_CHECKING:
     from xmsearch.retriever.model.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+
+# What a version records of how it was built -> the setting it comes from (readers and writers follow it)
+RECORDED_SETTINGS = {
+    "model": "model",
+    "precision": "precision",
+    "chunk_overlap": "chunk_overlap",
+    "datatype": "vector_datatype",
+    "quantization": "quantization",
+    "metadata_indexes": "metadata_indexes",
+}
+S = TypeVar("S", bound=RetrieverSettings)
+
+
+def following(settings: S) -> S:
+    """The settings, with what the collection's searched version recorded of how it was built (its
+    model, precision, chunking, vector storage, first-stage encoding): readers and writers follow the
+    collection, so that after a reindex or a rollback every process loads the model of the version it
+    searches. The settings decide only for a new collection (or one that predates the record)."""
+    try:
+        probe = make_store(settings, IndexSpec(model_id="", dim=1))  # reads the record only: no spec is checked
+        try:
+            version = probe.current_version()
+            record = probe.recorded(version) if version else None
+        finally:
+            probe.close()
+    except TransientError:  # a server that does not answer, a folder in use: opening the store will say so
+        return settings
+    if not record:
+        return settings
+    update = {name: record[key] for key, name in RECORDED_SETTINGS.items() if key in record}
+    if record.get("first_stage", "none") != "none":
+        update["first_stage_encoding"] = record["first_stage"]
+    changed = {name: value for name, value in update.items() if getattr(settings, name) != value}
+    if "model" in changed:
+        log.warning(
+            "XMSEARCH_MODEL names %s, but %s (%s) was built with %s: using that (to move to %s: xmsearch reindex "
+            "start --model %s)", settings.model, settings.collection, version, changed["model"], settings.model,
+            settings.model,
+        )  # fmt: skip
+    elif changed:
+        log.info("collection %s (%s) was built with %s: following it", settings.collection, version, changed)
+    return settings.model_copy(update=changed)
+
+
+def _model_name(name: str) -> str:
+    """How a version records its model: a local folder as an absolute path, a hub id as given."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
 
 
 def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_stage: FirstStage | None) -> IndexSpec:
@@ -27,7 +81,7 @@ def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_st
         first_stage_dim=first_stage.dim if first_stage else 0,
         metadata_indexes=dict(settings.metadata_indexes),
         built_with={
-            "model": settings.model,
+            "model": _model_name(settings.model),
             "precision": settings.precision,
             "doc_maxlen": checkpoint.doc_maxlen,
             "chunk_overlap": settings.chunk_overlap,
@@ -52,6 +106,7 @@ class Components:
     @classmethod
     def load(cls, settings: RetrieverSettings, encoder: Encoder | None = None) -> Components:
         """Load the model the settings name (unless `encoder` is given) and make their store."""
+        settings = following(settings)
         if encoder is None:
             from xmsearch.retriever.model.encoder import Encoder  # torch: only where a model is loaded
 
@@ -64,5 +119,6 @@ class Components:
 def index_store(settings: RetrieverSettings) -> Store:
     """The store the settings name, for the checkpoint they name, read without loading its weights:
     for the commands that read the index and encode nothing (they never import torch)."""
+    settings = following(settings)
     checkpoint = read_spec(locate(settings.model), settings.model)
     return make_store(settings, index_spec(checkpoint, settings, make_first_stage(checkpoint.dim, settings)))

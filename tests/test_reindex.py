@@ -16,6 +16,7 @@ from xmsearch.ingest.reindex import reindex
 from xmsearch.retriever.components import index_store
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import StoreMismatchError
+from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
@@ -76,7 +77,14 @@ def test_a_reindex_builds_verifies_and_swaps_and_searches_never_mix_models(
     assert [(v["version"], v["current"]) for v in versions] == [("xmsearch-v1", False), ("xmsearch-v2", True)]
     assert versions[1]["built_with"]["model"] == str(other_model) and versions[1]["built_with"]["chunk_overlap"] == 16
     assert versions[0]["points"] == chunks  # the old version is untouched, for a rollback
-    stale = Retriever.from_settings(old)
+    follower = Retriever.from_settings(old)  # settings that still name the old model follow the collection
+    try:
+        assert follower.encoder.spec.model_id == versions[1]["built_with"]["model_id"]
+        assert follower.search("Der Rhein", 3).hits
+    finally:
+        follower.close()
+    old_encoder = Encoder.from_pretrained(tiny_checkpoint, old)
+    stale = Retriever.from_settings(old, old_encoder)  # a caller that insists on the old model
     try:
         with pytest.raises(StoreMismatchError):  # queries of the old model never meet the new vectors
             stale.search("Der Rhein", 3)
@@ -140,6 +148,7 @@ def test_the_cli_reindexes_then_rolls_back(tiny_checkpoint: Path, other_model: P
     back = run(new, "reindex", "rollback", "--json")
     assert back["version"] == "xmsearch-v1" and back["built_with"]["model"] == str(tiny_checkpoint)  # type: ignore[index]
     assert run(old, "search", "Basel", "--json")["hits"]  # type: ignore[index]
+    assert run(new, "search", "Basel", "--json")["hits"]  # type: ignore[index]  # it follows the rollback too
     for args, message in (
         (["reindex", "rollback"], "nothing to roll back to"),
         (["reindex", "start", "--set", "nonsense"], "--set takes KEY=VALUE"),

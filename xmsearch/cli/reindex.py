@@ -63,8 +63,7 @@ def start(
         f"{done.version}{resumed} is searched now, in place of {done.previous}: {counts.processed:,} documents, "
         f"{counts.encoded:,} chunks encoded, {done.removed:,} removed; per tenant {done.documents}"
     )
-    if "model" in changes:
-        stderr.print(f"search and ingest with XMSEARCH_MODEL={changes['model']} from now on")
+    stderr.print("searches and writes follow it: each process loads the model and settings it records when it starts")
 
 
 @app.command("rollback")
@@ -80,5 +79,6 @@ def rollback_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
     if as_json:
         print(json.dumps({"left": left, "version": now, "built_with": record}))
         return
-    console.print(f"{now} is searched again, in place of {left}")
-    stderr.print(f"search and ingest with XMSEARCH_MODEL={record.get('model', record['model_id'])} from now on")
+    console.print(
+        f"{now} is searched again, in place of {left}, with its model {record.get('model', record['model_id'])}"
+    )

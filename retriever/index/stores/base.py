@@ -170,6 +170,10 @@ class Store(ABC):
     def _drop(self, version: str) -> None:
         """Remove `version` (not the current one) and everything in it."""
 
+    def recorded(self, version: str) -> dict[str, Any] | None:
+        """What `version` recorded about how it was built (None: nothing); needs no open store."""
+        return self._recorded(version)
+
     def collections(self) -> list[dict[str, Any]]:
         """Every version of the alias, oldest first: whether searches use it, what it was built with,
         its points, documents and size on disk."""
@@ -181,7 +185,7 @@ class Store(ABC):
                 {
                     "version": version,
                     "current": version == current,
-                    "built_with": self._recorded(version) or {},
+                    "built_with": self.recorded(version) or {},
                     "points": points,
                     "documents": documents,
                     "size_bytes": self._version_size(version),
