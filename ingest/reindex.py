@@ -101,9 +101,13 @@ def _resumable(store: Store, spec: IndexSpec) -> str | None:
 
 
 def reindex(
-    settings: IndexerSettings, changes: dict[str, str], on_progress: Callable[[Job], None] = lambda job: None
+    settings: IndexerSettings,
+    changes: dict[str, str],
+    on_progress: Callable[[Job], None] = lambda job: None,
+    on_total: Callable[[int], None] = lambda documents: None,
 ) -> Reindexed:
-    """Rebuild the collection the settings name with `changes`, verify it, and swap the alias to it."""
+    """Rebuild the collection the settings name with `changes`, verify it, and swap the alias to it;
+    `on_total` is told how many documents there are, `on_progress` follows the job."""
     if backend_for(settings) == "server":
         raise PermanentError(
             "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
@@ -119,6 +123,7 @@ def reindex(
     source.open(create=False)
     try:
         previous = source.current_version()
+        on_total(source.count_documents())
         version = _resumable(source, spec)
         resumed = version is not None
         version = version or source.create_version(spec)

@@ -74,19 +74,24 @@ class RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.1f} docs/s", style="progress.data.speed")
 
 
-def follow(ingestor: Ingestor, job_id: str, quiet: bool, expected: int | None = None) -> dict[str, Any]:
-    """A live bar of the job until it is done: records finished (documents processed and records
-    rejected) of `expected` (None: not known; then of those read so far), rate, time left, counts."""
+def job_progress(label: str, quiet: bool) -> Progress:
+    """The live bar of a job (on standard error): records finished of a total, rate, time left, counts."""
     columns = (
         SpinnerColumn(),
-        TextColumn(f"job {job_id[:8]}"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=stderr, transient=True, disable=quiet) as progress:
+    return Progress(*columns, console=stderr, transient=True, disable=quiet)
+
+
+def follow(ingestor: Ingestor, job_id: str, quiet: bool, expected: int | None = None) -> dict[str, Any]:
+    """A live bar of the job until it is done: records finished (documents processed and records
+    rejected) of `expected` (None: not known; then of those read so far), rate, time left, counts."""
+    with job_progress(f"job {job_id[:8]}", quiet) as progress:
         bar = progress.add_task("", total=expected)
 
         def show(job: dict[str, Any]) -> None:

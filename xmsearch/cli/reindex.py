@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from xmsearch.cli.output import console, stderr
+from xmsearch.cli.output import console, job_progress, stderr
+from xmsearch.ingest.job import Job
 
 app = typer.Typer(no_args_is_help=True, help="Rebuild the collection with another model or other settings.")
 
@@ -50,10 +51,15 @@ def start(
     from xmsearch.settings import get_settings
 
     changes = _changes(model, sets or [])
-    with console.status("reindexing", spinner="dots") as status:
-        done = reindex(
-            get_settings(), changes, lambda job: status.update(f"reindexing: {job.counts.processed:,} documents")
-        )
+    with job_progress("reindex", as_json) as progress:
+        bar = progress.add_task("reading the collection", total=None)
+
+        def show(job: Job) -> None:
+            counts = job.counts
+            description = f"{counts.encoded:,} chunks encoded, {counts.skipped_unchanged:,} already there"
+            progress.update(bar, completed=counts.processed, description=description)
+
+        done = reindex(get_settings(), changes, show, lambda total: progress.update(bar, total=total))
     if as_json:
         print(json.dumps(done.as_dict()))
         return
