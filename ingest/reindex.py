@@ -19,11 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from xmsearch.ingest.documents import Document
+from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.export import Export
 from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.settings import IndexerSettings
+from xmsearch.ingest.sources import read_path
 from xmsearch.retriever.components import Components, index_spec, index_store
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.filters import owned_by
@@ -105,9 +106,14 @@ def reindex(
     changes: dict[str, str],
     on_progress: Callable[[Job], None] = lambda job: None,
     on_total: Callable[[int], None] = lambda documents: None,
+    source_path: str | None = None,
 ) -> Reindexed:
     """Rebuild the collection the settings name with `changes`, verify it, and swap the alias to it;
-    `on_total` is told how many documents there are, `on_progress` follows the job."""
+    `on_total` is told how many documents there are, `on_progress` follows the job. With
+    `source_path` (JSON Lines, a folder: what `ingest` reads), the new version holds that source's
+    documents instead of the current version's."""
+    if source_path is not None:
+        records = read_path(source_path, limits(settings))  # a missing path: an error before any model loads
     if backend_for(settings) == "server":
         raise PermanentError(
             "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
@@ -123,13 +129,16 @@ def reindex(
     source.open(create=False)
     try:
         previous = source.current_version()
-        on_total(source.count_documents())
+        if source_path is None:
+            on_total(source.count_documents())
         version = _resumable(source, spec)
         resumed = version is not None
         version = version or source.create_version(spec)
         building = source.version_store(version, spec)  # shares the source's lock or client
         try:
-            report = _build(source, building, Components(target, encoder, building, first_stage), target, on_progress)
+            parts = Components(target, encoder, building, first_stage)
+            named = None if source_path is None else (source_path, records)
+            report = _build(source, building, parts, target, on_progress, named)
         finally:
             building.close()
         source.swap(version, spec)
@@ -144,20 +153,29 @@ def _build(
     components: Components,
     settings: IndexerSettings,
     on_progress: Callable[[Job], None],
+    named: tuple[str, Iterator[Document | Reject]] | None,
 ) -> Reindexed:
-    """Index every source document into `building`, remove what the source no longer holds, and
-    verify: documents per tenant, chunks per document, and sample searches."""
+    """Index every source document (the current version's, or those of a `named` source) into
+    `building`, remove what the source does not hold, and verify: documents per tenant, chunks per
+    document, and sample searches."""
     indexer = Indexer(components, settings)
     export = Export(source)
     expected: dict[Key, int] = {}  # chunks each document should have
+    rejects: list[Reject] = []
 
-    def documents() -> Iterator[Document]:
-        for record in export.records():
-            doc = Document.model_validate(record)
-            expected[doc.key] = len(indexer.chunker.split(doc.text))
+    def documents() -> Iterator[Document | Reject]:
+        records = named[1] if named else (Document.model_validate(r) for r in export.records())
+        for doc in records:
+            if isinstance(doc, Document):
+                expected[doc.key] = len(indexer.chunker.split(doc.text))
             yield doc
 
-    job = indexer.ingest(documents(), on_progress=on_progress)
+    job = indexer.ingest(documents(), on_reject=rejects.append, on_progress=on_progress)
+    if rejects:
+        raise VerificationError(
+            f"{len(rejects)} record(s) of {named[0] if named else 'the collection'} were rejected (e.g. "
+            f"{rejects[0].location}: {rejects[0].reason}): fix them and run the reindex again; nothing swapped"
+        )
     if export.unrebuildable:
         tenant, first = export.unrebuildable[0]
         owner = f" of tenant {tenant!r}" if tenant else ""

@@ -156,3 +156,25 @@ def test_the_cli_reindexes_then_rolls_back(tiny_checkpoint: Path, other_model: P
     ):
         refused = runner.invoke(app, args, env=old)
         assert refused.exit_code != 0 and message in str(refused.exception), (args, refused.exception)
+
+
+def test_a_named_source_replaces_the_collection_and_a_bad_one_swaps_nothing(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from xmsearch.ingest.reindex import VerificationError
+
+    settings = _settings(tiny_checkpoint, tmp_path / "data")
+    _ingest(settings)
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in DOCS[:2]), encoding="utf-8")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(fewer.read_text(encoding="utf-8") + "{not json\n", encoding="utf-8")
+    with pytest.raises(VerificationError, match=r"1 record.* rejected .*line 3.*nothing swapped"):
+        reindex(settings, {"chunk_overlap": "8"}, source_path=str(broken))
+    assert len(_exported(settings)) == len(DOCS)  # still the old version, whole
+    done = reindex(settings, {"chunk_overlap": "8"}, source_path=str(fewer))
+    assert (done.version, done.resumed) == ("xmsearch-v2", True)  # the refused run's version, same settings
+    assert done.documents == {"": 1, "acme": 1}
+    assert _exported(settings) == sorted(DOCS[:2], key=lambda d: str(d["id"]))

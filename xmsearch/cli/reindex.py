@@ -34,6 +34,9 @@ def start(
         typer.Option("--set", help="A setting to change, KEY=VALUE: precision, chunk_overlap, vector_datatype, "
                      "quantization, first_stage, first_stage_encoding, metadata_indexes."),
     ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Build from this JSON Lines file or folder instead of the collection itself.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:  # fmt: skip
     """Rebuild every document of the collection (every tenant, as ingested) into a new version with
@@ -46,6 +49,7 @@ def start(
     Examples:
       xmsearch reindex start --model ./colbert-xm-finetuned
       xmsearch reindex start --set vector_datatype=float32 --set chunk_overlap=64
+      xmsearch reindex start --source corpus.jsonl   (the new version holds exactly that source)
     """
     from xmsearch.ingest.reindex import reindex
     from xmsearch.settings import get_settings
@@ -59,7 +63,7 @@ def start(
             description = f"{counts.encoded:,} chunks encoded, {counts.skipped_unchanged:,} already there"
             progress.update(bar, completed=counts.processed, description=description)
 
-        done = reindex(get_settings(), changes, show, lambda total: progress.update(bar, total=total))
+        done = reindex(get_settings(), changes, show, lambda total: progress.update(bar, total=total), source)
     if as_json:
         print(json.dumps(done.as_dict()))
         return
