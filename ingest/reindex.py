@@ -25,7 +25,7 @@ from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.settings import IndexerSettings
 from xmsearch.ingest.sources import read_path
-from xmsearch.retriever.components import Components, index_spec, index_store
+from xmsearch.retriever.components import Components, following, index_spec, index_store
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import make_first_stage
@@ -97,8 +97,7 @@ def _resumable(store: Store, spec: IndexSpec) -> str | None:
     newer = versions[versions.index(current) + 1 :] if current in versions else []
     if not newer:
         return None
-    recorded = {row["version"]: row["built_with"] for row in store.collections()}
-    return newer[-1] if recorded.get(newer[-1]) == spec.record() else None
+    return newer[-1] if store.recorded(newer[-1]) == spec.record() else None
 
 
 def reindex(
@@ -121,7 +120,7 @@ def reindex(
         )
     from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
 
-    target = target_settings(settings, changes)
+    target = target_settings(following(settings), changes)  # what the version searched was built with, changed
     encoder = Encoder.from_pretrained(target.model, target)
     first_stage = make_first_stage(encoder.spec.dim, target)
     spec = index_spec(encoder.spec, target, first_stage)

@@ -76,11 +76,16 @@ def test_a_reindex_builds_verifies_and_swaps_and_searches_never_mix_models(
         retriever.close()
     assert [(v["version"], v["current"]) for v in versions] == [("xmsearch-v1", False), ("xmsearch-v2", True)]
     assert versions[1]["built_with"]["model"] == str(other_model) and versions[1]["built_with"]["chunk_overlap"] == 16
+    assert versions[1]["built_with"]["datatype"] == "float32"
     assert versions[0]["points"] == chunks  # the old version is untouched, for a rollback
+    again = reindex(old, {"chunk_overlap": "24"})  # from what v2 was built with, not from the settings
+    assert again.version == "xmsearch-v3"
     follower = Retriever.from_settings(old)  # settings that still name the old model follow the collection
     try:
         assert follower.encoder.spec.model_id == versions[1]["built_with"]["model_id"]
         assert follower.search("Der Rhein", 3).hits
+        latest = follower.collections()[-1]["built_with"]
+        assert (latest["model"], latest["datatype"], latest["chunk_overlap"]) == (str(other_model), "float32", 24)
     finally:
         follower.close()
     old_encoder = Encoder.from_pretrained(tiny_checkpoint, old)
