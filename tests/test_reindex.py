@@ -183,3 +183,24 @@ def test_a_named_source_replaces_the_collection_and_a_bad_one_swaps_nothing(
     assert (done.version, done.resumed) == ("xmsearch-v2", True)  # the refused run's version, same settings
     assert done.documents == {"": 1, "acme": 1}
     assert _exported(settings) == sorted(DOCS[:2], key=lambda d: str(d["id"]))
+
+
+def test_a_second_reindex_at_once_is_refused_naming_the_first(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import os
+
+    from xmsearch.retriever.index.stores import StoreLockedError
+
+    settings = _settings(tiny_checkpoint, tmp_path)
+    _ingest(settings)
+    running = index_store(settings)  # what a running reindex (or `serve`) holds: the store, locked
+    running.open(create=False)
+    try:
+        with pytest.raises(StoreLockedError, match=f"in use by process {os.getpid()}"):
+            reindex(settings, {"chunk_overlap": "8"})
+    finally:
+        running.close()
+    retriever = Retriever.from_settings(settings)
+    try:
+        assert [v["version"] for v in retriever.collections()] == ["xmsearch-v1"]  # nothing was built
+    finally:
+        retriever.close()
