@@ -111,8 +111,8 @@ def reindex(
     `on_total` is told how many documents there are, `on_progress` follows the job. With
     `source_path` (JSON Lines, a folder: what `ingest` reads), the new version holds that source's
     documents instead of the current version's."""
-    if source_path is not None:
-        records = read_path(source_path, limits(settings))  # a missing path: an error before any model loads
+    # a missing path is an error now, before any model loads
+    named = None if source_path is None else (source_path, read_path(source_path, limits(settings)))
     if backend_for(settings) == "server":
         raise PermanentError(
             "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
@@ -136,7 +136,6 @@ def reindex(
         building = source.version_store(version, spec)  # shares the source's lock or client
         try:
             parts = Components(target, encoder, building, first_stage)
-            named = None if source_path is None else (source_path, records)
             report = _build(source, building, parts, target, on_progress, named)
         finally:
             building.close()
@@ -182,27 +181,28 @@ def _build(
             f"{len(export.unrebuildable)} document(s) were stored before xmsearch kept each document's text (e.g. "
             f"{first!r}{owner}): reindex from their source instead; nothing swapped"
         )
-    removed = _remove_stale(building, expected)
-    counts = _verify(building, expected)
+    chunks = building.chunk_counts()
+    removed = _remove_stale(building, chunks, expected)
+    counts = _verify(building, chunks, expected)
     _sample_searches(components, building, expected)
     return Reindexed(version="", previous=None, job=job, documents=counts, removed=removed)
 
 
-def _remove_stale(building: Store, expected: dict[Key, int]) -> int:
-    """Documents a resumed version holds that the source does not (deleted since): removed."""
+def _remove_stale(building: Store, chunks: Counter[Key], expected: dict[Key, int]) -> int:
+    """Documents a resumed version holds that the source does not (deleted since): removed, and taken
+    out of `chunks`."""
     stale: dict[str | None, list[str]] = {}
-    for point in building.first_chunks():
-        if (point.tenant, point.document_id) not in expected:
-            stale.setdefault(point.tenant, []).append(point.document_id)
+    for tenant, document_id in [key for key in chunks if key not in expected]:
+        stale.setdefault(tenant, []).append(document_id)
+        del chunks[tenant, document_id]
     for tenant, ids in stale.items():
         building.delete_documents(ids, tenant)
     return sum(len(ids) for ids in stale.values())
 
 
-def _verify(building: Store, expected: dict[Key, int]) -> dict[str, int]:
-    """The new version holds every source document, each with the chunks its text gives, and
-    nothing else; its documents per tenant."""
-    chunks = building.chunk_counts()
+def _verify(building: Store, chunks: Counter[Key], expected: dict[Key, int]) -> dict[str, int]:
+    """The new version (its chunks per document: `chunks`) holds every source document, each with the
+    chunks its text gives, and nothing else; its documents per tenant."""
     if chunks != Counter(expected):
         missing = [key for key in expected if chunks.get(key) != expected[key]]
         extra = [key for key in chunks if key not in expected]
@@ -241,7 +241,7 @@ def rollback(settings: IndexerSettings) -> tuple[str, str, dict[str, Any]]:
         older = versions[: versions.index(current)] if current in versions else []
         if not older:
             raise InvalidInputError(f"nothing to roll back to: {current!r} is the oldest version of {store.alias!r}")
-        record = {row["version"]: row["built_with"] for row in store.collections()}[older[-1]]
+        record = store.recorded(older[-1]) or {}
         store.swap(older[-1], IndexSpec.from_record(record))
         return str(current), older[-1], record
     finally:

@@ -57,13 +57,16 @@ class JobStore:
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         read = self._read(job_id)
-        if read is None or not self._stranded(*read):
-            return None if read is None else read[0]
-        time.sleep(LOST_RECHECK_S)  # a task between the queue and its worker is in neither for a moment
-        read = self._read(job_id)
-        if read is None or not self._stranded(*read):
-            return None if read is None else read[0]
-        job = read[0]
+        if read is not None and self._stranded(*read):
+            time.sleep(LOST_RECHECK_S)  # a task between the queue and its worker is in neither for a moment
+            read = self._read(job_id)
+            if read is not None and self._stranded(*read):
+                return self._lost(read[0])
+        return None if read is None else read[0]
+
+    @staticmethod
+    def _lost(job: dict[str, Any]) -> dict[str, Any]:
+        """The job failed, with what was lost: its tasks vanished from the broker."""
         job["status"] = str(JobStatus.FAILED)
         lost, unfinished = job["tasks_sent"] - job["tasks_done"], job["accepted"] - job["processed"]
         job["errors"] = [

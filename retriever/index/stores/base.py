@@ -245,13 +245,16 @@ class Store(ABC):
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
         return out
 
-    def _records(self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool) -> list[Record]:
-        """Every point matching the conditions (page by page)."""
-        records, cursor = self._page(conditions, fields, vectors, SCROLL_PAGE, None)
-        while cursor is not None:
-            more, cursor = self._page(conditions, fields, vectors, SCROLL_PAGE, cursor)
-            records += more
-        return records
+    def _records(
+        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool
+    ) -> Iterator[Record]:
+        """Every point matching the conditions, read page by page as the caller iterates."""
+        cursor: Cursor = None
+        while True:
+            records, cursor = self._page(conditions, fields, vectors, SCROLL_PAGE, cursor)
+            yield from records
+            if cursor is None:
+                return
 
     def documents(
         self, conditions: Sequence[Condition] = (), limit: int = 100, cursor: Cursor = None
@@ -270,12 +273,8 @@ class Store(ABC):
     def first_chunks(self, conditions: Sequence[Condition] = ()) -> Iterator[Point]:
         """Every document's first chunk matching the conditions, in storage order, without vectors but
         with what it keeps of the document as ingested (`source`); read page by page."""
-        cursor: Cursor = None
-        while True:
-            records, cursor = self._page((*conditions, FIRST_CHUNK), (*HIT_FIELDS, SOURCE), False, SCROLL_PAGE, cursor)
-            yield from (Point.from_record(payload, None) for payload, _ in records)
-            if cursor is None:
-                return
+        records = self._records((*conditions, FIRST_CHUNK), (*HIT_FIELDS, SOURCE), vectors=False)
+        return (Point.from_record(payload, None) for payload, _ in records)
 
     def chunk_counts(self, conditions: Sequence[Condition] = ()) -> Counter[tuple[str | None, str]]:
         """How many chunks each document matching the conditions has, by (tenant, id)."""

@@ -243,12 +243,13 @@ class EdgeStore(Store):
     def swap(self, version: str, spec: IndexSpec | None = None) -> None:
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
-        (spec or self.spec).check(self._recorded(version), self.alias)
+        spec = spec or self.spec
+        spec.check(self._recorded(version), self.alias)
         reopen = self._shard is not None
         if reopen:
             self._close_shard()
         self._write_current(version)
-        self.spec = spec or self.spec
+        self.spec = spec
         if reopen:
             self._shard = _edge_call(q.EdgeShard.load, str(self.folder / version), self._config())
 
