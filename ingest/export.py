@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xmsearch.retriever.index.filters import Condition
+from xmsearch.retriever.index.schema import Point
 from xmsearch.retriever.index.stores import Store
 
 
@@ -24,9 +25,17 @@ class Export:
     def records(self) -> Iterator[dict[str, Any]]:
         """One record per document: id, text, and language, tenant and metadata where it has them."""
         for point in self.store.first_chunks(self.scope):
-            if point.source is None:
+            record = as_record(point)
+            if record is None:
                 self.unrebuildable.append((point.tenant, point.document_id))
-                continue
-            record: dict[str, Any] = {"id": point.document_id, "text": point.source.text}
-            optional = {"language": point.source.language, "tenant": point.tenant, "metadata": point.metadata}
-            yield record | {name: value for name, value in optional.items() if value}
+            else:
+                yield record
+
+
+def as_record(first: Point) -> dict[str, Any] | None:
+    """A document as ingested, from its first chunk (None: stored before xmsearch kept the text)."""
+    if first.source is None:
+        return None
+    record: dict[str, Any] = {"id": first.document_id, "text": first.source.text}
+    optional = {"language": first.source.language, "tenant": first.tenant, "metadata": first.metadata}
+    return record | {name: value for name, value in optional.items() if value}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -39,22 +40,44 @@ def content_hash(model_id: str, adapter: str, doc: Document, chunk: Chunk) -> st
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+Key = tuple[str | None, str]  # a document: (tenant, id)
+
+
 @dataclass(frozen=True)
 class _Planned:
     doc: Document
     chunks: list[Chunk]
+    chunker: Chunker  # what split it: a reindex that switched this process's model meanwhile splits it again
+
+    def split(self, chunker: Chunker) -> list[Chunk]:
+        return self.chunks if chunker is self.chunker else chunker.split(self.doc.text)
 
 
 class Indexer:
-    """Indexes documents into the store the settings name, in this process."""
+    """Indexes documents into the store the settings name, in this process.
+
+    Each write (a batch, a deletion) holds `gate`, then tells `watchers` which documents it touched:
+    a reindex in this process follows the writes made while it copies, and holds the gate to pause
+    them for its last step (catching up, verifying, swapping)."""
 
     def __init__(self, components: Components, settings: IngestSettings) -> None:
+        self._use(components)
+        self.settings = settings
+        self.gate = threading.RLock()
+        self.watchers: list[Callable[[Iterable[Key]], None]] = []
+
+    def _use(self, components: Components) -> None:
         self.components = components
         self.encoder = components.encoder
         self.store = components.store
-        self.settings = settings
         self.first_stage = components.first_stage
         self.chunker = Chunker(self.encoder.tokenizer, components.settings.chunk_overlap)  # the index decides
+
+    def use(self, components: Components) -> None:
+        """Write with `components` (another model, the version it built) from now on; the caller holds
+        the gate, so no write is half done with the old ones."""
+        with self.gate:
+            self._use(components)
 
     @classmethod
     def from_settings(cls, settings: IndexerSettings, encoder: Encoder | None = None) -> Indexer:
@@ -80,7 +103,7 @@ class Indexer:
                 on_reject(record)
                 continue
             job.counts.accepted += 1
-            plan = _Planned(record, self.chunker.split(record.text))
+            plan = _Planned(record, self.chunker.split(record.text), self.chunker)
             replaced = pending.pop(record.key, None)  # a later copy wins
             if replaced is not None:
                 job.counts.processed += 1
@@ -103,14 +126,20 @@ class Indexer:
         """Index one batch of valid documents (a worker's task), adding to the job's counts."""
         unique = {doc.key: doc for doc in documents}  # a later copy wins
         job.counts.processed += len(documents) - len(unique)
-        self._write([_Planned(doc, self.chunker.split(doc.text)) for doc in unique.values()], job, on_reject)
+        self._write(
+            [_Planned(doc, self.chunker.split(doc.text), self.chunker) for doc in unique.values()], job, on_reject
+        )
 
     def delete(self, document_ids: Sequence[str], tenant: str | None = None, job: Job | None = None) -> list[str]:
         """Remove these documents of one tenant (None: the documents stored without a tenant), counting
         the chunks removed and the documents not found into `job`; the ids not found."""
         job = job or Job()
-        self.store.open(create=True)
-        removed = self.store.delete_documents(list(document_ids), tenant)
+        with self.gate:
+            self.store.open(create=True)
+            try:
+                removed = self.store.delete_documents(list(document_ids), tenant)
+            finally:
+                self._touched((tenant, document_id) for document_id in document_ids)
         missing = [doc for doc, chunks in removed.items() if not chunks]
         job.counts.deleted += sum(removed.values())
         job.counts.missing += len(missing)
@@ -142,7 +171,19 @@ class Indexer:
             reason = f"could not be indexed: {type(exc).__name__}: {exc}"
             on_reject(Reject("ingest", f"document {doc.id!r}", reason, doc.text[:200], doc.key))
 
+    def _touched(self, keys: Iterable[Key]) -> None:
+        touched = list(keys)
+        for watcher in self.watchers:
+            watcher(touched)
+
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
+        with self.gate:
+            try:
+                self._write_batch(planned, job, on_reject)
+            finally:  # what failed half way is caught up with by a reindex too
+                self._touched(plan.doc.key for plan in planned)
+
+    def _write_batch(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
         self.store.open(create=True)
         existing: dict[tuple[str | None, str], dict[int, str]] = {}
         for tenant in {p.doc.tenant for p in planned}:
@@ -151,8 +192,9 @@ class Indexer:
         todo: list[tuple[Document, Chunk, Resolution, str]] = []
         failed = 0
         for plan in planned:
+            chunks = plan.split(self.chunker)
             try:
-                langs = self.encoder.resolve_languages([c.text for c in plan.chunks], plan.doc.language)
+                langs = self.encoder.resolve_languages([c.text for c in chunks], plan.doc.language)
             except InvalidInputError as exc:
                 job.counts.failed += 1
                 failed += 1
@@ -160,12 +202,12 @@ class Indexer:
                 continue
             stored = existing.get(plan.doc.key, {})
             changed = False
-            for chunk, lang in zip(plan.chunks, langs, strict=True):
+            for chunk, lang in zip(chunks, langs, strict=True):
                 digest = content_hash(self.encoder.spec.model_id, lang.adapter, plan.doc, chunk)
                 if stored.get(chunk.number) != digest:
                     todo.append((plan.doc, chunk, lang, digest))
                     changed = True
-            stale = [n for n in stored if n >= len(plan.chunks)]
+            stale = [n for n in stored if n >= len(chunks)]
             if stale:
                 self.store.delete_chunks(plan.doc.id, stale, plan.doc.tenant)
                 job.counts.deleted += len(stale)

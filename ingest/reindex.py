@@ -1,37 +1,53 @@
-"""Reindexing in process: the documents of the version searched, rebuilt as they were ingested
+"""Reindexing: the documents of the version searched, rebuilt as they were ingested
 (`xmsearch.ingest.export`), are indexed into a new version built with other settings (the model, its
 precision, the chunking, the vector datatype, quantization, first stage); the new version is verified,
 then the alias moves to it atomically. The old version stays, for a rollback, until it is dropped.
 
+It runs in a process of its own (the CLI: the store is its alone for the run), or inside the process
+that owns the store and keeps serving (`xmsearch serve`, `Live`): there the writes made meanwhile go
+to the version searched as usual, and the reindex follows them (the Indexer tells it which documents
+each write touched) and brings them into the new version, first while writes go on, then with writes
+paused for its last step: the last few, verification, and the swap, during which the process's
+searches move to the new model and version together (no search mixes models, none fails).
+
 Resumable: a reindex that stopped leaves its version unswapped; the next one with the same settings
 indexes into it again, and change detection skips every chunk already there (the encoder runs once
-per chunk), while documents no longer in the source are removed from it.
+per chunk), while documents no longer in the source are removed from it. Its state
+(`xmsearch.ingest.reindex_state`) is kept beside the store for `status`, `cancel`, and the process that
+resumes it after a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from xmsearch.ingest.documents import Document, Reject, limits
-from xmsearch.ingest.export import Export
+from xmsearch.ingest.export import Export, as_record
 from xmsearch.ingest.job import Job
-from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.pipeline import Indexer, Key
+from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, cancel_path, load, save, state_path
 from xmsearch.ingest.settings import IndexerSettings
 from xmsearch.ingest.sources import read_path
-from xmsearch.retriever.components import Components, following, index_spec, index_store
+from xmsearch.retriever.components import Components, following, index_spec, index_store, recorded_settings
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec, Page
 from xmsearch.retriever.index.stores import Store, backend_for
-from xmsearch.retriever.settings import SettingsError
+from xmsearch.retriever.metrics import REINDEX_DOCUMENTS, REINDEX_RUNNING
+from xmsearch.retriever.model.checkpoint import locate, read_spec
+from xmsearch.retriever.settings import RetrieverSettings
 
 # What a reindex may change: each shapes the stored points (the rest of the settings do not).
 REINDEXABLE = (
@@ -45,11 +61,19 @@ REINDEXABLE = (
     "metadata_indexes",
 )
 SAMPLE_SEARCHES = 3  # documents whose opening words must find them in the new version before the swap
-Key = tuple[str | None, str]  # a document: (tenant, id)
+PAUSE_AT = 64  # documents written meanwhile still to bring in when writes are paused for the last step
 
 
 class VerificationError(PermanentError):
     """The new version does not hold what the old one does: nothing was swapped."""
+
+
+class ReindexCancelledError(PermanentError):
+    """The reindex was cancelled: its version was dropped, nothing swapped."""
+
+
+class ReindexInterruptedError(PermanentError):
+    """The process stops: the reindex keeps its version, and resumes when the process starts again."""
 
 
 @dataclass
@@ -75,9 +99,20 @@ class Reindexed:
         }
 
 
+@dataclass(frozen=True)
+class Live:
+    """A process that keeps serving while it reindexes (`xmsearch serve`): its writer, whose store is
+    the source, and `switch`, which moves its searches and writes to new components while the store
+    swaps (the callable given) with no search in flight."""
+
+    indexer: Indexer
+    switch: Callable[[Components, Callable[[], None]], None]
+
+
 def target_settings(settings: IndexerSettings, changes: dict[str, str]) -> IndexerSettings:
-    """The settings a reindex builds with: these, with `changes` (names as in the settings, values as
-    the environment gives them), each checked as the environment would be."""
+    """The settings a reindex builds with: these, with `changes` (names as in the settings or their
+    variables, values as the environment gives them), each checked as the environment would be."""
+    changes = named_as_settings(changes)
     unknown = sorted(set(changes) - set(REINDEXABLE))
     if unknown:
         raise InvalidInputError(f"a reindex cannot change {', '.join(unknown)}; it changes {', '.join(REINDEXABLE)}")
@@ -87,7 +122,12 @@ def target_settings(settings: IndexerSettings, changes: dict[str, str]) -> Index
     try:
         return type(settings).model_validate(data)
     except (ValidationError, json.JSONDecodeError) as exc:
-        raise SettingsError(f"reindex settings: {exc}") from None
+        raise InvalidInputError(f"reindex settings: {exc}") from None
+
+
+def named_as_settings(changes: dict[str, str]) -> dict[str, str]:
+    """`XMSEARCH_CHUNK_OVERLAP` or `chunk_overlap` -> `chunk_overlap`."""
+    return {name.strip().lower().removeprefix("xmsearch_"): value for name, value in changes.items()}
 
 
 def _resumable(store: Store, spec: IndexSpec) -> str | None:
@@ -100,92 +140,284 @@ def _resumable(store: Store, spec: IndexSpec) -> str | None:
     return newer[-1] if store.recorded(newer[-1]) == spec.record() else None
 
 
+def last(settings: RetrieverSettings) -> ReindexState | None:
+    """The collection's last reindex (None: never), `interrupted` if its process is gone."""
+    state = load(state_path(settings))
+    if state is not None and state.running and not state.alive():
+        state.step = "interrupted"
+        state.error = (
+            f"process {state.pid} stopped while it ran: `xmsearch reindex start` with the same changes resumes it"
+        )
+    return state
+
+
+def running(settings: RetrieverSettings) -> ReindexState | None:
+    """The reindex of the collection that a live process runs now (None: none does)."""
+    state = last(settings)
+    return state if state is not None and state.running else None
+
+
+class Reindex:
+    """One reindex of the collection the settings name, with `changes`: run it (`run`), follow it
+    (`state`, `on_change`), stop it (`cancel` drops its version; `interrupt` keeps it to resume)."""
+
+    def __init__(
+        self,
+        settings: IndexerSettings,
+        changes: dict[str, str],
+        source_path: str | None = None,
+        live: Live | None = None,
+        on_change: Callable[[ReindexState], None] = lambda state: None,
+    ) -> None:
+        changes = named_as_settings(changes)
+        self.settings, self.changes, self.source_path, self.live = settings, changes, source_path, live
+        self.on_change = on_change
+        self.path = state_path(settings)
+        base = live.indexer.components.settings if live else following(settings)  # what the version searched records
+        self.target = target_settings(base, changes)  # type: ignore[arg-type]  # the process's full settings
+        read_spec(locate(self.target.model), self.target.model)  # a model that is not there: said now, not later
+        other = running(settings)
+        if other is not None and other.pid != os.getpid():
+            raise ReindexRunningError(
+                f"a reindex of {settings.collection!r} runs in process {other.pid} ({other.step}, changes "
+                f"{other.changes}): wait for it, or stop it with `xmsearch reindex cancel`"
+            )
+        t = time.time()
+        self.state = ReindexState(
+            collection=settings.collection, step="loading", changes=changes, source=source_path, pid=os.getpid(),
+            started=t, updated=t,
+        )  # fmt: skip
+        self._stop: type[PermanentError] | None = None
+        if self.path is not None:
+            cancel_path(self.path).unlink(missing_ok=True)
+        self._update()
+
+    def cancel(self) -> None:
+        """Stop at the next batch and drop the version built so far."""
+        self._stop = ReindexCancelledError
+
+    def interrupt(self) -> None:
+        """Stop at the next batch, keeping the version built so far for a resume."""
+        self._stop = ReindexInterruptedError
+
+    def _update(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            setattr(self.state, name, value)
+        self.state.updated = time.time()
+        REINDEX_RUNNING.set(1 if self.state.running else 0)
+        REINDEX_DOCUMENTS.labels("processed").set(self.state.processed)
+        REINDEX_DOCUMENTS.labels("total").set(self.state.total or 0)
+        save(self.path, self.state)  # each step and batch: another process reads it
+        self.on_change(self.state)
+
+    def _check_stop(self) -> None:
+        if self._stop is None and self.path is not None and cancel_path(self.path).exists():
+            self._stop = ReindexCancelledError  # asked by `reindex cancel` in another process
+        if self._stop is ReindexCancelledError:
+            raise ReindexCancelledError(f"the reindex of {self.settings.collection!r} was cancelled; nothing swapped")
+        if self._stop is ReindexInterruptedError:
+            raise ReindexInterruptedError(
+                f"the reindex of {self.settings.collection!r} was interrupted by the process stopping; it resumes "
+                "when the process starts again (or with `xmsearch reindex start` and the same changes)"
+            )
+
+    def run(self) -> Reindexed:
+        """Build, verify and swap; the state says how it ended (done, failed, cancelled, interrupted)."""
+        try:
+            done = self._run()
+        except ReindexCancelledError as exc:
+            self._update(step="cancelled", error=str(exc), finished=time.time())
+            raise
+        except ReindexInterruptedError as exc:
+            self._update(step="interrupted", error=str(exc), finished=time.time())
+            raise
+        except BaseException as exc:
+            self._update(step="failed", error=f"{type(exc).__name__}: {exc}", finished=time.time())
+            raise
+        finally:
+            if self.path is not None:
+                cancel_path(self.path).unlink(missing_ok=True)
+        self._update(step="done", finished=time.time(), documents=done.documents, removed=done.removed)
+        return done
+
+    def _run(self) -> Reindexed:
+        settings, live = self.settings, self.live
+        # a missing path is an error now, before any model loads
+        named = None if self.source_path is None else (self.source_path, read_path(self.source_path, limits(settings)))
+        if backend_for(settings) == "server":
+            raise PermanentError(
+                "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
+                "server it needs the workers, which is not built yet"
+            )
+        from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
+
+        target = self.target
+        encoder = Encoder.from_pretrained(target.model, target)
+        if live:
+            encoder.priority = live.indexer.encoder.priority  # the process's searches still go first
+        first_stage = make_first_stage(encoder.spec.dim, target)
+        spec = index_spec(encoder.spec, target, first_stage)
+        store = live.indexer.store if live else index_store(settings)  # the version searched, read without its model
+        store.open(create=False)
+        try:
+            previous = store.current_version()
+            version = _resumable(store, spec)
+            resumed = version is not None
+            version = version or store.create_version(spec)
+            total = None if named else store.count_documents()
+            self._update(step="copying", version=version, previous=previous, resumed=resumed, total=total,
+                         copying_since=time.time())  # fmt: skip
+            building = store.version_store(version, spec)  # shares the store's lock or client
+            try:
+                copy = _Copy(store, building, Components(target, encoder, building, first_stage), target, named)
+                report = self._build(
+                    copy, lambda: store.swap(version, spec), Components(target, encoder, store, first_stage)
+                )
+            except ReindexCancelledError:
+                building.close()
+                store.drop(version)
+                raise
+            finally:
+                building.close()
+            return dataclasses.replace(report, version=version, previous=previous, resumed=resumed)
+        finally:
+            if not live:
+                store.close()
+
+    def _build(self, copy: _Copy, swap: Callable[[], None], after: Components) -> Reindexed:
+        """Copy, catch up with the writes made meanwhile, then, with writes paused: the last of them,
+        verification, and the swap (this process's readers and writer move to `after`)."""
+        touched: set[Key] = set()
+        guard = threading.Lock()
+
+        def watch(keys: Iterable[Key]) -> None:
+            with guard:
+                touched.update(keys)
+
+        def drain() -> list[Key]:
+            with guard:
+                keys = list(touched)
+                touched.clear()
+            return keys
+
+        def progress(job: Job) -> None:
+            counts = job.counts
+            self._update(processed=counts.processed, encoded=counts.encoded, skipped=counts.skipped_unchanged)
+            self._check_stop()
+
+        writer = self.live.indexer if self.live else None
+        if writer:
+            writer.watchers.append(watch)  # before the first document is read: no write is missed
+        try:
+            copy.run(progress)
+            self._check_stop()
+            self._update(step="catching_up")
+            while len(touched) > PAUSE_AT:  # the writes made meanwhile, while writes go on
+                self._update(caught_up=self.state.caught_up + copy.resync(drain()))
+                self._check_stop()
+            copy.building.optimize()  # the long part of closing it, before writes pause (Edge)
+            with writer.gate if writer else contextlib.nullcontext():  # writes wait from here
+                self._update(caught_up=self.state.caught_up + copy.resync(drain()), step="verifying")
+                report = copy.verify()
+                self._check_stop()
+                self._update(step="swapping")
+                copy.building.close()  # the store opens the version in its place
+                if self.live:
+                    self.live.switch(after, swap)
+                else:
+                    swap()
+                return report
+        finally:
+            if writer:
+                writer.watchers.remove(watch)
+
+
+class _Copy:
+    """The documents of the source (the version searched, or a named file or folder) indexed into the
+    version being built, and what verification expects of it."""
+
+    def __init__(
+        self,
+        source: Store,
+        building: Store,
+        components: Components,
+        settings: IndexerSettings,
+        named: tuple[str, Iterator[Document | Reject]] | None,
+    ) -> None:
+        self.source, self.building, self.components, self.named = source, building, components, named
+        self.indexer = Indexer(components, settings)
+        self.batch = settings.ingest_batch_size
+        self.export = Export(source)
+        self.expected: dict[Key, int] = {}  # chunks each document should have
+        self.rejects: list[Reject] = []
+        self.job = Job()
+
+    def run(self, on_progress: Callable[[Job], None]) -> None:
+        def documents() -> Iterator[Document | Reject]:
+            records = self.named[1] if self.named else (Document.model_validate(r) for r in self.export.records())
+            for doc in records:
+                if isinstance(doc, Document):
+                    self.expected[doc.key] = len(self.indexer.chunker.split(doc.text))
+                yield doc
+
+        self.indexer.ingest(documents(), on_reject=self.rejects.append, on_progress=on_progress, job=self.job)
+
+    def resync(self, keys: list[Key]) -> int:
+        """Bring these documents (written since the copy began) into the new version as the source
+        holds them now: indexed again (change detection skips what is already there), or removed."""
+        for start in range(0, len(keys), self.batch):
+            present: list[Document] = []
+            gone: dict[str | None, list[str]] = {}
+            for tenant, document_id in keys[start : start + self.batch]:
+                first = self.source.fetch(document_id, tenant, vectors=False)[:1]
+                record = as_record(first[0]) if first and first[0].chunk == 0 else None
+                if record is None:
+                    gone.setdefault(tenant, []).append(document_id)
+                    self.expected.pop((tenant, document_id), None)
+                    continue
+                doc = Document.model_validate(record)
+                present.append(doc)
+                self.expected[doc.key] = len(self.indexer.chunker.split(doc.text))
+            if present:
+                self.indexer.write(present, self.job, self.rejects.append)
+            for tenant, ids in gone.items():
+                self.indexer.delete(ids, tenant, self.job)
+        return len(keys)
+
+    def verify(self) -> Reindexed:
+        """Nothing rejected, nothing unrebuildable; then remove what the source does not hold, and
+        check documents per tenant, chunks per document, and sample searches."""
+        if self.rejects:
+            first = self.rejects[0]
+            raise VerificationError(
+                f"{len(self.rejects)} record(s) of {self.named[0] if self.named else 'the collection'} were rejected "
+                f"(e.g. {first.location}: {first.reason}): fix them and run the reindex again; nothing swapped"
+            )
+        if self.export.unrebuildable:
+            tenant, first_id = self.export.unrebuildable[0]
+            owner = f" of tenant {tenant!r}" if tenant else ""
+            raise VerificationError(
+                f"{len(self.export.unrebuildable)} document(s) were stored before xmsearch kept each document's text "
+                f"(e.g. {first_id!r}{owner}): reindex from their source instead; nothing swapped"
+            )
+        chunks = self.building.chunk_counts()
+        removed = _remove_stale(self.building, chunks, self.expected)
+        counts = _verify(self.building, chunks, self.expected)
+        _sample_searches(self.components, self.building, self.expected)
+        return Reindexed(version="", previous=None, job=self.job, documents=counts, removed=removed)
+
+
 def reindex(
     settings: IndexerSettings,
     changes: dict[str, str],
-    on_progress: Callable[[Job], None] = lambda job: None,
-    on_total: Callable[[int], None] = lambda documents: None,
+    on_change: Callable[[ReindexState], None] = lambda state: None,
     source_path: str | None = None,
 ) -> Reindexed:
-    """Rebuild the collection the settings name with `changes`, verify it, and swap the alias to it;
-    `on_total` is told how many documents there are, `on_progress` follows the job. With
+    """Rebuild the collection the settings name with `changes`, verify it, and swap the alias to it,
+    in this process (which holds the store for the run); `on_change` follows its state. With
     `source_path` (JSON Lines, a folder: what `ingest` reads), the new version holds that source's
     documents instead of the current version's."""
-    # a missing path is an error now, before any model loads
-    named = None if source_path is None else (source_path, read_path(source_path, limits(settings)))
-    if backend_for(settings) == "server":
-        raise PermanentError(
-            "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
-            "server it needs the workers, which is not built yet"
-        )
-    from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
-
-    target = target_settings(following(settings), changes)  # what the version searched was built with, changed
-    encoder = Encoder.from_pretrained(target.model, target)
-    first_stage = make_first_stage(encoder.spec.dim, target)
-    spec = index_spec(encoder.spec, target, first_stage)
-    source = index_store(settings)  # the version searched: its own spec, read without its model
-    source.open(create=False)
-    try:
-        previous = source.current_version()
-        if source_path is None:
-            on_total(source.count_documents())
-        version = _resumable(source, spec)
-        resumed = version is not None
-        version = version or source.create_version(spec)
-        building = source.version_store(version, spec)  # shares the source's lock or client
-        try:
-            parts = Components(target, encoder, building, first_stage)
-            report = _build(source, building, parts, target, on_progress, named)
-        finally:
-            building.close()
-        source.swap(version, spec)
-        return dataclasses.replace(report, version=version, previous=previous, resumed=resumed)
-    finally:
-        source.close()
-
-
-def _build(
-    source: Store,
-    building: Store,
-    components: Components,
-    settings: IndexerSettings,
-    on_progress: Callable[[Job], None],
-    named: tuple[str, Iterator[Document | Reject]] | None,
-) -> Reindexed:
-    """Index every source document (the current version's, or those of a `named` source) into
-    `building`, remove what the source does not hold, and verify: documents per tenant, chunks per
-    document, and sample searches."""
-    indexer = Indexer(components, settings)
-    export = Export(source)
-    expected: dict[Key, int] = {}  # chunks each document should have
-    rejects: list[Reject] = []
-
-    def documents() -> Iterator[Document | Reject]:
-        records = named[1] if named else (Document.model_validate(r) for r in export.records())
-        for doc in records:
-            if isinstance(doc, Document):
-                expected[doc.key] = len(indexer.chunker.split(doc.text))
-            yield doc
-
-    job = indexer.ingest(documents(), on_reject=rejects.append, on_progress=on_progress)
-    if rejects:
-        raise VerificationError(
-            f"{len(rejects)} record(s) of {named[0] if named else 'the collection'} were rejected (e.g. "
-            f"{rejects[0].location}: {rejects[0].reason}): fix them and run the reindex again; nothing swapped"
-        )
-    if export.unrebuildable:
-        tenant, first = export.unrebuildable[0]
-        owner = f" of tenant {tenant!r}" if tenant else ""
-        raise VerificationError(
-            f"{len(export.unrebuildable)} document(s) were stored before xmsearch kept each document's text (e.g. "
-            f"{first!r}{owner}): reindex from their source instead; nothing swapped"
-        )
-    chunks = building.chunk_counts()
-    removed = _remove_stale(building, chunks, expected)
-    counts = _verify(building, chunks, expected)
-    _sample_searches(components, building, expected)
-    return Reindexed(version="", previous=None, job=job, documents=counts, removed=removed)
+    return Reindex(settings, changes, source_path, on_change=on_change).run()
 
 
 def _remove_stale(building: Store, chunks: Counter[Key], expected: dict[Key, int]) -> int:
@@ -224,17 +456,53 @@ def _sample_searches(components: Components, building: Store, expected: dict[Key
     for tenant, document_id in list(expected)[:SAMPLE_SEARCHES]:
         [point] = building.fetch(document_id, tenant, vectors=False)[:1]
         words = " ".join(point.text.split()[:8])
-        prepared = components.encoder.prepare([words], point.language or None, "query")  # its adapter
+        given = point.source.language if point.source else None  # as ingested ("und" is stored for undetected)
+        prepared = components.encoder.prepare([words], given, "query")
         vectors = components.encoder.encode(prepared)
         hits = building.search(vectors, Page(1), [owned_by(tenant)])[0]
         if not hits:
             raise VerificationError(f"a search for document {document_id!r} found nothing in the new version")
 
 
-def rollback(settings: IndexerSettings) -> tuple[str, str, dict[str, Any]]:
+def cancel(settings: IndexerSettings, wait_s: float = 60.0) -> ReindexState:
+    """Cancel the collection's reindex: one running in another process is asked to stop (it drops its
+    version); one that a crash or a stop interrupted has its version dropped here (the store must be
+    free). The state it ended in."""
+    path = state_path(settings)
+    state = last(settings)
+    if state is None or not state.unfinished:
+        raise InvalidInputError(f"no reindex of {settings.collection!r} to cancel")
+    if path is not None and state.alive():
+        cancel_path(path).touch()
+        deadline = time.monotonic() + wait_s
+        while (state := load(path)) is not None and state.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if state is None or state.running:
+            raise PermanentError(f"the reindex in process {state.pid if state else '?'} did not stop in {wait_s:.0f} s")
+        return state
+    store = index_store(settings)  # an interrupted one: nothing runs it, its version is dropped here
+    store.open(create=False)
+    try:
+        if state.version and state.version in store.versions() and state.version != store.current_version():
+            store.drop(state.version)
+    finally:
+        store.close()
+    state.step, state.finished = "cancelled", time.time()
+    save(path, state)
+    return state
+
+
+def rollback(settings: IndexerSettings, live: Live | None = None) -> tuple[str, str, dict[str, Any]]:
     """Point the alias back at the version before the one searched (a reindex's old version); the
-    version left, the one searched now, and what that one was built with (its model, to search it)."""
-    store = index_store(settings)
+    version left, the one searched now, and what that one was built with. In a `live` process, its
+    model is loaded first, and searches and writes move to it with the swap."""
+    other = running(settings)
+    if other is not None:
+        raise ReindexRunningError(
+            f"a reindex of {settings.collection!r} runs in process {other.pid} ({other.step}): cancel it or wait for "
+            "it before a rollback"
+        )
+    store = live.indexer.store if live else index_store(settings)
     store.open(create=False)
     try:
         versions, current = store.versions(), store.current_version()
@@ -242,7 +510,19 @@ def rollback(settings: IndexerSettings) -> tuple[str, str, dict[str, Any]]:
         if not older:
             raise InvalidInputError(f"nothing to roll back to: {current!r} is the oldest version of {store.alias!r}")
         record = store.recorded(older[-1]) or {}
-        store.swap(older[-1], IndexSpec.from_record(record))
+        spec = IndexSpec.from_record(record)
+        swap = lambda: store.swap(older[-1], spec)  # noqa: E731
+        if live is None:
+            swap()
+        else:
+            from xmsearch.retriever.model.encoder import Encoder  # torch: the old version's model is loaded
+
+            target = recorded_settings(live.indexer.components.settings, record)
+            encoder = Encoder.from_pretrained(target.model, target)
+            encoder.priority = live.indexer.encoder.priority
+            with live.indexer.gate:
+                live.switch(Components(target, encoder, store, make_first_stage(encoder.spec.dim, target)), swap)
         return str(current), older[-1], record
     finally:
-        store.close()
+        if not live:
+            store.close()

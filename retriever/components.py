@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from xmsearch.retriever.errors import TransientError
 from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
@@ -50,10 +50,7 @@ def following(settings: S) -> S:
         return settings
     if not record:
         return settings
-    update = {name: record[key] for key, name in RECORDED_SETTINGS.items() if key in record}
-    if record.get("first_stage", "none") != "none":
-        update["first_stage_encoding"] = record["first_stage"]
-    changed = {name: value for name, value in update.items() if getattr(settings, name) != value}
+    changed = _changes(settings, record)
     if "model" in changed:
         log.warning(
             "XMSEARCH_MODEL names %s, but %s (%s) was built with %s: using that (to move to %s: xmsearch reindex "
@@ -63,6 +60,18 @@ def following(settings: S) -> S:
     elif changed:
         log.info("collection %s (%s) was built with %s: following it", settings.collection, version, changed)
     return settings.model_copy(update=changed)
+
+
+def _changes(settings: RetrieverSettings, record: dict[str, Any]) -> dict[str, Any]:
+    update = {name: record[key] for key, name in RECORDED_SETTINGS.items() if key in record}
+    if record.get("first_stage", "none") != "none":
+        update["first_stage_encoding"] = record["first_stage"]
+    return {name: value for name, value in update.items() if getattr(settings, name) != value}
+
+
+def recorded_settings(settings: S, record: dict[str, Any]) -> S:
+    """The settings, with what a version `record`ed of how it was built (to search or write it)."""
+    return settings.model_copy(update=_changes(settings, record))
 
 
 def _model_name(name: str) -> str:

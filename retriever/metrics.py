@@ -3,7 +3,7 @@ metrics and serves them all at GET /metrics). Process-wide, registered once at i
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ENCODER_BATCH = Histogram(
     "xmsearch_encoder_batch_size",
@@ -24,3 +24,9 @@ DOCUMENTS = Counter(
     ["outcome"],
 )
 CHUNKS_ENCODED = Counter("xmsearch_chunks_encoded", "Chunks encoded and written in this process.")
+REINDEX_DOCUMENTS = Gauge(
+    "xmsearch_reindex_documents",
+    "The reindex this process runs or ran last: documents processed, and the total to copy.",
+    ["count"],
+)
+REINDEX_RUNNING = Gauge("xmsearch_reindex_running", "1 while this process runs a reindex.")

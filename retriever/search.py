@@ -4,7 +4,7 @@ collection alias (optionally a single-vector prefetch first) -> ranked passages.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
@@ -19,6 +19,7 @@ from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
 from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import RetrieverSettings
+from xmsearch.retriever.switch import SwitchLock
 
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
 
@@ -41,15 +42,27 @@ class Retriever:
     """
 
     def __init__(self, components: Components) -> None:
+        self._use(components)
+        self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
+        self.batcher: QueryBatcher[Prepared] | None = None
+        if self.settings.query_batching:  # the queries of concurrent searches share forward passes
+            encode = lambda parts: self.encoder.encode(Prepared.join(parts))  # noqa: E731  # the encoder of the moment
+            self.batcher = QueryBatcher(encode, self.settings.batch_size)
+
+    def _use(self, components: Components) -> None:
         self.components = components
         self.encoder = components.encoder
         self.store = components.store
-        self.settings = settings = components.settings
+        self.settings = components.settings
         self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
-        self.batcher: QueryBatcher[Prepared] | None = None
-        if settings.query_batching:  # the queries of concurrent searches share forward passes
-            self.batcher = QueryBatcher(lambda parts: self.encoder.encode(Prepared.join(parts)), settings.batch_size)
+
+    def switch(self, components: Components, swap: Callable[[], None]) -> None:
+        """Search with `components` (another model, the version it built) from now on: `swap` moves
+        the store to that version while no search or read is in flight; new ones wait for it."""
+        with self._switch.switching():
+            swap()
+            self._use(components)
 
     @classmethod
     def from_settings(cls, settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> Retriever:
@@ -88,6 +101,12 @@ class Retriever:
         if isinstance(queries, str) or not queries:
             raise InvalidInputError("give one or more queries")
         queries = list(queries)
+        with self._switch.reading():  # one model and the version it built, for the whole search
+            return self._search(queries, languages, page, conditions)
+
+    def _search(
+        self, queries: list[str], languages: Languages, page: Page, conditions: list[Condition]
+    ) -> list[SearchResult]:
         start = time.perf_counter()
         prepared = self.encoder.prepare(queries, languages, "query", "query", self.settings.max_query_chars)
         self._check_lengths(prepared)
@@ -124,34 +143,39 @@ class Retriever:
 
     def document(self, document_id: str, tenant: str | None = None) -> list[Point]:
         """The stored chunks of one document of one tenant, in order, without their vectors ([]: none)."""
-        self.store.open(create=False)  # CollectionNotFoundError until something is ingested
-        return self.store.fetch(document_id, tenant, vectors=False)
+        with self._switch.reading():
+            self.store.open(create=False)  # CollectionNotFoundError until something is ingested
+            return self.store.fetch(document_id, tenant, vectors=False)
 
     def documents(
         self, scope: Sequence[Condition] = (), limit: int = 100, cursor: str | None = None
     ) -> tuple[list[Point], int, str | None]:
         """A page of the stored documents within `scope` (each as its first chunk, without vectors),
         how many there are in all, and the cursor of the next page (None: the last)."""
-        self.store.open(create=False)
-        return self.store.documents(scope, limit, cursor)
+        with self._switch.reading():
+            self.store.open(create=False)
+            return self.store.documents(scope, limit, cursor)
 
     def status(self, scope: Sequence[Condition] = ()) -> dict[str, Any]:
         """The collection: where, its versions, what it was built with, points and documents within
         `scope`, size on disk."""
-        self.store.open(create=False)
-        return self.store.describe(scope)
+        with self._switch.reading():
+            self.store.open(create=False)
+            return self.store.describe(scope)
 
     def collections(self) -> list[dict[str, Any]]:
         """Every version of the collection, oldest first: whether searches use it, what it was built
         with, points, documents, size on disk."""
-        self.store.open(create=False)
-        return self.store.collections()
+        with self._switch.reading():
+            self.store.open(create=False)
+            return self.store.collections()
 
     def drop(self, version: str) -> None:
         """Remove a version searches do not use (e.g. the one a reindex replaced, once it is not needed
         for a rollback)."""
-        self.store.open(create=False)
-        self.store.drop(version)
+        with self._switch.reading():
+            self.store.open(create=False)
+            self.store.drop(version)
 
     def close(self) -> None:
         self.store.close()

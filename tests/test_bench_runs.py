@@ -29,7 +29,9 @@ def test_contention_bench_measures_both_priority_settings(
 def test_reindex_bench_encodes_every_chunk_again_and_reports_the_ratio(tiny_checkpoint: Path) -> None:
     from xmsearch.bench.reindex import run
 
-    figures = run(Settings(model=str(tiny_checkpoint), device="cpu", detect_language=False), n_docs=12)
-    assert figures.documents == 12 and figures.chunks >= 12
-    assert figures.ingest_docs_per_s > 0 and figures.reindex_docs_per_s > 0
+    figures = run(Settings(model=str(tiny_checkpoint), device="cpu", detect_language=False), n_docs=30, idle_s=0.5)
+    assert figures.documents == 30 and figures.chunks >= 30
+    assert figures.ingest_docs_per_s > 0 and figures.reindex_docs_per_s > 0 and figures.live_reindex_docs_per_s > 0
     assert figures.as_dict()["ratio"] == figures.reindex_docs_per_s / figures.ingest_docs_per_s
+    assert figures.searches_during_reindex > 0 and figures.search_idle_p50_ms > 0  # searches answered throughout
+    assert figures.as_dict()["search_p50_ratio"] == figures.search_during_reindex_p50_ms / figures.search_idle_p50_ms

@@ -178,3 +178,89 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
         f"\n{kills} SIGKILLs, {n_docs} documents: redelivery {spread} (min / median / max) with a {visibility} s "
         f"visibility timeout and a {RESTORE_SWEEP_S} s sweep"
     )
+
+
+@pytest.mark.slow  # a server (or CLI) that loads two models, killed, then started again
+@pytest.mark.parametrize("where", ["serve", "cli"])
+def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
+    tiny_checkpoint: Path, tmp_path: Path, where: str
+) -> None:
+    """A reindex SIGKILLed mid-copy, in `serve` or in the CLI, resumes when that is started again: the
+    version completes, and the resumed run encodes exactly the chunks the killed one had not stored."""
+    from xmsearch.ingest.documents import Document
+    from xmsearch.ingest.pipeline import Indexer
+    from xmsearch.ingest.reindex_state import ReindexState, load
+    from xmsearch.retriever.components import index_store
+    from xmsearch.retriever.model.tiny import make_tiny
+    from xmsearch.settings import Settings
+
+    other = make_tiny(tmp_path / "tiny-b", seed=1)
+    data = tmp_path / "data"
+    settings = Settings(model=str(tiny_checkpoint), data_dir=data, device="cpu", ingest_batch_size=8)
+    indexer = Indexer.from_settings(settings)
+    words = ["the", "old", "mill", "turns", "by", "the", "river", "under", "the", "bridge", "all", "day", "long"]
+    indexer.ingest(
+        Document(id=f"d{i}", text=" ".join(words[(i + j) % len(words)] for j in range(80)), language="en")
+        for i in range(400)
+    )
+    indexer.close()
+    port = free_port()
+    env = {
+        **os.environ,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DATA_DIR": str(data),
+        "XMSEARCH_API_AUTH": "disabled",
+        "XMSEARCH_API_PORT": str(port),
+        "XMSEARCH_DEVICE": "cpu",
+        "XMSEARCH_INGEST_BATCH_SIZE": "8",
+    }
+    url = f"http://127.0.0.1:{port}"
+    start = [*CLI, "reindex", "start", "--model", str(other), "--json"]
+    log = tmp_path / f"{where}.log"
+    if where == "serve":
+        process = _serve(env, log)
+        assert httpx.post(f"{url}/reindex", json={"model": str(other)}, timeout=30).status_code == 202
+    else:
+        with log.open("ab") as out:
+            process = subprocess.Popen(start, env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+    state_file = data / "reindex" / "xmsearch.json"
+    deadline = time.monotonic() + 120
+    while (state := load(state_file)) is None or state.step != "copying" or state.processed < 40:
+        assert time.monotonic() < deadline and process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    assert state.version is not None and state.processed < 400  # killed mid-copy
+    store = index_store(settings)
+    store.open(create=False)
+    try:
+        stored = {v["version"]: v["points"] for v in store.collections()}[state.version]
+    finally:
+        store.close()
+
+    if where == "serve":
+        process = _serve(env, log)  # it resumes the reindex it finds unfinished
+        try:
+            while (final := ReindexState.model_validate(httpx.get(f"{url}/reindex", timeout=30).json())).running:
+                assert time.monotonic() < deadline + 120, final
+                time.sleep(0.2)
+            hits = httpx.post(f"{url}/search", json={"query": "old mill", "language": "en"}, timeout=30).json()
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(60)
+        assert hits["hits"]
+    else:
+        rerun = subprocess.run(start, env=env, cwd=ROOT, capture_output=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
+        final = ReindexState.model_validate_json(rerun.stdout)
+    assert final.step == "done" and final.resumed and final.version == state.version, final
+    store = index_store(settings)
+    store.open(create=False)
+    try:
+        total = {v["version"]: v["points"] for v in store.collections()}[state.version]
+        assert store.current_version() == state.version
+    finally:
+        store.close()
+    assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
+    print(f"\n{where}: killed at {state.processed} of 400 documents ({stored} of {total} chunks stored); the resumed "
+          f"run encoded {final.encoded}")  # fmt: skip

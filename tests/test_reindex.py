@@ -13,6 +13,7 @@ from xmsearch.ingest.export import Export
 from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.reindex import reindex
+from xmsearch.ingest.reindex_state import ReindexState
 from xmsearch.retriever.components import index_store
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import StoreMismatchError
@@ -105,13 +106,14 @@ def test_an_interrupted_reindex_resumes_without_encoding_a_chunk_twice(
     changes = {"model": str(other_model)}
     encoded: list[int] = []
 
-    def crash(job: Job) -> None:
-        encoded.append(job.counts.encoded)
-        if len(encoded) == 3:
-            raise RuntimeError("killed mid-way")
+    def crash(state: ReindexState) -> None:
+        if state.step == "copying" and state.processed:
+            encoded.append(state.encoded)
+            if len(encoded) == 3:
+                raise RuntimeError("killed mid-way")
 
     with pytest.raises(RuntimeError, match="killed mid-way"):
-        reindex(old, changes, on_progress=crash)
+        reindex(old, changes, on_change=crash)
     first = encoded[-1]
     done = reindex(old, changes)
     assert done.resumed and done.version == "xmsearch-v2"

@@ -142,7 +142,8 @@ class Embedded:
         """Merge segments, build the first-stage index, reclaim deletions: while idle, since Qdrant Edge
         holds the GIL while it optimizes (searches in this process wait meanwhile)."""
         try:
-            self.indexer.store.optimize()
+            with self.indexer.gate:  # not while a reindex swaps the store
+                self.indexer.store.optimize()
             self.unoptimized = 0
         except Exception:
             log.exception("optimizing the store failed; it is tried again after the next job")

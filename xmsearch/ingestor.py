@@ -24,6 +24,7 @@ from xmsearch.retriever.metrics import DOCUMENTS
 from xmsearch.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # each mode's imports load with it: the distributed side never imports torch
+    from xmsearch.ingest.pipeline import Indexer
     from xmsearch.retriever.components import Components
     from xmsearch.retriever.model.encoder import Encoder
 
@@ -123,6 +124,16 @@ class Ingestor:
     def mode(self) -> Mode:
         """`embedded`, `distributed` or `remote`."""
         return self.backend.mode
+
+    @property
+    def indexer(self) -> Indexer | None:
+        """The Indexer that writes in this process (embedded); None where writes go elsewhere."""
+        if self.mode != "embedded":
+            return None
+        from xmsearch.embedded import Embedded
+
+        assert isinstance(self.backend, Embedded)
+        return self.backend.indexer
 
     @property
     def runs_here(self) -> bool:

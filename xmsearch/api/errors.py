@@ -15,7 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xmsearch.errors import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
 from xmsearch.ingest.documents import Reject, field_reason
+from xmsearch.ingest.reindex_state import ReindexRunningError
 from xmsearch.retriever.errors import (
+    CheckpointError,
     InvalidInputError,
     PermanentError,
     TransientError,
@@ -57,6 +59,8 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (InvalidDocumentsError, 422, "invalid_documents"),
     (UnknownLanguageError, 422, "unknown_language"),
     (InvalidInputError, 422, "invalid_input"),
+    (CheckpointError, 422, "invalid_model"),  # at request time: the model a reindex names
+    (ReindexRunningError, 409, "reindex_running"),
     (TenantForbiddenError, 403, "tenant_forbidden"),
     (CollectionNotFoundError, 404, "collection_not_found"),
     (QueueFullError, 503, "queue_full"),

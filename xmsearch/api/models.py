@@ -257,3 +257,25 @@ class ReadyOut(BaseModel):
     ready: bool
     mode: Literal["embedded", "distributed"]
     checks: dict[str, str] = Field(description='model, store and (distributed) broker: "ok" or the problem.')
+
+
+class ReindexIn(Strict):
+    model: str | None = Field(
+        None, max_length=1000, description="The new model: a hub id, or a checkpoint folder on the API's machine."
+    )
+    settings: dict[str, Annotated[str, Field(max_length=10_000)]] = Field(
+        default_factory=dict,
+        max_length=20,
+        description='Settings to change, name -> value as the environment gives it, e.g. {"vector_datatype": '
+        '"float32"}: precision, chunk_overlap, vector_datatype, quantization, first_stage, first_stage_encoding, '
+        "metadata_indexes.",
+    )
+
+    def changes(self) -> dict[str, str]:
+        return self.settings | ({} if self.model is None else {"model": self.model})
+
+
+class RollbackOut(BaseModel):
+    left: str = Field(description="The version searched before the rollback (kept until dropped).")
+    version: str = Field(description="The version searched now.")
+    built_with: dict[str, Any] = Field(description="What it was built with (its model is searched with it).")

@@ -23,6 +23,8 @@ from xmsearch.api.models import (
     JobOut,
     JobsOut,
     ReadyOut,
+    ReindexIn,
+    RollbackOut,
     SearchBatchIn,
     SearchBatchOut,
     SearchIn,
@@ -32,6 +34,7 @@ from xmsearch.api.models import (
 )
 from xmsearch.api.service import Service
 from xmsearch.errors import no_document
+from xmsearch.ingest.reindex_state import ReindexState
 from xmsearch.ingestor import Ingestor, mode_for
 
 WAIT_LIMIT_S = 600.0  # the longest ?wait=true holds a request
@@ -191,6 +194,49 @@ def drop_collection(version: str, caller: Caller, request: Request) -> Collectio
     caller.require_admin("drop a version")
     _service(request).retriever.drop(version)
     return collections(caller, request)
+
+
+REINDEX = {**COMMON_RESPONSES, **ADMIN, 409: {"model": ErrorBody, "description": "reindex_running"}}
+
+
+@router.post("/reindex", status_code=202, responses=REINDEX, tags=["operations"])
+def start_reindex(body: ReindexIn, caller: Caller, request: Request) -> ReindexState:
+    """Rebuild every document of the collection (every tenant, as ingested) into a new version with
+    another model or other index settings, in this process, while searches and writes go on; then
+    verify it and swap to it, searches moving to the new model at the same moment. Follow it with
+    GET /reindex. Embedded mode (the API owns the store) only for now. Unbound (administrator) keys."""
+    caller.require_admin("start a reindex")
+    return _service(request).start_reindex(body.changes())
+
+
+@router.get(
+    "/reindex", responses={**REINDEX, 404: {"model": ErrorBody, "description": "no_reindex"}}, tags=["operations"]
+)
+def reindex_status(caller: Caller, request: Request) -> ReindexState:
+    """The reindex running, or the last one: its step, documents done of the total, rate, seconds
+    left, versions, error. Unbound (administrator) keys only."""
+    caller.require_admin("follow a reindex")
+    state = _service(request).reindex_state()
+    if state is None:
+        raise ApiError(404, "no_reindex", "the collection was never reindexed")
+    return state
+
+
+@router.delete("/reindex", responses=REINDEX, tags=["operations"])
+def cancel_reindex(caller: Caller, request: Request) -> ReindexState:
+    """Stop the running reindex and drop the version it built; searches never left the current one.
+    Unbound (administrator) keys only."""
+    caller.require_admin("cancel a reindex")
+    return _service(request).cancel_reindex()
+
+
+@router.post("/reindex/rollback", responses=REINDEX, tags=["operations"])
+def rollback(caller: Caller, request: Request) -> RollbackOut:
+    """Point the collection back at the version before the one searched; searches and writes move to
+    it with its model. Unbound (administrator) keys only."""
+    caller.require_admin("roll back")
+    left, version, record = _service(request).rollback()
+    return RollbackOut(left=left, version=version, built_with=record)
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])

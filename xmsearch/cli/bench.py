@@ -238,24 +238,29 @@ def bench_contention_cmd(
 @app.command("reindex")
 def bench_reindex_cmd(
     docs: Annotated[int, typer.Option(help="Documents (passages of the Python documentation).")] = 200,
+    clients: Annotated[int, typer.Option(help="Clients searching back to back during the live reindex.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reindex throughput (rebuild from the store, encode, verify, swap) against plain ingestion of the
-    same documents, in one run, on an embedded store in a temporary folder.
+    same documents, in one run, on an embedded store in a temporary folder; then a reindex inside the
+    serving process while clients search: search p50 during it against idle.
 
     Example: XMSEARCH_MODEL=./base-random xmsearch bench reindex --docs 200
     """
     from xmsearch.bench.reindex import run
     from xmsearch.settings import get_settings
 
-    with console.status("ingesting, then reindexing", spinner="dots"):
-        figures = run(get_settings(), docs)
+    with console.status("ingesting, reindexing, then reindexing while searching", spinner="dots"):
+        f = run(get_settings(), docs, clients)
     if as_json:
-        print(json.dumps(figures.as_dict()))
+        print(json.dumps(f.as_dict()))
         return
     console.print(
-        f"{figures.documents} documents ({figures.chunks} chunks): ingest {figures.ingest_docs_per_s:.2f} docs/s, "
-        f"reindex {figures.reindex_docs_per_s:.2f} docs/s, ratio {figures.ratio:.3f}"
+        f"{f.documents} documents ({f.chunks} chunks): ingest {f.ingest_docs_per_s:.2f} docs/s, reindex "
+        f"{f.reindex_docs_per_s:.2f} docs/s, ratio {f.ratio:.3f}\n"
+        f"reindex inside serve with {clients} clients searching: {f.live_reindex_docs_per_s:.2f} docs/s; search p50 "
+        f"{f.search_during_reindex_p50_ms:.1f} ms during it against {f.search_idle_p50_ms:.1f} ms idle, ratio "
+        f"{f.search_p50_ratio:.2f} ({f.searches_during_reindex} searches)"
     )
 
 

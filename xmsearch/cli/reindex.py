@@ -1,17 +1,24 @@
-"""`xmsearch reindex start|rollback`: rebuild the collection with another model or other index
-settings into a new version, verified, then swapped; or point it back at the version before."""
+"""`xmsearch reindex start|status|cancel|rollback`: rebuild the collection with another model or other
+index settings into a new version, verified, then swapped; follow or cancel it; or point the
+collection back at the version before. In this process on the store (which it holds for the run), or,
+with --url, inside a running `xmsearch serve`, which keeps searching and writing meanwhile."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from xmsearch.cli.output import console, job_progress, stderr
-from xmsearch.ingest.job import Job
+
+if TYPE_CHECKING:
+    from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Rebuild the collection with another model or other settings.")
+POLL_S = 0.5  # how often a reindex in a running API is asked how far it is
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON (the shape the API answers).")]
 
 
 def _changes(model: str | None, sets: list[str]) -> dict[str, str]:
@@ -22,8 +29,47 @@ def _changes(model: str | None, sets: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise InvalidInputError(f"--set takes KEY=VALUE (e.g. --set vector_datatype=float32), not {item!r}")
-        changes[name.strip().lower().removeprefix("xmsearch_")] = value
+        changes[name] = value
     return changes
+
+
+def _api(settings: Settings, method: str, path: str, **options: Any) -> Any:
+    """The answer of the running API (XMSEARCH_API_URL, --url); None when this process works on the store."""
+    from xmsearch.ingestor import mode_for
+
+    if mode_for(settings) != "remote":
+        return None
+    from xmsearch.remote import ApiClient
+
+    return ApiClient.once(settings, method, path, **options)
+
+
+def _describe(state: ReindexState) -> str:
+    return (
+        f"{state.step}: {state.encoded:,} chunks encoded, {state.skipped:,} already there, "
+        f"{state.caught_up:,} written meanwhile"
+    )
+
+
+def _print(state: ReindexState, as_json: bool) -> None:
+    if as_json:
+        print(state.model_dump_json())
+        return
+    if state.step == "done":
+        resumed = " (resumed)" if state.resumed else ""
+        console.print(
+            f"{state.version}{resumed} is searched now, in place of {state.previous}: {state.processed:,} documents, "
+            f"{state.encoded:,} chunks encoded, {state.caught_up:,} written meanwhile, {state.removed:,} removed; "
+            f"per tenant {state.documents}"
+        )
+        return
+    done = f"{state.processed:,}" + (f" of {state.total:,}" if state.total is not None else "")
+    rate = f", {state.rate:.1f} documents/s" if state.rate else ""
+    left = f", about {state.seconds_left:.0f} s left" if state.seconds_left is not None else ""
+    console.print(
+        f"reindex of {state.collection} to {state.version or '(not created yet)'} with {state.changes}: {state.step}, "
+        f"{done} documents{rate}{left}, in process {state.pid}" + (f"\n{state.error}" if state.error else "")
+    )
 
 
 @app.command("start")
@@ -37,58 +83,117 @@ def start(
     source: Annotated[
         str | None, typer.Option(help="Build from this JSON Lines file or folder instead of the collection itself.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JSON = False,
 ) -> None:  # fmt: skip
     """Rebuild every document of the collection (every tenant, as ingested) into a new version with
     the new model or settings, verify it (documents per tenant, chunks per document, sample searches),
     then point the collection at it. The old version stays for `reindex rollback` until dropped
     (`collections drop`). Run again after an interruption: it resumes, encoding nothing twice.
 
-    Embedded stores only for now: the store is locked for the run (stop `xmsearch serve` first).
+    On the store, this process holds it for the run. With --url (a running `xmsearch serve`), the API
+    reindexes while it keeps searching and writing; what is written meanwhile reaches the new version,
+    and searches move to the new model at the swap.
 
     Examples:
       xmsearch reindex start --model ./colbert-xm-finetuned
       xmsearch reindex start --set vector_datatype=float32 --set chunk_overlap=64
       xmsearch reindex start --source corpus.jsonl   (the new version holds exactly that source)
+      xmsearch --url http://127.0.0.1:8000 reindex start --model ./other
     """
-    from xmsearch.ingest.reindex import reindex
+    from xmsearch.ingest.reindex import Reindex
+    from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.retriever.errors import InvalidInputError, PermanentError
     from xmsearch.settings import get_settings
 
+    settings = get_settings()
     changes = _changes(model, sets or [])
     with job_progress("reindex", as_json) as progress:
-        bar = progress.add_task("reading the collection", total=None)
+        bar = progress.add_task("loading the model", total=None)
 
-        def show(job: Job) -> None:
-            counts = job.counts
-            description = f"{counts.encoded:,} chunks encoded, {counts.skipped_unchanged:,} already there"
-            progress.update(bar, completed=counts.processed, description=description)
+        def show(state: ReindexState) -> None:
+            progress.update(bar, completed=state.processed, total=state.total, description=_describe(state))
 
-        done = reindex(get_settings(), changes, show, lambda total: progress.update(bar, total=total), source)
-    if as_json:
-        print(json.dumps(done.as_dict()))
-        return
-    counts = done.job.counts
-    resumed = " (resumed)" if done.resumed else ""
-    console.print(
-        f"{done.version}{resumed} is searched now, in place of {done.previous}: {counts.processed:,} documents, "
-        f"{counts.encoded:,} chunks encoded, {done.removed:,} removed; per tenant {done.documents}"
-    )
-    stderr.print("searches and writes follow it: each process loads the model and settings it records when it starts")
+        if source is not None and settings.api_url:
+            raise InvalidInputError(
+                "--source is read by this process: not with --url (the API reindexes its collection)"
+            )
+        answer = _api(settings, "POST", "/reindex", json={"settings": changes})
+        if answer is None:
+            here = Reindex(settings, changes, source, on_change=show)
+            here.run()
+            state = here.state
+        else:
+            state = ReindexState.model_validate(answer)
+            while state.running:
+                time.sleep(POLL_S)
+                state = ReindexState.model_validate(_api(settings, "GET", "/reindex"))
+                show(state)
+            if state.step != "done":
+                raise PermanentError(f"the reindex ended {state.step}: {state.error}")
+    _print(state, as_json)
+    if not as_json and answer is None:
+        stderr.print(
+            "searches and writes follow it: each process loads the model and settings it records when it starts"
+        )
+
+
+@app.command("status")
+def status(as_json: JSON = False) -> None:
+    """The collection's reindex, running or last: its step, documents done of the total, rate, time
+    left, the version it builds, its error (an interrupted one resumes with `reindex start`).
+
+    Example: xmsearch reindex status --json
+    """
+    from xmsearch.ingest.reindex import last
+    from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.settings import get_settings
+
+    settings = get_settings()
+    answer = _api(settings, "GET", "/reindex")
+    state = last(settings) if answer is None else ReindexState.model_validate(answer)
+    if state is None:
+        raise InvalidInputError(f"{settings.collection!r} was never reindexed")
+    _print(state, as_json)
+
+
+@app.command("cancel")
+def cancel_cmd(as_json: JSON = False) -> None:
+    """Stop the running reindex and drop the version it built (searches never left the current one);
+    an interrupted one has its version dropped.
+
+    Example: xmsearch reindex cancel
+    """
+    from xmsearch.ingest.reindex import cancel
+    from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.settings import get_settings
+
+    settings = get_settings()
+    answer = _api(settings, "DELETE", "/reindex")
+    _print(cancel(settings) if answer is None else ReindexState.model_validate(answer), as_json)
 
 
 @app.command("rollback")
-def rollback_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def rollback_cmd(as_json: JSON = False) -> None:
     """Point the collection back at the version before the one searched (what a reindex replaced).
 
     Example: xmsearch reindex rollback
     """
+    import json
+
     from xmsearch.ingest.reindex import rollback
     from xmsearch.settings import get_settings
 
-    left, now, record = rollback(get_settings())
+    settings = get_settings()
+    answer = _api(settings, "POST", "/reindex/rollback")
+    if answer is None:
+        left, now, record = rollback(settings)
+        answer = {"left": left, "version": now, "built_with": record}
     if as_json:
-        print(json.dumps({"left": left, "version": now, "built_with": record}))
+        print(json.dumps(answer))
         return
+    record = answer["built_with"]
     console.print(
-        f"{now} is searched again, in place of {left}, with its model {record.get('model', record['model_id'])}"
+        f"{answer['version']} is searched again, in place of {answer['left']}, with its model "
+        f"{record.get('model', record.get('model_id'))}"
     )

@@ -246,8 +246,9 @@ class EdgeStore(Store):
         spec = spec or self.spec
         spec.check(self._recorded(version), self.alias)
         reopen = self._shard is not None
-        if reopen:
-            self._close_shard()
+        if reopen:  # not optimised first: that holds the GIL (this process's searches would wait); it is kept as is
+            self.shard.close()
+            self._shard, self._dirty = None, False
         self._write_current(version)
         self.spec = spec
         if reopen:

@@ -90,10 +90,12 @@ class QdrantStore(Store):
         backend: str,
         retries: int = 0,
         owns_client: bool = True,
+        collection: str | None = None,
     ) -> None:
         self.client = client
         self._owns_client = owns_client  # a version store shares its store's client
-        self.alias = alias
+        self.alias = alias  # names the points (their ids) whatever version holds them
+        self.collection = collection or alias  # what calls address: the alias, or one version (a version store)
         self.spec = spec
         self.backend = backend
         self.retries = retries
@@ -188,7 +190,7 @@ class QdrantStore(Store):
     def version_store(self, version: str, spec: IndexSpec) -> QdrantStore:
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.where}")
-        view = QdrantStore(self.client, version, spec, self.backend, self.retries, owns_client=False)
+        view = QdrantStore(self.client, self.alias, spec, self.backend, self.retries, False, version)
         spec.check(view._recorded(version), version)
         view._opened = True  # the version is its collection: every call names it
         return view
@@ -220,20 +222,20 @@ class QdrantStore(Store):
             )
             size += point.vectors.size * 12 + len(point.text) * 2
             if size >= BATCH_BYTES:
-                self._call(self.client.upsert, self.alias, points=batch, wait=True)
+                self._call(self.client.upsert, self.collection, points=batch, wait=True)
                 batch, size = [], 0
         if batch:
-            self._call(self.client.upsert, self.alias, points=batch, wait=True)
+            self._call(self.client.upsert, self.collection, points=batch, wait=True)
 
     def _delete(self, conditions: Sequence[Condition]) -> None:
         selector = models.FilterSelector(filter=to_qdrant_filter(conditions))
-        self._call(self.client.delete, self.alias, points_selector=selector, wait=True)
+        self._call(self.client.delete, self.collection, points_selector=selector, wait=True)
 
     def _page(
         self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
     ) -> tuple[list[Record], Cursor]:
         page, after = self._call(
-            self.client.scroll, self.alias, scroll_filter=to_qdrant_filter(conditions), limit=limit, offset=cursor,
+            self.client.scroll, self.collection, scroll_filter=to_qdrant_filter(conditions), limit=limit, offset=cursor,
             with_payload=True if fields is None else list(fields), with_vectors=[TOKENS] if vectors else False,
         )  # fmt: skip
         return [(r.payload or {}, r.vector) for r in page], None if after is None else str(after)
@@ -258,7 +260,9 @@ class QdrantStore(Store):
         self._call(self.client.delete_collection, version)
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
-        return self._call(self.client.count, self.alias, count_filter=to_qdrant_filter(conditions), exact=True).count
+        return self._call(
+            self.client.count, self.collection, count_filter=to_qdrant_filter(conditions), exact=True
+        ).count
 
     def _engine_filter(self, conditions: tuple[Condition, ...]) -> Any:
         return to_qdrant_filter(conditions)
@@ -279,7 +283,7 @@ class QdrantStore(Store):
         )  # fmt: skip
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
-        responses = self._call(self.client.query_batch_points, self.alias, requests=requests)
+        responses = self._call(self.client.query_batch_points, self.collection, requests=requests)
         return [[(p.score, p.payload or {}) for p in r.points] for r in responses]
 
     def optimize(self) -> None:

@@ -1,0 +1,224 @@
+"""Reindexing inside the process that serves (`xmsearch serve`'s Service): searches go on and never
+mix models, writes made meanwhile reach the new version, a cancel drops what was built, a rollback
+brings the old model back, and the API's reindex routes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.test_api import api_settings, as_, error
+from xmsearch.api import create_app
+from xmsearch.api.service import Service
+from xmsearch.ingest.chunking import Chunker
+from xmsearch.ingest.export import Export
+from xmsearch.ingest.reindex import Reindex, ReindexCancelledError
+from xmsearch.ingest.reindex_state import ReindexState
+from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.model.tiny import make_tiny
+from xmsearch.retriever.search import SearchResult
+from xmsearch.settings import Settings
+
+WORDS = [
+    "river",
+    "mill",
+    "bridge",
+    "Fluss",
+    "Mühle",
+    "Brücke",
+    "rivière",
+    "moulin",
+    "pont",
+    "bread",
+    "four",
+    "Basel",
+    "Rhein",
+]
+DOCS = [
+    {"id": f"d{i}", "text": " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(40 + 9 * i)), "language": "en"}
+    | ({"tenant": "acme"} if i % 3 == 0 else {})
+    for i in range(24)
+]
+QUERIES = ["river mill", "Brücke Basel", "pain four pont"]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("tiny-b") / "ckpt", seed=1)  # same shape, other weights
+
+
+def _service(model: Path, data: Path, store: str = "edge") -> Service:
+    settings = Settings(model=str(model), data_dir=data, device="cpu", ingest_batch_size=8, store=store)  # type: ignore[arg-type]
+    service = Service.start(settings)
+    service.ingestor.wait(service.ingestor.submit(DOCS), timeout=120)
+    return service
+
+
+def _answer(result: SearchResult) -> tuple[tuple[str, float], ...]:
+    return tuple((hit.document_id, round(hit.score, 4)) for hit in result.hits)
+
+
+def _answers(service: Service) -> dict[str, tuple[tuple[str, float], ...]]:
+    return {q: _answer(service.retriever.search(q, 5, "en")) for q in QUERIES}
+
+
+@pytest.mark.parametrize("store", ["edge", "local"])
+def test_searches_during_a_live_reindex_never_fail_and_never_mix_models(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, store: str
+) -> None:
+    service = _service(tiny_checkpoint, tmp_path, store)
+    try:
+        old = _answers(service)
+        answers: list[tuple[str, Any]] = []
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def search() -> None:
+            while not stop.is_set():
+                for query in QUERIES:
+                    try:
+                        answers.append((query, _answer(service.retriever.search(query, 5, "en"))))
+                    except BaseException as exc:  # any failure fails the test
+                        failures.append(exc)
+
+        searchers = [threading.Thread(target=search) for _ in range(2)]
+        for thread in searchers:
+            thread.start()
+        service.start_reindex({"model": str(other_model)})
+        assert service.reindexing is not None
+        reindex, running = service.reindexing
+        running.join(120)
+        seen = len(answers)
+        while len(answers) < seen + 20:  # searches go on after the swap too
+            time.sleep(0.01)
+        stop.set()
+        for thread in searchers:
+            thread.join()
+        assert reindex.state.step == "done", reindex.state.error
+        new = _answers(service)
+        assert not failures, failures[:3]
+        assert all(old[q] != new[q] for q in QUERIES)  # the two models answer differently
+        mixed = [(q, a) for q, a in answers if a not in (old[q], new[q])]
+        assert not mixed, mixed[:3]  # each answer wholly from one model and the version it built
+        assert any(a == old[q] for q, a in answers) and any(a == new[q] for q, a in answers)
+        assert service.retriever.encoder.spec.path == other_model.resolve()
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("store", ["edge", "local"])
+def test_writes_made_during_a_live_reindex_reach_the_new_version(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, store: str
+) -> None:
+    service = _service(tiny_checkpoint, tmp_path, store)
+    ingestor = service.ingestor
+    latest = {(d.get("tenant"), d["id"]): d for d in DOCS}
+    late: list[str] = []
+
+    def write(documents: list[dict[str, Any]], deleted: list[tuple[str | None, str]]) -> list[str]:
+        jobs = [ingestor.submit(documents)] if documents else []
+        jobs += [ingestor.delete([document_id], tenant) for tenant, document_id in deleted]
+        latest.update({(d.get("tenant"), d["id"]): d for d in documents})
+        for key in deleted:
+            del latest[key]
+        return jobs
+
+    def meanwhile(state: ReindexState) -> None:
+        if state.step == "copying" and state.processed and not late:  # done in the version searched, mid-copy
+            late.append("copying")
+            changed = {**DOCS[1], "text": "changed while copying: river mill " * 30}
+            added = {"id": "new1", "text": "added while copying, Mühle Brücke", "language": "de"}
+            for job in write([changed, added], [(DOCS[3].get("tenant"), DOCS[3]["id"]), (None, "d2")]):
+                ingestor.wait(job, timeout=60)
+        if state.step == "catching_up" and late == ["copying"]:  # before the pause, or after the swap
+            late.extend(write([{**DOCS[4], "text": "changed late"}, {"id": "new2", "text": "added late"}], []))
+
+    try:
+        reindex = Reindex(service.settings, {"model": str(other_model)}, live=service._live("a reindex"),
+                          on_change=meanwhile)  # fmt: skip
+        done = reindex.run()
+        for job in late[1:]:
+            assert ingestor.wait(job, timeout=60)["status"] == "done"
+        assert done.version == "xmsearch-v2" and reindex.state.caught_up >= 4
+        store = service.retriever.store
+        assert store.current_version() == "xmsearch-v2"
+        key = lambda record: (record.get("tenant") or "", record["id"])  # noqa: E731
+        assert sorted(Export(store).records(), key=key) == sorted(latest.values(), key=key)
+        chunker = Chunker(service.retriever.encoder.tokenizer, service.retriever.components.settings.chunk_overlap)
+        assert store.chunk_counts() == Counter({k: len(chunker.split(d["text"])) for k, d in latest.items()})
+        model_id = service.retriever.encoder.spec.model_id
+        written_by = {point.model_id for tenant, document_id in latest for point in store.fetch(document_id, tenant)}
+        assert written_by == {model_id}  # every point, by the new model
+    finally:
+        service.close()
+
+
+def test_a_cancelled_live_reindex_drops_its_version_and_a_rollback_brings_the_old_model_back(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path
+) -> None:
+    service = _service(tiny_checkpoint, tmp_path)
+    try:
+        old = _answers(service)
+
+        def cancel_mid_copy(state: ReindexState) -> None:
+            if state.step == "copying" and state.processed:
+                reindex.cancel()
+
+        reindex = Reindex(service.settings, {"model": str(other_model)}, live=service._live("a reindex"),
+                          on_change=cancel_mid_copy)  # fmt: skip
+        with pytest.raises(ReindexCancelledError):
+            reindex.run()
+        assert reindex.state.step == "cancelled"
+        assert [v["version"] for v in service.retriever.collections()] == ["xmsearch-v1"]
+        assert _answers(service) == old  # searches never left the old version
+        service.start_reindex({"model": str(other_model)})
+        assert service.reindexing is not None
+        service.reindexing[1].join(120)
+        assert service.reindex_state().step == "done"  # type: ignore[union-attr]
+        assert _answers(service) != old
+        left, now, _ = service.rollback()
+        assert (left, now) == ("xmsearch-v2", "xmsearch-v1")  # the cancelled one was dropped: its name is free
+        assert _answers(service) == old  # the old model, on the old version
+        ingestor = service.ingestor
+        ingestor.wait(ingestor.submit([{"id": "after", "text": "written after the rollback"}]), timeout=60)
+        assert service.retriever.store.fetch("after")[0].model_id == service.retriever.encoder.spec.model_id
+    finally:
+        service.close()
+
+
+def test_the_api_reindexes_follows_and_rolls_back(
+    tmp_path: Path, detecting_encoder: Encoder, other_model: Path
+) -> None:
+    app = create_app(api_settings(tmp_path, model=str(detecting_encoder.spec.path)), detecting_encoder)
+    with TestClient(app) as client:
+        docs = [{"id": d["id"], "text": d["text"][:900]} for d in DOCS[:5]]
+        assert client.post("/documents?wait=true", json={"documents": docs}, headers=as_("admin")).status_code == 200
+        assert error(client.get("/reindex", headers=as_("admin")))[:2] == (404, "no_reindex")
+        assert error(client.post("/reindex", json={}, headers=as_("acme")))[:2] == (403, "admin_required")
+        unknown = client.post("/reindex", json={"settings": {"api_port": "9"}}, headers=as_("admin"))
+        assert error(unknown)[:2] == (422, "invalid_input") and "api_port" in error(unknown)[2]
+        missing = client.post("/reindex", json={"model": str(tmp_path / "nowhere")}, headers=as_("admin"))
+        assert error(missing)[:2] == (422, "invalid_model")
+        assert error(client.delete("/reindex", headers=as_("admin")))[:2] == (422, "invalid_input")
+        started = client.post("/reindex", json={"model": str(other_model)}, headers=as_("admin"))
+        assert started.status_code == 202 and started.json()["changes"] == {"model": str(other_model)}
+        again = client.post("/reindex", json={"settings": {"chunk_overlap": "8"}}, headers=as_("admin"))
+        assert again.status_code == 202 or error(again)[:2] == (409, "reindex_running")
+        for _ in range(600):
+            state = client.get("/reindex", headers=as_("admin")).json()
+            if not state["running"]:
+                break
+            time.sleep(0.1)
+        assert state["step"] == "done" and state["processed"] == 5 and state["documents"] == {"": 5}, state
+        hits = client.post("/search", json={"query": "river mill", "language": "en"}, headers=as_("admin")).json()
+        assert hits["hits"]
+        back = client.post("/reindex/rollback", headers=as_("admin"))
+        assert back.status_code == 200 and back.json()["left"] != back.json()["version"]
+        versions = client.get("/collections", headers=as_("admin")).json()["versions"]
+        assert [v["version"] for v in versions if v["current"]] == [back.json()["version"]]
