@@ -206,3 +206,23 @@ def test_a_second_reindex_at_once_is_refused_naming_the_first(tiny_checkpoint: P
         assert [v["version"] for v in retriever.collections()] == ["xmsearch-v1"]  # nothing was built
     finally:
         retriever.close()
+
+
+def test_writes_after_a_reindex_rewrite_the_same_points(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A version a reindex built names its points as the collection does: a document changed after
+    the swap replaces its chunks instead of adding a second copy (local mode addressed a version's
+    points by the version's name before)."""
+    settings = _settings(tiny_checkpoint, tmp_path, store="local")
+    _ingest(settings)
+    reindex(settings, {"chunk_overlap": "16"})
+    changed = {**DOCS[0], "text": DOCS[0]["text"] + " und noch ein Satz"}
+    indexer = Indexer.from_settings(settings)
+    try:
+        indexer.ingest([Document(**changed)])  # type: ignore[arg-type]
+        chunks = indexer.store.chunk_counts()
+        expected = {
+            (d.get("tenant"), d["id"]): len(indexer.chunker.split(str(d["text"]))) for d in [changed, *DOCS[1:]]
+        }
+    finally:
+        indexer.close()
+    assert chunks == expected
