@@ -244,10 +244,11 @@ class Reindex:
         settings, live = self.settings, self.live
         # a missing path is an error now, before any model loads
         named = None if self.source_path is None else (self.source_path, read_path(self.source_path, limits(settings)))
-        if backend_for(settings) == "server":
+        if backend_for(settings) == "server" and live is None:  # others may write meanwhile, unseen
             raise PermanentError(
-                "a reindex runs in process on an embedded store (Qdrant Edge or local mode) for now; on a Qdrant "
-                "server it needs the workers, which is not built yet"
+                "on a Qdrant server, run the reindex inside `xmsearch serve` (POST /reindex, or `xmsearch --url URL "
+                "reindex start`), which sees the writes made meanwhile; through the workers of the distributed mode "
+                "it is not built yet"
             )
         from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
 

@@ -1,8 +1,15 @@
 """The Retriever: a query in any language -> its adapter -> 32 token vectors -> MaxSim search on the
-collection alias (optionally a single-vector prefetch first) -> ranked passages."""
+collection alias (optionally a single-vector prefetch first) -> ranked passages.
+
+On a Qdrant server, where other processes may move the alias (a reindex, a rollback), a Retriever
+searches the version its model built, by name, and follows the alias: when it moves, the new
+version's model loads in the background while searches go on against the old version, then both
+switch at once (no search mixes models, none fails)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,10 +17,12 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from xmsearch.retriever.components import Components
+from xmsearch.retriever.components import Components, index_spec, recorded_settings
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import Condition, parse_filter
+from xmsearch.retriever.index.first_stage import make_first_stage
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
+from xmsearch.retriever.index.stores import Store, backend_for
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
@@ -21,7 +30,9 @@ from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import RetrieverSettings
 from xmsearch.retriever.switch import SwitchLock
 
+log = logging.getLogger(__name__)
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
+FOLLOW_EVERY_S = 2.0  # how often a following Retriever asks where the alias points
 
 
 @dataclass(frozen=True)
@@ -41,9 +52,14 @@ class Retriever:
     >>> retriever.search("wie alt ist der Eiffelturm", k=5).hits[0].text  # doctest: +SKIP
     """
 
-    def __init__(self, components: Components) -> None:
+    def __init__(self, components: Components, follow: bool | None = None) -> None:
         self._use(components)
         self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
+        # on a server other processes move the alias: search the version this model built, by name, and follow
+        self.follow = backend_for(components.settings) == "server" if follow is None else follow
+        self._pinned: tuple[str, Store] | None = None  # following: the version searched, and its store
+        self._checked = time.monotonic()
+        self._moving = threading.Lock()  # one move to a new version at a time
         self.batcher: QueryBatcher[Prepared] | None = None
         if self.settings.query_batching:  # the queries of concurrent searches share forward passes
             encode = lambda parts: self.encoder.encode(Prepared.join(parts))  # noqa: E731  # the encoder of the moment
@@ -57,12 +73,59 @@ class Retriever:
         self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
 
-    def switch(self, components: Components, swap: Callable[[], None]) -> None:
+    def switch(self, components: Components, swap: Callable[[], None], pinned: tuple[str, Store] | None = None) -> None:
         """Search with `components` (another model, the version it built) from now on: `swap` moves
-        the store to that version while no search or read is in flight; new ones wait for it."""
+        the store to that version while no search or read is in flight; new ones wait for it.
+        Following, reads go to `pinned` (None: the version the alias names at the next read)."""
         with self._switch.switching():
             swap()
             self._use(components)
+            self._pinned = pinned
+
+    def _reader(self) -> Store:
+        """The store reads go to: the alias, or (following) the version this model built."""
+        self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
+        if not self.follow:
+            return self.store
+        if self._pinned is None:
+            version = self.store.current_version()
+            if version is None:
+                raise CollectionNotFoundError(f"collection {self.store.alias!r} has no version")
+            self._pinned = (version, self.store.version_store(version, self.store.spec))
+        return self._pinned[1]
+
+    def _follow(self) -> None:
+        """Following: every FOLLOW_EVERY_S, where the alias points; when it moved, the move starts in
+        the background (searches go on against the version pinned until it is done)."""
+        if not self.follow or self._pinned is None or time.monotonic() - self._checked < FOLLOW_EVERY_S:
+            return
+        self._checked = time.monotonic()
+        version = self.store.current_version()
+        if version not in (None, self._pinned[0]) and self._moving.acquire(blocking=False):
+            threading.Thread(target=self._move, args=(version,), name="xmsearch-follow", daemon=True).start()
+
+    def _move(self, version: str) -> None:
+        """Load what `version` was built with (its model, unless it is this one), then switch to it."""
+        try:
+            record = self.store.recorded(version) or {}
+            settings = recorded_settings(self.settings, record)
+            encoder = self.encoder
+            if (settings.model, settings.precision) != (self.settings.model, self.settings.precision):
+                encoder = Encoder.from_pretrained(settings.model, settings)
+                encoder.priority = self.encoder.priority
+            first_stage = make_first_stage(encoder.spec.dim, settings)
+            spec = index_spec(encoder.spec, settings, first_stage)
+            pinned = self.store.version_store(version, spec)  # refused if the record says otherwise
+
+            def swap() -> None:
+                self.store.spec = spec
+
+            self.switch(Components(settings, encoder, self.store, first_stage), swap, (version, pinned))
+            log.info("following %s to %s, built with %s", self.store.alias, version, settings.model)
+        except Exception:  # searches go on against the version pinned; the next check tries again
+            log.exception("could not follow %s to %s", self.store.alias, version)
+        finally:
+            self._moving.release()
 
     @classmethod
     def from_settings(cls, settings: RetrieverSettings | None = None, encoder: Encoder | None = None) -> Retriever:
@@ -101,6 +164,7 @@ class Retriever:
         if isinstance(queries, str) or not queries:
             raise InvalidInputError("give one or more queries")
         queries = list(queries)
+        self._follow()
         with self._switch.reading():  # one model and the version it built, for the whole search
             return self._search(queries, languages, page, conditions)
 
@@ -113,9 +177,9 @@ class Retriever:
         with self.encoder.priority.search():  # indexing in this process waits (within its share)
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
             encoded = time.perf_counter()
-            self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
+            store = self._reader()
             prefetch = self._first_stage_vectors(vectors)
-            hits = self.store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
+            hits = store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)
@@ -144,8 +208,7 @@ class Retriever:
     def document(self, document_id: str, tenant: str | None = None) -> list[Point]:
         """The stored chunks of one document of one tenant, in order, without their vectors ([]: none)."""
         with self._switch.reading():
-            self.store.open(create=False)  # CollectionNotFoundError until something is ingested
-            return self.store.fetch(document_id, tenant, vectors=False)
+            return self._reader().fetch(document_id, tenant, vectors=False)
 
     def documents(
         self, scope: Sequence[Condition] = (), limit: int = 100, cursor: str | None = None
@@ -153,8 +216,7 @@ class Retriever:
         """A page of the stored documents within `scope` (each as its first chunk, without vectors),
         how many there are in all, and the cursor of the next page (None: the last)."""
         with self._switch.reading():
-            self.store.open(create=False)
-            return self.store.documents(scope, limit, cursor)
+            return self._reader().documents(scope, limit, cursor)
 
     def status(self, scope: Sequence[Condition] = ()) -> dict[str, Any]:
         """The collection: where, its versions, what it was built with, points and documents within

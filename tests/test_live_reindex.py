@@ -22,7 +22,7 @@ from xmsearch.ingest.reindex import Reindex, ReindexCancelledError
 from xmsearch.ingest.reindex_state import ReindexState
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
-from xmsearch.retriever.search import SearchResult
+from xmsearch.retriever.search import Retriever, SearchResult
 from xmsearch.settings import Settings
 
 WORDS = [
@@ -64,8 +64,44 @@ def _answer(result: SearchResult) -> tuple[tuple[str, float], ...]:
     return tuple((hit.document_id, round(hit.score, 4)) for hit in result.hits)
 
 
-def _answers(service: Service) -> dict[str, tuple[tuple[str, float], ...]]:
-    return {q: _answer(service.retriever.search(q, 5, "en")) for q in QUERIES}
+def _answers(retriever: Retriever) -> dict[str, tuple[tuple[str, float], ...]]:
+    return {q: _answer(retriever.search(q, 5, "en")) for q in QUERIES}
+
+
+class Searching:
+    """Threads that search back to back until stopped, keeping every answer and every failure."""
+
+    def __init__(self, retriever: Retriever, threads: int) -> None:
+        self.retriever, self.answers, self.failures = retriever, list[tuple[str, Any]](), list[BaseException]()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            for query in QUERIES:
+                try:
+                    self.answers.append((query, _answer(self.retriever.search(query, 5, "en"))))
+                except BaseException as exc:  # any failure fails the test
+                    self.failures.append(exc)
+
+    def finish(self, more: int) -> None:
+        """After `more` answers still (searches go on after the swap), stop."""
+        seen = len(self.answers)
+        while len(self.answers) < seen + more and not self.failures:
+            time.sleep(0.01)
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def check(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """No failure; each answer wholly the old model's on the old version, or the new one's."""
+        assert not self.failures, self.failures[:3]
+        assert all(old[q] != new[q] for q in QUERIES)  # the two models answer differently
+        mixed = [(q, a) for q, a in self.answers if a not in (old[q], new[q])]
+        assert not mixed, mixed[:3]
+        assert any(a == old[q] for q, a in self.answers) and any(a == new[q] for q, a in self.answers)
 
 
 @pytest.mark.parametrize("store", ["edge", "local"])
@@ -74,39 +110,15 @@ def test_searches_during_a_live_reindex_never_fail_and_never_mix_models(
 ) -> None:
     service = _service(tiny_checkpoint, tmp_path, store)
     try:
-        old = _answers(service)
-        answers: list[tuple[str, Any]] = []
-        failures: list[BaseException] = []
-        stop = threading.Event()
-
-        def search() -> None:
-            while not stop.is_set():
-                for query in QUERIES:
-                    try:
-                        answers.append((query, _answer(service.retriever.search(query, 5, "en"))))
-                    except BaseException as exc:  # any failure fails the test
-                        failures.append(exc)
-
-        searchers = [threading.Thread(target=search) for _ in range(2)]
-        for thread in searchers:
-            thread.start()
+        old = _answers(service.retriever)
+        searching = Searching(service.retriever, 2)
         service.start_reindex({"model": str(other_model)})
         assert service.reindexing is not None
         reindex, running = service.reindexing
         running.join(120)
-        seen = len(answers)
-        while len(answers) < seen + 20:  # searches go on after the swap too
-            time.sleep(0.01)
-        stop.set()
-        for thread in searchers:
-            thread.join()
+        searching.finish(20)
         assert reindex.state.step == "done", reindex.state.error
-        new = _answers(service)
-        assert not failures, failures[:3]
-        assert all(old[q] != new[q] for q in QUERIES)  # the two models answer differently
-        mixed = [(q, a) for q, a in answers if a not in (old[q], new[q])]
-        assert not mixed, mixed[:3]  # each answer wholly from one model and the version it built
-        assert any(a == old[q] for q, a in answers) and any(a == new[q] for q, a in answers)
+        searching.check(old, _answers(service.retriever))
         assert service.retriever.encoder.spec.path == other_model.resolve()
     finally:
         service.close()
@@ -164,7 +176,7 @@ def test_a_cancelled_live_reindex_drops_its_version_and_a_rollback_brings_the_ol
 ) -> None:
     service = _service(tiny_checkpoint, tmp_path)
     try:
-        old = _answers(service)
+        old = _answers(service.retriever)
 
         def cancel_mid_copy(state: ReindexState) -> None:
             if state.step == "copying" and state.processed:
@@ -176,15 +188,15 @@ def test_a_cancelled_live_reindex_drops_its_version_and_a_rollback_brings_the_ol
             reindex.run()
         assert reindex.state.step == "cancelled"
         assert [v["version"] for v in service.retriever.collections()] == ["xmsearch-v1"]
-        assert _answers(service) == old  # searches never left the old version
+        assert _answers(service.retriever) == old  # searches never left the old version
         service.start_reindex({"model": str(other_model)})
         assert service.reindexing is not None
         service.reindexing[1].join(120)
         assert service.reindex_state().step == "done"  # type: ignore[union-attr]
-        assert _answers(service) != old
+        assert _answers(service.retriever) != old
         left, now, _ = service.rollback()
         assert (left, now) == ("xmsearch-v2", "xmsearch-v1")  # the cancelled one was dropped: its name is free
-        assert _answers(service) == old  # the old model, on the old version
+        assert _answers(service.retriever) == old  # the old model, on the old version
         ingestor = service.ingestor
         ingestor.wait(ingestor.submit([{"id": "after", "text": "written after the rollback"}]), timeout=60)
         assert service.retriever.store.fetch("after")[0].model_id == service.retriever.encoder.spec.model_id
@@ -222,3 +234,45 @@ def test_the_api_reindexes_follows_and_rolls_back(
         assert back.status_code == 200 and back.json()["left"] != back.json()["version"]
         versions = client.get("/collections", headers=as_("admin")).json()["versions"]
         assert [v["version"] for v in versions if v["current"]] == [back.json()["version"]]
+
+
+def test_a_retriever_of_another_process_follows_the_alias_without_a_restart(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one Qdrant (one client here): one reindexes to another model and swaps; the
+    other's Retriever keeps answering from the old version with the old model while it loads the new
+    one, then from the new version: every answer wholly one or the other, none failing."""
+    from qdrant_client import QdrantClient
+
+    from xmsearch.ingest.documents import Document
+    from xmsearch.ingest.pipeline import Indexer
+    from xmsearch.ingest.reindex import Live
+    from xmsearch.retriever import search
+    from xmsearch.retriever.components import Components, index_spec
+    from xmsearch.retriever.index.stores.qdrant import QdrantStore
+
+    monkeypatch.setattr(search, "FOLLOW_EVERY_S", 0.05)
+    client = QdrantClient(location=":memory:")
+    settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path, device="cpu", ingest_batch_size=8, store="local")  # type: ignore[arg-type]
+
+    def components(owner: bool) -> Components:
+        encoder = Encoder.from_pretrained(tiny_checkpoint, settings)
+        store = QdrantStore(client, settings.collection, index_spec(encoder.spec, settings, None), "local", 0, owner)
+        return Components(settings, encoder, store, None)
+
+    writer = Indexer(components(True), settings)
+    writer.ingest(Document.model_validate(d) for d in DOCS)
+    follower = Retriever(components(False), follow=True)
+    old = _answers(follower)
+    searching = Searching(follower, 1)
+    try:
+        live = Live(writer, lambda parts, swap: (swap(), writer.use(parts)))  # type: ignore[func-returns-value]
+        Reindex(settings, {"model": str(other_model)}, live=live).run()
+        deadline = time.monotonic() + 60
+        while follower.encoder.spec.path != other_model.resolve():
+            assert time.monotonic() < deadline and not searching.failures, searching.failures[:1]
+            time.sleep(0.05)
+    finally:
+        searching.finish(10)
+    searching.check(old, _answers(follower))
+    writer.close()
