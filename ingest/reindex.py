@@ -168,10 +168,11 @@ class Reindex:
         source_path: str | None = None,
         live: Live | None = None,
         on_change: Callable[[ReindexState], None] = lambda state: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         changes = named_as_settings(changes)
         self.settings, self.changes, self.source_path, self.live = settings, changes, source_path, live
-        self.on_change = on_change
+        self.on_change, self.cancelled = on_change, cancelled  # `cancelled`: asked elsewhere (e.g. through Redis)
         self.path = state_path(settings)
         base = live.indexer.components.settings if live else following(settings)  # what the version searched records
         self.target = target_settings(base, changes)  # type: ignore[arg-type]  # the process's full settings
@@ -211,7 +212,7 @@ class Reindex:
         self.on_change(self.state)
 
     def _check_stop(self) -> None:
-        if self._stop is None and self.path is not None and cancel_path(self.path).exists():
+        if self._stop is None and (self.cancelled() or (self.path is not None and cancel_path(self.path).exists())):
             self._stop = ReindexCancelledError  # asked by `reindex cancel` in another process
         if self._stop is ReindexCancelledError:
             raise ReindexCancelledError(f"the reindex of {self.settings.collection!r} was cancelled; nothing swapped")

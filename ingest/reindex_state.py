@@ -16,7 +16,7 @@ from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.settings import RetrieverSettings
 
 Step = Literal[
-    "loading", "copying", "catching_up", "verifying", "swapping", "done", "failed", "cancelled", "interrupted"
+    "queued", "loading", "copying", "catching_up", "verifying", "swapping", "done", "failed", "cancelled", "interrupted"
 ]
 ENDED: frozenset[Step] = frozenset({"done", "failed", "cancelled", "interrupted"})
 
@@ -31,12 +31,12 @@ class ReindexState(BaseModel):
 
     collection: str
     step: Step = Field(
-        description="loading (the new model), copying, catching_up (with writes made meanwhile), verifying, swapping; "
-        "then done, failed, cancelled or interrupted (resumed by a rerun)."
+        description="queued (for a worker), loading (the new model), copying, catching_up (with writes made "
+        "meanwhile), verifying, swapping; then done, failed, cancelled or interrupted (resumed by a rerun)."
     )
     changes: dict[str, str] = Field(description="What the reindex changes: setting -> value as given.")
     source: str | None = Field(None, description="The file or folder it builds from (None: the collection itself).")
-    pid: int = Field(description="The process that runs it.")
+    pid: int = Field(description="The process that runs it (0: none yet).")
     started: float
     updated: float
     copying_since: float | None = None
@@ -81,7 +81,7 @@ class ReindexState(BaseModel):
 
     def alive(self) -> bool:
         """Whether the process that runs it still does (a crashed one left `running` behind)."""
-        if not self.running:
+        if not self.running or self.pid <= 0:
             return False
         try:
             os.kill(self.pid, 0)

@@ -516,3 +516,57 @@ def test_a_job_whose_tasks_vanished_is_failed_and_the_waiting_cli_says_what_was_
     _, stderr = waiting.communicate(timeout=120)
     assert waiting.returncode == 1 and "Traceback" not in stderr, stderr
     assert "2 of its 2 tasks vanished from the broker" in stderr and "6 of its 6 documents were not indexed" in stderr
+
+
+def test_a_reindex_runs_in_the_worker_that_owns_the_store_while_it_keeps_indexing(
+    env: Env, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """`reindex start` in the distributed mode: the worker that owns the store rebuilds it with another
+    model in a thread while it goes on taking tasks; the documents written and deleted meanwhile reach
+    the new version, every point of which the new model wrote; the CLI follows it through Redis."""
+    from xmsearch.ingest.export import Export
+    from xmsearch.retriever.components import index_store
+    from xmsearch.retriever.model.tiny import make_tiny
+    from xmsearch.workers.reindexing import read
+
+    other = make_tiny(tmp_path / "tiny-b", seed=1)
+    env = {**env, "XMSEARCH_INGEST_BATCH_SIZE": "8"}
+    docs = _docs(300, words=12)
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        code, _ = _ingest(_write(tmp_path / "docs.jsonl", *docs), env)
+        assert code == 0
+        started = subprocess.Popen(
+            [*CLI, "reindex", "start", "--model", str(other), "--json"], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        broker = redis.Redis.from_url(env["XMSEARCH_BROKER_URL"])
+        deadline = time.monotonic() + 120
+        while (state := read(broker, "xmsearch")) is None or state.step == "queued":  # the worker took it
+            assert time.monotonic() < deadline and started.poll() is None, started.communicate()
+            time.sleep(0.05)
+        changed = [{**d, "text": f"changed while the worker reindexed {d['id']}"} for d in docs[:40]]
+        added = [{"id": f"added-{i}", "text": f"added while the worker reindexed {i}"} for i in range(40)]
+        assert _ingest(_write(tmp_path / "more.jsonl", *changed, *added), env)[0] == 0  # tasks beside the copy
+        assert _cli(["delete", "doc-7"], env).returncode == 0
+        out, err = started.communicate(timeout=300)
+        assert started.returncode == 0, err[-3000:]
+        final = json.loads(out)
+        assert final["step"] == "done" and final["version"] == "xmsearch-v2", final
+        assert final["caught_up"] > 0  # written in the version searched while it copied, then brought in
+        status = _cli(["reindex", "status", "--json"], env)
+        assert json.loads(status.stdout)["step"] == "done"
+    finally:
+        worker.stop()
+    latest = {d["id"]: d for d in [*docs, *changed, *added] if d["id"] != "doc-7"}
+    settings = Settings(model=str(tiny_checkpoint), data_dir=Path(env["XMSEARCH_DATA_DIR"]), device="cpu")
+    store = index_store(settings)  # it follows the collection: the new model's
+    store.open(create=False)
+    try:
+        assert store.current_version() == "xmsearch-v2"
+        exported = {r["id"]: r for r in Export(store).records()}
+        assert exported == latest
+        written_by = {p.model_id for d in latest for p in store.fetch(d, vectors=False)}
+        assert written_by == {store.spec.model_id} and store.recorded("xmsearch-v2")["model"] == str(other)  # type: ignore[index]
+    finally:
+        store.close()

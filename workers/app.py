@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 QUEUE = "xmsearch"
 INDEX_TASK = "xmsearch.index"
 DELETE_TASK = "xmsearch.delete"
+REINDEX_TASK = "xmsearch.reindex"
 RESTORE_SWEEP_S = 5  # how often workers look for tasks whose worker was lost (past the visibility timeout)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task, current_app, shared_task
@@ -26,20 +26,27 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from xmsearch.ingest.documents import Document, Reject
 from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.reindex import last
 from xmsearch.retriever.errors import TransientError
-from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, XmsearchCelery
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, REINDEX_TASK, XmsearchCelery
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import DeadLetter
+from xmsearch.workers.reindexing import WorkerReindex
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class WorkerContext:
-    """What one worker process holds for its tasks: the indexer (model and store) and the queue."""
+    """What one worker process holds for its tasks: the indexer (model and store), the queue, and the
+    reindex it may run."""
 
     indexer: Indexer
     queue: TaskQueue
+    reindex: WorkerReindex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reindex = WorkerReindex(self.queue.settings, self.indexer, self.queue.redis)
 
 
 _process: dict[str, WorkerContext] = {}
@@ -61,13 +68,19 @@ def _start(**_: Any) -> None:
     ready = context(current_app).indexer
     ready.store.open(create=True)  # the embedded store belongs to this process from now on
     ready.encoder.encode_documents(["warm up"], ready.encoder.spec.languages[0])  # pages the weights in
+    left = last(settings)
+    if left is not None and left.unfinished:  # this store's reindex, stopped with its worker
+        log.warning("resuming the reindex of %s (%s) left %s", settings.collection, left.changes, left.step)
+        context(current_app).reindex.start(left.changes)
     log.info("worker process %d is warm", os.getpid())
 
 
 @worker_process_shutdown.connect
 def _stop(**_: Any) -> None:
     if "context" in _process:
-        _process.pop("context").indexer.close()
+        ctx = _process.pop("context")
+        ctx.reindex.stop()  # it keeps its version, and resumes when a worker starts again
+        ctx.indexer.close()
 
 
 class QueueTask(Task):  # type: ignore[misc]
@@ -125,3 +138,9 @@ def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: s
     job = Job(id=job_id)
     ctx.indexer.delete(document_ids, tenant, job)
     ctx.queue.finished(job)
+
+
+@shared_task(bind=True, name=REINDEX_TASK)
+def reindex_collection(self: Task, changes: dict[str, str]) -> None:
+    """Start a reindex in this worker process (which owns the store); it runs in a thread of its own."""
+    context(self.app).reindex.start(changes)

@@ -15,6 +15,7 @@ from xmsearch.cli.output import console, job_progress, stderr
 if TYPE_CHECKING:
     from xmsearch.ingest.reindex_state import ReindexState
     from xmsearch.settings import Settings
+    from xmsearch.workers.dispatch import TaskQueue
 
 app = typer.Typer(no_args_is_help=True, help="Rebuild the collection with another model or other settings.")
 POLL_S = 0.5  # how often a reindex in a running API is asked how far it is
@@ -42,6 +43,29 @@ def _api(settings: Settings, method: str, path: str, **options: Any) -> Any:
     from xmsearch.remote import ApiClient
 
     return ApiClient.once(settings, method, path, **options)
+
+
+def _queue(settings: Settings) -> TaskQueue | None:
+    """The broker of the distributed mode, where the worker that owns the store runs the reindex (None:
+    another mode)."""
+    from xmsearch.ingestor import mode_for
+
+    if mode_for(settings) != "distributed":
+        return None
+    from xmsearch.workers.dispatch import TaskQueue
+
+    return TaskQueue(settings, retries=2)
+
+
+def _remote_state(settings: Settings, queue: TaskQueue | None) -> ReindexState | None:
+    """The reindex as the running API or the broker knows it (None: the collection's never was)."""
+    from xmsearch.ingest.reindex_state import ReindexState
+
+    if queue is not None:
+        from xmsearch.workers.reindexing import read
+
+        return read(queue.redis, settings.collection)
+    return ReindexState.model_validate(_api(settings, "GET", "/reindex"))
 
 
 def _describe(state: ReindexState) -> str:
@@ -102,6 +126,7 @@ def start(
     """
     from xmsearch.ingest.reindex import Reindex
     from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.ingestor import mode_for
     from xmsearch.retriever.errors import InvalidInputError, PermanentError
     from xmsearch.settings import get_settings
 
@@ -113,25 +138,29 @@ def start(
         def show(state: ReindexState) -> None:
             progress.update(bar, completed=state.processed, total=state.total, description=_describe(state))
 
-        if source is not None and settings.api_url:
-            raise InvalidInputError(
-                "--source is read by this process: not with --url (the API reindexes its collection)"
-            )
+        queue = _queue(settings)
+        elsewhere = mode_for(settings) != "embedded"  # the API or a worker runs it
+        if source is not None and elsewhere:
+            raise InvalidInputError("--source is read by this process: not with an API or the workers")
         answer = _api(settings, "POST", "/reindex", json={"settings": changes})
-        if answer is None:
+        if answer is not None:
+            state = ReindexState.model_validate(answer)
+        elif queue is not None:
+            from xmsearch.workers.reindexing import request
+
+            state = request(queue, settings, changes)
+        else:
             here = Reindex(settings, changes, source, on_change=show)
             here.run()
             state = here.state
-        else:
-            state = ReindexState.model_validate(answer)
-            while state.running:
-                time.sleep(POLL_S)
-                state = ReindexState.model_validate(_api(settings, "GET", "/reindex"))
-                show(state)
-            if state.step != "done":
-                raise PermanentError(f"the reindex ended {state.step}: {state.error}")
+        while state.running:  # in the API or a worker: followed
+            time.sleep(POLL_S)
+            state = _remote_state(settings, queue) or state
+            show(state)
+        if state.step != "done":
+            raise PermanentError(f"the reindex ended {state.step}: {state.error}")
     _print(state, as_json)
-    if not as_json and answer is None:
+    if not as_json and not elsewhere:
         stderr.print(
             "searches and writes follow it: each process loads the model and settings it records when it starts"
         )
@@ -145,13 +174,13 @@ def status(as_json: JSON = False) -> None:
     Example: xmsearch reindex status --json
     """
     from xmsearch.ingest.reindex import last
-    from xmsearch.ingest.reindex_state import ReindexState
+    from xmsearch.ingestor import mode_for
     from xmsearch.retriever.errors import InvalidInputError
     from xmsearch.settings import get_settings
 
     settings = get_settings()
-    answer = _api(settings, "GET", "/reindex")
-    state = last(settings) if answer is None else ReindexState.model_validate(answer)
+    queue = _queue(settings)
+    state = last(settings) if mode_for(settings) == "embedded" else _remote_state(settings, queue)
     if state is None:
         raise InvalidInputError(f"{settings.collection!r} was never reindexed")
     _print(state, as_json)
@@ -169,6 +198,11 @@ def cancel_cmd(as_json: JSON = False) -> None:
     from xmsearch.settings import get_settings
 
     settings = get_settings()
+    if (queue := _queue(settings)) is not None:
+        from xmsearch.workers.reindexing import cancel as cancel_in_worker
+
+        _print(cancel_in_worker(queue.redis, settings.collection), as_json)
+        return
     answer = _api(settings, "DELETE", "/reindex")
     _print(cancel(settings) if answer is None else ReindexState.model_validate(answer), as_json)
 
@@ -185,6 +219,15 @@ def rollback_cmd(as_json: JSON = False) -> None:
     from xmsearch.settings import get_settings
 
     settings = get_settings()
+    from xmsearch.ingestor import mode_for
+
+    if mode_for(settings) == "distributed":
+        from xmsearch.retriever.errors import PermanentError
+
+        raise PermanentError(
+            "in the distributed mode the worker owns the store: stop it, then run `reindex rollback` on its machine "
+            "(without XMSEARCH_BROKER_URL); the worker follows the version searched when it starts again"
+        )
     answer = _api(settings, "POST", "/reindex/rollback")
     if answer is None:
         left, now, record = rollback(settings)
