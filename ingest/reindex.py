@@ -36,7 +36,15 @@ from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.export import Export, as_record
 from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer, Key
-from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, cancel_path, load, save, state_path
+from xmsearch.ingest.reindex_state import (
+    ReindexRunningError,
+    ReindexState,
+    ReindexUnavailableError,
+    cancel_path,
+    load,
+    save,
+    state_path,
+)
 from xmsearch.ingest.settings import IndexerSettings
 from xmsearch.ingest.sources import read_path
 from xmsearch.retriever.components import Components, following, index_spec, index_store, recorded_settings
@@ -246,7 +254,7 @@ class Reindex:
         # a missing path is an error now, before any model loads
         named = None if self.source_path is None else (self.source_path, read_path(self.source_path, limits(settings)))
         if backend_for(settings) == "server" and live is None:  # others may write meanwhile, unseen
-            raise PermanentError(
+            raise ReindexUnavailableError(
                 "on a Qdrant server, run the reindex inside `xmsearch serve` (POST /reindex, or `xmsearch --url URL "
                 "reindex start`), which sees the writes made meanwhile; through the workers of the distributed mode "
                 "it is not built yet"

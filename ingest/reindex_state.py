@@ -25,6 +25,10 @@ class ReindexRunningError(PermanentError):
     """Another reindex of the collection runs: one at a time."""
 
 
+class ReindexUnavailableError(PermanentError):
+    """This deployment cannot reindex here (the message says where it can)."""
+
+
 class ReindexState(BaseModel):
     """One reindex of one collection, as `reindex status --json` and GET /reindex show it (with
     `running`, `rate` in documents/s and `seconds_left`)."""

@@ -23,6 +23,7 @@ import redis
 
 from tests.conftest import ROOT
 from tests.helpers import CLI, PROBED_CLI, RedisServer, Worker, free_port
+from xmsearch.ingestor import Ingestor
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -380,6 +381,8 @@ def test_the_api_in_distributed_mode_enqueues_for_the_workers(env: dict[str, str
         deleted = httpx.delete(f"{url}/documents/doc-5", timeout=60).json()
         assert deleted["status"] == "queued" and deleted["tasks_sent"] == 1
         assert httpx.get(f"{url}/jobs/{posted.json()['id']}").json()["accepted"] == 6
+        refused = httpx.post(f"{url}/reindex", json={"settings": {"chunk_overlap": "8"}}, timeout=60)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "reindex_unavailable"
         redis.Redis.from_url(env["XMSEARCH_BROKER_URL"]).shutdown(nosave=True)
         down = httpx.post(f"{url}/documents", json=_docs(1)[0], timeout=60)
         assert down.status_code == 503 and down.json()["error"]["code"] == "broker_unavailable"
@@ -541,14 +544,22 @@ def test_a_reindex_runs_in_the_worker_that_owns_the_store_while_it_keeps_indexin
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         broker = redis.Redis.from_url(env["XMSEARCH_BROKER_URL"])
-        deadline = time.monotonic() + 120
-        while (state := read(broker, "xmsearch")) is None or state.step == "queued":  # the worker took it
-            assert time.monotonic() < deadline and started.poll() is None, started.communicate()
-            time.sleep(0.05)
-        changed = [{**d, "text": f"changed while the worker reindexed {d['id']}"} for d in docs[:40]]
-        added = [{"id": f"added-{i}", "text": f"added while the worker reindexed {i}"} for i in range(40)]
-        assert _ingest(_write(tmp_path / "more.jsonl", *changed, *added), env)[0] == 0  # tasks beside the copy
-        assert _cli(["delete", "doc-7"], env).returncode == 0
+        latest = {str(d["id"]): d for d in docs}
+        ingestor = Ingestor.from_settings(Settings(broker_url=env["XMSEARCH_BROKER_URL"], producer_batch_docs=4))
+        try:
+            deadline, round_ = time.monotonic() + 120, 0
+            while (state := read(broker, "xmsearch")) is None or state.running:  # writes all along, tasks beside it
+                assert time.monotonic() < deadline and started.poll() is None, started.communicate()
+                changed = [{**docs[(round_ * 3 + i) % 300], "text": f"round {round_} changed {i}"} for i in range(2)]
+                written = [*changed, {"id": f"added-{round_}", "text": f"added in round {round_}"}]
+                latest.update({str(d["id"]): d for d in written})
+                ingestor.wait(ingestor.submit(written), timeout=60)
+                if round_ == 0:
+                    latest.pop("doc-7")
+                    ingestor.wait(ingestor.delete(["doc-7"]), timeout=60)
+                round_ += 1
+        finally:
+            ingestor.close()
         out, err = started.communicate(timeout=300)
         assert started.returncode == 0, err[-3000:]
         final = json.loads(out)
@@ -558,7 +569,6 @@ def test_a_reindex_runs_in_the_worker_that_owns_the_store_while_it_keeps_indexin
         assert json.loads(status.stdout)["step"] == "done"
     finally:
         worker.stop()
-    latest = {d["id"]: d for d in [*docs, *changed, *added] if d["id"] != "doc-7"}
     settings = Settings(model=str(tiny_checkpoint), data_dir=Path(env["XMSEARCH_DATA_DIR"]), device="cpu")
     store = index_store(settings)  # it follows the collection: the new model's
     store.open(create=False)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from xmsearch.ingest.reindex import Live, Reindex, target_settings
-from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState
+from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, ReindexUnavailableError
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.stores import backend_for
 from xmsearch.workers.app import REINDEX_TASK
@@ -67,7 +67,7 @@ def read(client: redis.Redis, collection: str) -> ReindexState | None:
 def request(queue: TaskQueue, settings: WorkerSettings, changes: dict[str, str]) -> ReindexState:
     """Queue a reindex for the worker that owns the store; its first state."""
     if backend_for(settings) == "server":
-        raise PermanentError(NOT_ON_A_SERVER)
+        raise ReindexUnavailableError(NOT_ON_A_SERVER)
     running = read(queue.redis, settings.collection)
     if running is not None and running.running:
         raise ReindexRunningError(
@@ -112,7 +112,7 @@ class WorkerReindex:
         collection = self.settings.collection
         try:
             if backend_for(self.settings) == "server":
-                raise PermanentError(NOT_ON_A_SERVER)
+                raise ReindexUnavailableError(NOT_ON_A_SERVER)
             live = Live(self.indexer, self._switch)
             reindex = Reindex(self.settings, changes, live=live, on_change=self._publish,
                               cancelled=lambda: bool(self.redis.exists(_cancel_key(collection))))  # fmt: skip

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xmsearch.errors import BrokerUnavailableError, InvalidDocumentsError, QueueFullError, TenantForbiddenError
 from xmsearch.ingest.documents import Reject, field_reason
-from xmsearch.ingest.reindex_state import ReindexRunningError
+from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexUnavailableError
 from xmsearch.retriever.errors import (
     CheckpointError,
     InvalidInputError,
@@ -61,6 +61,7 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (InvalidInputError, 422, "invalid_input"),
     (CheckpointError, 422, "invalid_model"),  # at request time: the model a reindex names
     (ReindexRunningError, 409, "reindex_running"),
+    (ReindexUnavailableError, 409, "reindex_unavailable"),
     (TenantForbiddenError, 403, "tenant_forbidden"),
     (CollectionNotFoundError, 404, "collection_not_found"),
     (QueueFullError, 503, "queue_full"),

@@ -196,7 +196,11 @@ def drop_collection(version: str, caller: Caller, request: Request) -> Collectio
     return collections(caller, request)
 
 
-REINDEX = {**COMMON_RESPONSES, **ADMIN, 409: {"model": ErrorBody, "description": "reindex_running"}}
+REINDEX = {
+    **COMMON_RESPONSES,
+    **ADMIN,
+    409: {"model": ErrorBody, "description": "reindex_running; reindex_unavailable (distributed mode on a server)"},
+}
 
 
 @router.post("/reindex", status_code=202, responses=REINDEX, tags=["operations"])

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xmsearch.ingest.reindex import Live, Reindex, last, rollback
-from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState
+from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, ReindexUnavailableError
 from xmsearch.ingestor import Ingestor
 from xmsearch.retriever.components import Components
-from xmsearch.retriever.errors import InvalidInputError, PermanentError
+from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
@@ -52,7 +52,7 @@ class Service:
     def _live(self, what: str) -> Live:
         indexer = self.ingestor.indexer
         if indexer is None:
-            raise PermanentError(
+            raise ReindexUnavailableError(
                 f"{what} runs in the process that owns an embedded store (xmsearch serve without a broker) for now; "
                 "through the workers on a Qdrant server it is not built yet"
             )
