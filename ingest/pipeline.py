@@ -24,7 +24,9 @@ from xmsearch.ingest.job import Job, JobStatus
 from xmsearch.ingest.settings import IndexerSettings, IngestSettings
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError, TransientError
+from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.schema import Point, Source
+from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.languages import Resolution
@@ -60,9 +62,11 @@ class Indexer:
     a reindex in this process follows the writes made while it copies, and holds the gate to pause
     them for its last step (catching up, verifying, swapping)."""
 
-    def __init__(self, components: Components, settings: IngestSettings) -> None:
+    def __init__(self, components: Components, settings: IngestSettings, follow: bool | None = None) -> None:
         self._use(components)
         self.settings = settings
+        # on a server other processes move the alias: write the version this model built, by name, and follow
+        self.follow = Follow(components.store) if follows(components, follow) else None
         self.gate = threading.RLock()
         self.watchers: list[Callable[[Iterable[Key]], None]] = []
 
@@ -78,6 +82,21 @@ class Indexer:
         the gate, so no write is half done with the old ones."""
         with self.gate:
             self._use(components)
+            if self.follow is not None:
+                self.follow.pinned = None  # the version the alias names now
+
+    def _target(self) -> Store:
+        """Where writes go: the alias; or, following, the version this model built, after moving (with
+        the model that built it) to the one the alias names, if another process moved it."""
+        self.store.open(create=True)
+        if self.follow is None:
+            return self.store
+        target = self.follow.view()
+        if (version := self.follow.moved()) is not None:
+            components, target = load_version(self.components, version)
+            self._use(components)
+            self.follow.pin(version, target)
+        return target
 
     @classmethod
     def from_settings(cls, settings: IndexerSettings, encoder: Encoder | None = None) -> Indexer:
@@ -135,9 +154,8 @@ class Indexer:
         the chunks removed and the documents not found into `job`; the ids not found."""
         job = job or Job()
         with self.gate:
-            self.store.open(create=True)
             try:
-                removed = self.store.delete_documents(list(document_ids), tenant)
+                removed = self._target().delete_documents(list(document_ids), tenant)
             finally:
                 self._touched((tenant, document_id) for document_id in document_ids)
         missing = [doc for doc, chunks in removed.items() if not chunks]
@@ -184,11 +202,11 @@ class Indexer:
                 self._touched(plan.doc.key for plan in planned)
 
     def _write_batch(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
-        self.store.open(create=True)
+        store = self._target()
         existing: dict[tuple[str | None, str], dict[int, str]] = {}
         for tenant in {p.doc.tenant for p in planned}:
             ids = [p.doc.id for p in planned if p.doc.tenant == tenant]
-            existing.update({(tenant, i): h for i, h in self.store.chunk_hashes(ids, tenant).items()})
+            existing.update({(tenant, i): h for i, h in store.chunk_hashes(ids, tenant).items()})
         todo: list[tuple[Document, Chunk, Resolution, str]] = []
         failed = 0
         for plan in planned:
@@ -209,17 +227,17 @@ class Indexer:
                     changed = True
             stale = [n for n in stored if n >= len(chunks)]
             if stale:
-                self.store.delete_chunks(plan.doc.id, stale, plan.doc.tenant)
+                store.delete_chunks(plan.doc.id, stale, plan.doc.tenant)
                 job.counts.deleted += len(stale)
             if not changed and not stale:
                 job.counts.skipped_unchanged += 1
         if todo:
-            self._encode_and_store(todo, job)
+            self._encode_and_store(todo, job, store)
         job.counts.processed += len(planned)
         DOCUMENTS.labels("failed").inc(failed)
         DOCUMENTS.labels("indexed").inc(len(planned) - failed)
 
-    def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job) -> None:
+    def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job, store: Store) -> None:
         texts, languages = [c.text for _, c, _, _ in todo], [r for _, _, r, _ in todo]
         vectors = self.encoder.encode(self.encoder.tokenize(texts, languages, "document"))
         job.counts.encoded += len(vectors)
@@ -242,5 +260,5 @@ class Indexer:
             for i, ((doc, chunk, lang, digest), v) in enumerate(zip(todo, vectors, strict=True))
         ]
         with self.encoder.priority.background():  # a search in this process goes first
-            self.store.upsert(points)
+            store.upsert(points)
         job.counts.written += len(points)

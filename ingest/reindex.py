@@ -355,7 +355,7 @@ class _Copy:
         named: tuple[str, Iterator[Document | Reject]] | None,
     ) -> None:
         self.source, self.building, self.components, self.named = source, building, components, named
-        self.indexer = Indexer(components, settings)
+        self.indexer = Indexer(components, settings, follow=False)  # it writes the version it builds, by name
         self.batch = settings.ingest_batch_size
         self.export = Export(source)
         self.expected: dict[Key, int] = {}  # chunks each document should have

@@ -64,7 +64,9 @@ def following(settings: S) -> S:
 
 def _changes(settings: RetrieverSettings, record: dict[str, Any]) -> dict[str, Any]:
     update = {name: record[key] for key, name in RECORDED_SETTINGS.items() if key in record}
-    if record.get("first_stage", "none") != "none":
+    if record.get("first_stage") == "none":  # built without first-stage vectors: none to search
+        update["first_stage"] = "off"
+    elif "first_stage" in record:
         update["first_stage_encoding"] = record["first_stage"]
     return {name: value for name, value in update.items() if getattr(settings, name) != value}
 

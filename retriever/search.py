@@ -17,12 +17,12 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from xmsearch.retriever.components import Components, index_spec, recorded_settings
+from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.first_stage import make_first_stage
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
-from xmsearch.retriever.index.stores import Store, backend_for
+from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
@@ -32,7 +32,6 @@ from xmsearch.retriever.switch import SwitchLock
 
 log = logging.getLogger(__name__)
 COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
-FOLLOW_EVERY_S = 2.0  # how often a following Retriever asks where the alias points
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,7 @@ class Retriever:
         self._use(components)
         self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
         # on a server other processes move the alias: search the version this model built, by name, and follow
-        self.follow = backend_for(components.settings) == "server" if follow is None else follow
-        self._pinned: tuple[str, Store] | None = None  # following: the version searched, and its store
-        self._checked = time.monotonic()
+        self.follow = Follow(components.store) if follows(components, follow) else None
         self._moving = threading.Lock()  # one move to a new version at a time
         self.batcher: QueryBatcher[Prepared] | None = None
         if self.settings.query_batching:  # the queries of concurrent searches share forward passes
@@ -80,48 +77,29 @@ class Retriever:
         with self._switch.switching():
             swap()
             self._use(components)
-            self._pinned = pinned
+            if self.follow is not None:
+                self.follow.pinned = None
+                if pinned is not None:
+                    self.follow.pin(*pinned)
 
     def _reader(self) -> Store:
         """The store reads go to: the alias, or (following) the version this model built."""
         self.store.open(create=False)  # CollectionNotFoundError until something is ingested; then a no-op
-        if not self.follow:
-            return self.store
-        if self._pinned is None:
-            version = self.store.current_version()
-            if version is None:
-                raise CollectionNotFoundError(f"collection {self.store.alias!r} has no version")
-            self._pinned = (version, self.store.version_store(version, self.store.spec))
-        return self._pinned[1]
+        return self.follow.view() if self.follow else self.store
 
     def _follow(self) -> None:
-        """Following: every FOLLOW_EVERY_S, where the alias points; when it moved, the move starts in
-        the background (searches go on against the version pinned until it is done)."""
-        if not self.follow or self._pinned is None or time.monotonic() - self._checked < FOLLOW_EVERY_S:
-            return
-        self._checked = time.monotonic()
-        version = self.store.current_version()
-        if version not in (None, self._pinned[0]) and self._moving.acquire(blocking=False):
+        """Following: when the alias moved, the move starts in the background (searches go on against
+        the version pinned until it is done)."""
+        version = self.follow.moved() if self.follow else None
+        if version is not None and self._moving.acquire(blocking=False):
             threading.Thread(target=self._move, args=(version,), name="xmsearch-follow", daemon=True).start()
 
     def _move(self, version: str) -> None:
         """Load what `version` was built with (its model, unless it is this one), then switch to it."""
         try:
-            record = self.store.recorded(version) or {}
-            settings = recorded_settings(self.settings, record)
-            encoder = self.encoder
-            if (settings.model, settings.precision) != (self.settings.model, self.settings.precision):
-                encoder = Encoder.from_pretrained(settings.model, settings)
-                encoder.priority = self.encoder.priority
-            first_stage = make_first_stage(encoder.spec.dim, settings)
-            spec = index_spec(encoder.spec, settings, first_stage)
-            pinned = self.store.version_store(version, spec)  # refused if the record says otherwise
-
-            def swap() -> None:
-                self.store.spec = spec
-
-            self.switch(Components(settings, encoder, self.store, first_stage), swap, (version, pinned))
-            log.info("following %s to %s, built with %s", self.store.alias, version, settings.model)
+            components, view = load_version(self.components, version)
+            self.switch(components, lambda: None, (version, view))
+            log.info("following %s to %s, built with %s", self.store.alias, version, components.settings.model)
         except Exception:  # searches go on against the version pinned; the next check tries again
             log.exception("could not follow %s to %s", self.store.alias, version)
         finally:

@@ -12,14 +12,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from qdrant_client import QdrantClient
 
 from tests.test_api import api_settings, as_, error
 from xmsearch.api import create_app
 from xmsearch.api.service import Service
 from xmsearch.ingest.chunking import Chunker
+from xmsearch.ingest.documents import Document
 from xmsearch.ingest.export import Export
-from xmsearch.ingest.reindex import Reindex, ReindexCancelledError
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.reindex import Live, Reindex, ReindexCancelledError, rollback
 from xmsearch.ingest.reindex_state import ReindexState
+from xmsearch.retriever import follow
+from xmsearch.retriever.components import Components, index_spec
+from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
 from xmsearch.retriever.search import Retriever, SearchResult
@@ -236,29 +243,27 @@ def test_the_api_reindexes_follows_and_rolls_back(
         assert [v["version"] for v in versions if v["current"]] == [back.json()["version"]]
 
 
+def _shared_settings(model: Path, data: Path) -> Settings:
+    return Settings(model=str(model), data_dir=data, device="cpu", ingest_batch_size=8, store="local")  # type: ignore[arg-type]
+
+
+def _on(client: QdrantClient, settings: Settings, model: Path, owner: bool) -> Components:
+    """What one process holds on a Qdrant that others share (one client stands for the server)."""
+    encoder = Encoder.from_pretrained(model, settings)
+    store = QdrantStore(client, settings.collection, index_spec(encoder.spec, settings, None), "local", 0, owner)
+    return Components(settings, encoder, store, None)
+
+
 def test_a_retriever_of_another_process_follows_the_alias_without_a_restart(
     tiny_checkpoint: Path, other_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two processes on one Qdrant (one client here): one reindexes to another model and swaps; the
     other's Retriever keeps answering from the old version with the old model while it loads the new
     one, then from the new version: every answer wholly one or the other, none failing."""
-    from qdrant_client import QdrantClient
-
-    from xmsearch.ingest.documents import Document
-    from xmsearch.ingest.pipeline import Indexer
-    from xmsearch.ingest.reindex import Live
-    from xmsearch.retriever import search
-    from xmsearch.retriever.components import Components, index_spec
-    from xmsearch.retriever.index.stores.qdrant import QdrantStore
-
-    monkeypatch.setattr(search, "FOLLOW_EVERY_S", 0.05)
+    monkeypatch.setattr(follow, "FOLLOW_EVERY_S", 0.05)
     client = QdrantClient(location=":memory:")
-    settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path, device="cpu", ingest_batch_size=8, store="local")  # type: ignore[arg-type]
-
-    def components(owner: bool) -> Components:
-        encoder = Encoder.from_pretrained(tiny_checkpoint, settings)
-        store = QdrantStore(client, settings.collection, index_spec(encoder.spec, settings, None), "local", 0, owner)
-        return Components(settings, encoder, store, None)
+    settings = _shared_settings(tiny_checkpoint, tmp_path)
+    components = lambda owner: _on(client, settings, tiny_checkpoint, owner)  # noqa: E731
 
     writer = Indexer(components(True), settings)
     writer.ingest(Document.model_validate(d) for d in DOCS)
@@ -276,3 +281,38 @@ def test_a_retriever_of_another_process_follows_the_alias_without_a_restart(
         searching.finish(10)
     searching.check(old, _answers(follower))
     writer.close()
+
+
+def test_a_writer_of_another_process_follows_the_alias_with_the_model_that_built_it(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer on a shared Qdrant (a worker, say) while another process reindexes to another model and
+    swaps, then rolls back: each of its writes goes to the version the alias names, encoded by the model
+    that built that version; it never writes one model's vectors into another's version."""
+    monkeypatch.setattr(follow, "FOLLOW_EVERY_S", 0.0)
+    client = QdrantClient(location=":memory:")
+    settings = _shared_settings(tiny_checkpoint, tmp_path)
+    worker = Indexer(_on(client, settings, tiny_checkpoint, True), settings, follow=True)
+    worker.ingest(Document.model_validate(d) for d in DOCS)
+    old_model = worker.encoder.spec.model_id
+    mover = Indexer(_on(client, settings, tiny_checkpoint, False), settings)  # the process that reindexes
+    live = Live(mover, lambda parts, swap: (swap(), mover.use(parts)))  # type: ignore[func-returns-value]
+    Reindex(settings, {"model": str(other_model)}, live=live).run()
+
+    def written(document_id: str, version: str) -> list[str]:
+        view = mover.store.version_store(version, IndexSpec.from_record(mover.store.recorded(version) or {}))
+        return [point.model_id for point in view.fetch(document_id, vectors=False)]
+
+    worker.ingest([Document(id="after-swap", text="written after the swap", language="en")])
+    new_model = worker.encoder.spec.model_id
+    assert new_model != old_model and written("after-swap", "xmsearch-v2") == [new_model]
+    assert written("after-swap", "xmsearch-v1") == []
+    rollback(settings, live)
+    rejects: list[Any] = []
+    worker.ingest([Document(id="after-rollback", text="written after the rollback", language="en")], rejects.append)
+    assert not rejects, rejects
+    assert worker.encoder.spec.model_id == old_model
+    assert written("after-rollback", "xmsearch-v1") == [old_model] and written("after-rollback", "xmsearch-v2") == []
+    worker.delete(["d1"])  # a delete follows too: from the version searched
+    assert written("d1", "xmsearch-v1") == [] and len(written("d1", "xmsearch-v2")) > 0
+    worker.close()

@@ -20,7 +20,7 @@ from xmsearch.ingest.reindex import Live, Reindex, last, rollback
 from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, ReindexUnavailableError
 from xmsearch.ingestor import Ingestor
 from xmsearch.retriever.components import Components
-from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.errors import InvalidInputError, XmsearchError
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
@@ -46,7 +46,10 @@ class Service:
         if service.ingestor.indexer is not None and left is not None and left.unfinished:
             log.warning("resuming the reindex of %s (%s) that the last run left %s", settings.collection, left.changes,
                         left.step)  # fmt: skip
-            service.start_reindex(left.changes, left.source)
+            try:
+                service.start_reindex(left.changes, left.source)
+            except XmsearchError as exc:  # e.g. its model is gone: serving goes on; it stays interrupted
+                log.error("the reindex left unfinished cannot resume: %s", exc)
         return service
 
     def _live(self, what: str) -> Live:
