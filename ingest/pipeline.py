@@ -58,9 +58,10 @@ class _Planned:
 class Indexer:
     """Indexes documents into the store the settings name, in this process.
 
-    Each write (a batch, a deletion) holds `gate`, then tells `watchers` which documents it touched:
-    a reindex in this process follows the writes made while it copies, and holds the gate to pause
-    them for its last step (catching up, verifying, swapping)."""
+    Each write (a batch, a deletion) holds `gate`, runs the `before_write` hooks, then tells
+    `watchers` which documents it touched: a reindex in this process follows the writes made while it
+    copies, and holds the gate to pause them for its last step (catching up, verifying, swapping); on
+    a Qdrant server the hooks tell a reindex in another worker, through Redis."""
 
     def __init__(self, components: Components, settings: IngestSettings, follow: bool | None = None) -> None:
         self._use(components)
@@ -68,6 +69,7 @@ class Indexer:
         # on a server other processes move the alias: write the version this model built, by name, and follow
         self.follow = Follow(components.store) if follows(components, follow) else None
         self.gate = threading.RLock()
+        self.before_write: list[Callable[[], None]] = []  # under the gate, before each write
         self.watchers: list[Callable[[Iterable[Key]], None]] = []
 
     def _use(self, components: Components) -> None:
@@ -154,6 +156,7 @@ class Indexer:
         the chunks removed and the documents not found into `job`; the ids not found."""
         job = job or Job()
         with self.gate:
+            self._before()
             try:
                 removed = self._target().delete_documents(list(document_ids), tenant)
             finally:
@@ -189,6 +192,10 @@ class Indexer:
             reason = f"could not be indexed: {type(exc).__name__}: {exc}"
             on_reject(Reject("ingest", f"document {doc.id!r}", reason, doc.text[:200], doc.key))
 
+    def _before(self) -> None:
+        for hook in self.before_write:
+            hook()
+
     def _touched(self, keys: Iterable[Key]) -> None:
         touched = list(keys)
         for watcher in self.watchers:
@@ -196,6 +203,7 @@ class Indexer:
 
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
         with self.gate:
+            self._before()
             try:
                 self._write_batch(planned, job, on_reject)
             finally:  # what failed half way is caught up with by a reindex too

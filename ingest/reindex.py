@@ -19,19 +19,18 @@ resumes it after a crash.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from xmsearch.ingest.concurrent_writes import ConcurrentWrites, NoWrites, ProcessWrites
 from xmsearch.ingest.documents import Document, Reject, limits
 from xmsearch.ingest.export import Export, as_record
 from xmsearch.ingest.job import Job
@@ -109,12 +108,17 @@ class Reindexed:
 
 @dataclass(frozen=True)
 class Live:
-    """A process that keeps serving while it reindexes (`xmsearch serve`): its writer, whose store is
-    the source, and `switch`, which moves its searches and writes to new components while the store
-    swaps (the callable given) with no search in flight."""
+    """A process that keeps serving while it reindexes (`xmsearch serve`, a worker): its writer, whose
+    store is the source; `switch`, which moves its searches and writes to new components while the
+    store swaps (the callable given) with no search in flight; and the writes made meanwhile that the
+    reindex follows (by default this process's own, through its writer)."""
 
     indexer: Indexer
     switch: Callable[[Components, Callable[[], None]], None]
+    writes: ConcurrentWrites | None = None
+
+    def followed(self) -> ConcurrentWrites:
+        return self.writes or ProcessWrites(self.indexer)
 
 
 def target_settings(settings: IndexerSettings, changes: dict[str, str]) -> IndexerSettings:
@@ -297,36 +301,22 @@ class Reindex:
     def _build(self, copy: _Copy, swap: Callable[[], None], after: Components) -> Reindexed:
         """Copy, catch up with the writes made meanwhile, then, with writes paused: the last of them,
         verification, and the swap (this process's readers and writer move to `after`)."""
-        touched: set[Key] = set()
-        guard = threading.Lock()
-
-        def watch(keys: Iterable[Key]) -> None:
-            with guard:
-                touched.update(keys)
-
-        def drain() -> list[Key]:
-            with guard:
-                keys = list(touched)
-                touched.clear()
-            return keys
 
         def progress(job: Job) -> None:
             counts = job.counts
             self._update(processed=counts.processed, encoded=counts.encoded, skipped=counts.skipped_unchanged)
             self._check_stop()
 
-        writer = self.live.indexer if self.live else None
-        if writer:
-            writer.watchers.append(watch)  # before the first document is read: no write is missed
-        try:
+        writes = self.live.followed() if self.live else NoWrites()
+        with writes.following() as drain:  # before the first document is read: no write is missed
             copy.run(progress)
             self._check_stop()
             self._update(step="catching_up")
-            while len(touched) > PAUSE_AT:  # the writes made meanwhile, while writes go on
+            while writes.pending() > PAUSE_AT:  # the writes made meanwhile, while writes go on
                 self._update(caught_up=self.state.caught_up + copy.resync(drain()))
                 self._check_stop()
             copy.building.optimize()  # the long part of closing it, before writes pause (Edge)
-            with writer.gate if writer else contextlib.nullcontext():  # writes wait from here
+            with writes.paused():  # writes wait from here
                 self._update(caught_up=self.state.caught_up + copy.resync(drain()), step="verifying")
                 report = copy.verify()
                 self._check_stop()
@@ -337,9 +327,6 @@ class Reindex:
                 else:
                     swap()
                 return report
-        finally:
-            if writer:
-                writer.watchers.remove(watch)
 
 
 class _Copy:

@@ -46,6 +46,10 @@ class Follow:
         version = self.store.current_version()
         return version if version not in (None, self.pinned[0]) else None
 
+    def recheck(self) -> None:
+        """Ask where the alias points at the next `moved` (a reindex elsewhere may have just swapped)."""
+        self._checked = float("-inf")
+
     def pin(self, version: str, view: Store) -> None:
         """From now on `version` (whose store is `view`); the alias's store is told its spec."""
         self.store.spec = view.spec

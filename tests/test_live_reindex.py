@@ -316,3 +316,64 @@ def test_a_writer_of_another_process_follows_the_alias_with_the_model_that_built
     worker.delete(["d1"])  # a delete follows too: from the version searched
     assert written("d1", "xmsearch-v1") == [] and len(written("d1", "xmsearch-v2")) > 0
     worker.close()
+
+
+def test_a_reindex_on_a_shared_qdrant_follows_every_worker_s_writes_and_moves_them_all(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: Any
+) -> None:
+    """Workers on one Qdrant (one client here) write all along while one of them reindexes to another
+    model: each says through Redis what it wrote, and waits while the reindex pauses writes for its
+    last step. After the swap, the new version holds exactly the latest state, and every point in it,
+    written before or after the swap, is the new model's."""
+    import redis
+
+    from xmsearch.workers.reindexing import SharedWrites, WriterHooks
+
+    monkeypatch.setattr(follow, "FOLLOW_EVERY_S", 0.5)
+    client = QdrantClient(location=":memory:")
+    settings = _shared_settings(tiny_checkpoint, tmp_path)
+    broker = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    workers = [Indexer(_on(client, settings, tiny_checkpoint, n == 0), settings, follow=True) for n in range(3)]
+    for worker in workers:
+        WriterHooks(broker, settings.collection, worker)
+    workers[0].ingest(Document.model_validate(d) for d in DOCS)
+    old_model = workers[0].encoder.spec.model_id
+    latest = {(d.get("tenant"), str(d["id"])): d for d in DOCS}
+    done, lock = threading.Event(), threading.Lock()
+    refused: list[Any] = []
+
+    def write(n: int) -> None:  # worker n changes its own documents and adds new ones, until told
+        for round_ in range(10_000):
+            if done.is_set():
+                return
+            own = [d for d in DOCS if int(str(d["id"])[1:]) % 2 == n]
+            docs = [
+                {**own[round_ % len(own)], "text": f"worker {n} round {round_}"},
+                {"id": f"w{n}-{round_}", "text": "new"},
+            ]
+            workers[n].ingest((Document.model_validate(d) for d in docs), refused.append)
+            with lock:
+                latest.update({(d.get("tenant"), str(d["id"])): d for d in docs})
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for thread in writers:
+        thread.start()
+    try:
+        live = Live(workers[2], lambda parts, swap: swap(), SharedWrites(broker, settings.collection))
+        reindex = Reindex(settings, {"model": str(other_model)}, live=live)
+        reindex.run()
+        time.sleep(1.0)  # writes after the swap too
+    finally:
+        done.set()
+        for thread in writers:
+            thread.join()
+    assert reindex.state.step == "done" and reindex.state.caught_up > 0 and not refused, refused
+    store = workers[2].store
+    assert store.current_version() == "xmsearch-v2"
+    key = lambda record: (record.get("tenant"), str(record["id"]))  # noqa: E731
+    assert {key(r): r for r in Export(store).records()} == latest  # every write, before, during and after
+    new_model = workers[0].encoder.spec.model_id
+    assert new_model == workers[1].encoder.spec.model_id != old_model  # each writer moved to the new model
+    written_by = {p.model_id for tenant, document_id in latest for p in store.fetch(document_id, tenant)}
+    assert written_by == {new_model}
+    workers[0].close()

@@ -381,7 +381,11 @@ def test_the_api_in_distributed_mode_enqueues_for_the_workers(env: dict[str, str
         deleted = httpx.delete(f"{url}/documents/doc-5", timeout=60).json()
         assert deleted["status"] == "queued" and deleted["tasks_sent"] == 1
         assert httpx.get(f"{url}/jobs/{posted.json()['id']}").json()["accepted"] == 6
-        refused = httpx.post(f"{url}/reindex", json={"settings": {"chunk_overlap": "8"}}, timeout=60)
+        queued = httpx.post(f"{url}/reindex", json={"settings": {"chunk_overlap": "8"}}, timeout=60)
+        assert queued.status_code == 202 and queued.json()["step"] == "queued"  # for a worker (none runs here)
+        assert httpx.get(f"{url}/reindex", timeout=60).json()["step"] == "queued"
+        assert httpx.delete(f"{url}/reindex", timeout=60).json()["step"] == "cancelled"
+        refused = httpx.post(f"{url}/reindex/rollback", timeout=60)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "reindex_unavailable"
         redis.Redis.from_url(env["XMSEARCH_BROKER_URL"]).shutdown(nosave=True)
         down = httpx.post(f"{url}/documents", json=_docs(1)[0], timeout=60)

@@ -1,43 +1,49 @@
-"""A reindex in the distributed mode. The worker process that owns the store (an embedded one: Qdrant
-Edge or local mode admit one process) runs it in a thread, beside the tasks it keeps taking, whose
-writes it follows as `xmsearch serve` does; at the swap its tasks move to the new model with it. The
-state is kept in Redis, where `xmsearch reindex start|status|cancel` on any machine find it; a worker
-that starts again resumes a reindex it left unfinished (a crash, a stop).
+"""A reindex in the distributed mode: one worker runs it in a thread, beside the tasks it keeps
+taking. The state is kept in Redis, where `xmsearch reindex start|status|cancel` on any machine find
+it; a worker that starts again resumes a reindex it left unfinished (a crash, a stop).
 
-On a Qdrant server several workers write at once, and the others' writes would not be followed:
-that is refused, saying so.
+On an embedded store (Qdrant Edge or local mode admit one process) that worker owns the store, and
+follows its own writes as `xmsearch serve` does; at the swap its tasks move to the new model with it.
+On a Qdrant server every worker writes, so every worker says through Redis what it wrote while a
+reindex runs (`WriterHooks`: it registers before each write, and adds the documents it touched after
+it), and waits while the reindex pauses writes for its last step (`SharedWrites`: it waits for the
+writes in flight, then verifies and swaps). Then each worker, its writes pinned to the version its
+model built, moves to the new version with the new model before its next write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import redis
 
 from xmsearch.ingest.reindex import Live, Reindex, target_settings
-from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, ReindexUnavailableError
+from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState
+from xmsearch.retriever import follow
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.stores import backend_for
 from xmsearch.workers.app import REINDEX_TASK
 from xmsearch.workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from xmsearch.ingest.pipeline import Indexer
+    from xmsearch.ingest.pipeline import Indexer, Key
     from xmsearch.retriever.components import Components
     from xmsearch.workers.dispatch import TaskQueue
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0  # a running reindex's state is published at least this often
 STALE_S = 60.0  # a running state not published for this long: its worker is gone
-NOT_ON_A_SERVER = (
-    "a reindex through the workers runs in the worker that owns an embedded store; on a Qdrant server several "
-    "workers write at once and their writes would not reach the new version: run it inside `xmsearch serve` in the "
-    "embedded mode (POST /reindex), with the workers stopped"
-)
+WRITE_STALE_S = 900.0  # a write registered this long ago: its worker died mid-write (not waited for)
+PAUSE_POLL_S = 0.1
 
 
 def _key(collection: str) -> str:
@@ -46,6 +52,88 @@ def _key(collection: str) -> str:
 
 def _cancel_key(collection: str) -> str:
     return f"xmsearch:reindex:{collection}:cancel"
+
+
+def _writes_key(collection: str, what: str) -> str:
+    """`mode` (following or paused: a reindex runs), `touched` (documents written meanwhile), `writing`
+    (the writes in flight, by worker)."""
+    return f"xmsearch:reindex:{collection}:writes:{what}"
+
+
+class WriterHooks:
+    """What a worker on a Qdrant server does around each of its writes, for a reindex in any worker."""
+
+    def __init__(self, client: redis.Redis, collection: str, indexer: Indexer) -> None:
+        self.redis, self.indexer = client, indexer
+        self.mode, self.touched = _writes_key(collection, "mode"), _writes_key(collection, "touched")
+        self.writing = _writes_key(collection, "writing")
+        self.me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # one per writer (its gate)
+        indexer.before_write.append(self.before)
+        indexer.watchers.append(self.after)
+
+    def before(self) -> None:
+        """Registered as writing (while a reindex pauses writes, not: it waits); while a reindex runs,
+        it asks where the alias points before each write, so that it moves as soon as it is swapped."""
+        while True:
+            self.redis.hset(self.writing, self.me, time.time())
+            if (mode := self.redis.get(self.mode)) != "paused":
+                break
+            self.redis.hdel(self.writing, self.me)
+            time.sleep(PAUSE_POLL_S)
+        if mode is not None and self.indexer.follow is not None:
+            self.indexer.follow.recheck()
+
+    def after(self, keys: Iterable[Key]) -> None:
+        """What was written is kept while a reindex runs (asked after the write: none is missed)."""
+        try:
+            touched = [json.dumps(key) for key in keys]
+            if touched and self.redis.exists(self.mode):
+                self.redis.sadd(self.touched, *touched)
+        finally:
+            self.redis.hdel(self.writing, self.me)
+
+
+class SharedWrites:
+    """The writes of every worker on a Qdrant server, as a reindex follows and pauses them (Redis)."""
+
+    def __init__(self, client: redis.Redis, collection: str) -> None:
+        self.redis = client
+        self.mode, self.touched = _writes_key(collection, "mode"), _writes_key(collection, "touched")
+        self.writing = _writes_key(collection, "writing")
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[Callable[[], list[Key]]]:
+        self.redis.delete(self.touched)
+        self.redis.set(self.mode, "following")
+        try:
+            yield self._take
+        finally:  # writers ask the alias before each write a while longer: each moves at its next one
+            self.redis.set(self.mode, "settling")
+            time.sleep(2 * follow.FOLLOW_EVERY_S)
+            self.redis.delete(self.mode, self.touched)
+
+    def _take(self) -> list[Key]:
+        keys: list[Key] = []
+        while batch := cast(list[str], self.redis.spop(self.touched, 1000)):
+            keys += [(tenant, document_id) for tenant, document_id in map(json.loads, batch)]
+        return keys
+
+    def pending(self) -> int:
+        return int(self.redis.scard(self.touched))  # type: ignore[arg-type]
+
+    def _in_flight(self) -> bool:
+        since = cast(list[str], self.redis.hvals(self.writing))
+        return any(float(at) > time.time() - WRITE_STALE_S for at in since)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.redis.set(self.mode, "paused")
+        try:
+            while self._in_flight():
+                time.sleep(PAUSE_POLL_S)  # the writes in flight finish (and say what they touched)
+            yield
+        finally:
+            self.redis.set(self.mode, "following")
 
 
 def publish(client: redis.Redis, state: ReindexState) -> None:
@@ -65,9 +153,7 @@ def read(client: redis.Redis, collection: str) -> ReindexState | None:
 
 
 def request(queue: TaskQueue, settings: WorkerSettings, changes: dict[str, str]) -> ReindexState:
-    """Queue a reindex for the worker that owns the store; its first state."""
-    if backend_for(settings) == "server":
-        raise ReindexUnavailableError(NOT_ON_A_SERVER)
+    """Queue a reindex for a worker (on an embedded store, the one that owns it); its first state."""
     running = read(queue.redis, settings.collection)
     if running is not None and running.running:
         raise ReindexRunningError(
@@ -90,6 +176,10 @@ def cancel(client: redis.Redis, collection: str, wait_s: float = 60.0) -> Reinde
     if state is None or not state.running:
         raise InvalidInputError(f"no reindex of {collection!r} runs")
     client.set(_cancel_key(collection), "1", ex=3600)
+    if state.step == "queued":  # no worker took it yet: the one that does will not start it
+        state.step, state.finished = "cancelled", time.time()
+        publish(client, state)
+        return state
     deadline = time.monotonic() + wait_s
     while (state := read(client, collection)) is not None and state.running and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -104,16 +194,23 @@ class WorkerReindex:
     def __init__(self, settings: WorkerSettings, indexer: Indexer, client: redis.Redis) -> None:
         self.settings, self.indexer, self.redis = settings, indexer, client
         self.running: tuple[Reindex, threading.Thread] | None = None
+        self.shared = backend_for(settings) == "server"  # every worker writes: they say so through Redis
+        if self.shared:
+            WriterHooks(client, settings.collection, indexer)
 
     def start(self, changes: dict[str, str]) -> None:
         if self.running is not None and self.running[1].is_alive():
             log.warning("a reindex runs in this worker already; %s is not started", changes)
             return
         collection = self.settings.collection
+        if self.redis.exists(_cancel_key(collection)):  # cancelled while it was queued
+            log.warning("the reindex %s was cancelled before it started", changes)
+            return
         try:
-            if backend_for(self.settings) == "server":
-                raise ReindexUnavailableError(NOT_ON_A_SERVER)
-            live = Live(self.indexer, self._switch)
+            if self.shared:  # this worker's writes follow the alias like the others' (its gate is not taken)
+                live = Live(self.indexer, lambda parts, swap: swap(), SharedWrites(self.redis, collection))
+            else:
+                live = Live(self.indexer, self._switch)
             reindex = Reindex(self.settings, changes, live=live, on_change=self._publish,
                               cancelled=lambda: bool(self.redis.exists(_cancel_key(collection))))  # fmt: skip
         except Exception as exc:  # a model this worker cannot find, a bad value: the one who asked reads it

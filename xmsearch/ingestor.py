@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # each mode's imports load with it: the distributed side neve
     from xmsearch.ingest.pipeline import Indexer
     from xmsearch.retriever.components import Components
     from xmsearch.retriever.model.encoder import Encoder
+    from xmsearch.workers.dispatch import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,16 @@ class Ingestor:
 
         assert isinstance(self.backend, Embedded)
         return self.backend.indexer
+
+    @property
+    def queue(self) -> TaskQueue | None:
+        """The broker's task queue (distributed); None in the other modes."""
+        if self.mode != "distributed":
+            return None
+        from xmsearch.distributed import Distributed
+
+        assert isinstance(self.backend, Distributed)
+        return self.backend.tasks
 
     @property
     def runs_here(self) -> bool:

@@ -24,6 +24,7 @@ from xmsearch.retriever.errors import InvalidInputError, XmsearchError
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
+from xmsearch.workers.reindexing import cancel, read, request
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class Service:
         indexer = self.ingestor.indexer
         if indexer is None:
             raise ReindexUnavailableError(
-                f"{what} runs in the process that owns an embedded store (xmsearch serve without a broker) for now; "
-                "through the workers on a Qdrant server it is not built yet"
+                f"{what} through the API runs in the process that owns an embedded store (xmsearch serve without a "
+                "broker); in the distributed mode, run `xmsearch reindex rollback` where the store is reached"
             )
 
         def switch(components: Components, swap: Any) -> None:
@@ -70,7 +71,9 @@ class Service:
         return Live(indexer, switch)
 
     def start_reindex(self, changes: dict[str, str], source: str | None = None) -> ReindexState:
-        """Start a reindex in a thread of this process; its state."""
+        """Start a reindex in a thread of this process (distributed: in a worker); its state."""
+        if (queue := self.ingestor.queue) is not None:
+            return request(queue, self.settings, changes)
         live = self._live("a reindex")
         with self._reindex_lock:
             if self.reindexing is not None and self.reindexing[1].is_alive():
@@ -87,10 +90,14 @@ class Service:
 
     def reindex_state(self) -> ReindexState | None:
         """The reindex this process runs or ran last, else the last one recorded for the collection."""
+        if (queue := self.ingestor.queue) is not None:
+            return read(queue.redis, self.settings.collection)
         return self.reindexing[0].state if self.reindexing else last(self.settings)
 
     def cancel_reindex(self) -> ReindexState:
         """Stop the running reindex at its next batch and drop its version; its final state."""
+        if (queue := self.ingestor.queue) is not None:
+            return cancel(queue.redis, self.settings.collection)
         if self.reindexing is None or not self.reindexing[1].is_alive():
             raise InvalidInputError(f"no reindex of {self.settings.collection!r} runs")
         reindex, thread = self.reindexing
