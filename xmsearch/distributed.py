@@ -19,13 +19,14 @@ class Distributed:
     """Distributed mode: jobs are Celery tasks; their counts live in Redis."""
 
     mode: Literal["distributed"] = "distributed"
+    writer: None = None
 
     def __init__(self, settings: Settings, patient: bool) -> None:
         from xmsearch.workers.app import PATIENT_RETRIES
         from xmsearch.workers.dispatch import TaskQueue
 
         self.settings = settings
-        self.tasks = TaskQueue(settings, retries=PATIENT_RETRIES if patient else 2)
+        self.tasks = self.broker = TaskQueue(settings, retries=PATIENT_RETRIES if patient else 2)
 
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: Callable[[Reject], None]

@@ -53,9 +53,10 @@ class Embedded:
     writes."""
 
     mode: Literal["embedded"] = "embedded"
+    broker: None = None
 
     def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int, journal: Journal) -> None:
-        self.indexer = indexer
+        self.indexer = self.writer = indexer
         indexer.store.open(create=True)  # this process owns the embedded store from now on
         self.optimize_after = optimize_after
         self.unoptimized = 0  # points written or deleted since the store was last optimized

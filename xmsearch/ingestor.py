@@ -51,6 +51,10 @@ class _Backend(Protocol):
 
     @property
     def mode(self) -> Mode: ...
+    @property
+    def writer(self) -> Indexer | None: ...  # the Indexer that writes in this process (embedded)
+    @property
+    def broker(self) -> TaskQueue | None: ...  # the broker's task queue (distributed)
 
     def submit(
         self, records: Iterable[Document | Reject], source: str, tenant: str | None, on_reject: OnReject
@@ -129,22 +133,12 @@ class Ingestor:
     @property
     def indexer(self) -> Indexer | None:
         """The Indexer that writes in this process (embedded); None where writes go elsewhere."""
-        if self.mode != "embedded":
-            return None
-        from xmsearch.embedded import Embedded
-
-        assert isinstance(self.backend, Embedded)
-        return self.backend.indexer
+        return self.backend.writer
 
     @property
     def queue(self) -> TaskQueue | None:
         """The broker's task queue (distributed); None in the other modes."""
-        if self.mode != "distributed":
-            return None
-        from xmsearch.distributed import Distributed
-
-        assert isinstance(self.backend, Distributed)
-        return self.backend.tasks
+        return self.backend.broker
 
     @property
     def runs_here(self) -> bool:

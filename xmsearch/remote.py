@@ -91,6 +91,8 @@ class Remote:
     """The Ingestor's backend against an API: jobs are the server's, followed from here."""
 
     mode: Literal["remote"] = "remote"
+    writer: None = None
+    broker: None = None
 
     def __init__(self, client: ApiClient) -> None:
         self.client = client
