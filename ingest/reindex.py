@@ -169,9 +169,22 @@ def running(settings: RetrieverSettings) -> ReindexState | None:
     return state if state is not None and state.running else None
 
 
+def _previous(store: Store) -> str:
+    """The version before the one searched (what a rollback returns to)."""
+    versions, current = store.versions(), store.current_version()
+    older = versions[: versions.index(current)] if current in versions else []
+    if not older:
+        raise InvalidInputError(f"nothing to roll back to: {current!r} is the oldest version of {store.alias!r}")
+    return older[-1]
+
+
 class Reindex:
     """One reindex of the collection the settings name, with `changes`: run it (`run`), follow it
-    (`state`, `on_change`), stop it (`cancel` drops its version; `interrupt` keeps it to resume)."""
+    (`state`, `on_change`), stop it (`cancel` drops its version; `interrupt` keeps it to resume).
+
+    With `rollback`, it returns to the version before the one searched, with what built that one
+    (its model): it brings it up to date first (the documents written since it was left, changed or
+    deleted; change detection skips the rest), then swaps to it. No write made since is lost."""
 
     def __init__(
         self,
@@ -181,13 +194,25 @@ class Reindex:
         live: Live | None = None,
         on_change: Callable[[ReindexState], None] = lambda state: None,
         cancelled: Callable[[], bool] = lambda: False,
+        rollback: bool = False,
     ) -> None:
         changes = named_as_settings(changes)
         self.settings, self.changes, self.source_path, self.live = settings, changes, source_path, live
         self.on_change, self.cancelled = on_change, cancelled  # `cancelled`: asked elsewhere (e.g. through Redis)
         self.path = state_path(settings)
-        base = live.indexer.components.settings if live else following(settings)  # what the version searched records
-        self.target = target_settings(base, changes)  # type: ignore[arg-type]  # the process's full settings
+        # what the version searched records (a process's settings are the full ones)
+        base: IndexerSettings = live.indexer.components.settings if live else following(settings)  # type: ignore[assignment]
+        self.into: str | None = None  # a rollback: the version it returns to
+        if rollback:
+            probe = live.indexer.store if live else index_store(settings)
+            try:
+                self.into = _previous(probe)
+                self.target = recorded_settings(base, probe.recorded(self.into) or {})
+            finally:
+                if not live:
+                    probe.close()
+        else:
+            self.target = target_settings(base, changes)
         read_spec(locate(self.target.model), self.target.model)  # a model that is not there: said now, not later
         other = running(settings)
         if other is not None and other.pid != os.getpid():
@@ -198,7 +223,7 @@ class Reindex:
         t = time.time()
         self.state = ReindexState(
             collection=settings.collection, step="loading", changes=changes, source=source_path, pid=os.getpid(),
-            started=t, updated=t,
+            started=t, updated=t, rollback=rollback,
         )  # fmt: skip
         self._stop: type[PermanentError] | None = None
         if self.path is not None:
@@ -259,9 +284,8 @@ class Reindex:
         named = None if self.source_path is None else (self.source_path, read_path(self.source_path, limits(settings)))
         if backend_for(settings) == "server" and live is None:  # others may write meanwhile, unseen
             raise ReindexUnavailableError(
-                "on a Qdrant server, run the reindex inside `xmsearch serve` (POST /reindex, or `xmsearch --url URL "
-                "reindex start`), which sees the writes made meanwhile; through the workers of the distributed mode "
-                "it is not built yet"
+                "on a Qdrant server, run it where the writes made meanwhile are followed: through the workers "
+                "(XMSEARCH_BROKER_URL set), or inside `xmsearch serve` (POST /reindex, `xmsearch --url URL reindex`)"
             )
         from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
 
@@ -275,9 +299,9 @@ class Reindex:
         store.open(create=False)
         try:
             previous = store.current_version()
-            version = _resumable(store, spec)
-            resumed = version is not None
-            version = version or store.create_version(spec)
+            resumable = None if self.into else _resumable(store, spec)
+            resumed = resumable is not None
+            version = self.into or resumable or store.create_version(spec)
             total = None if named else store.count_documents()
             self._update(step="copying", version=version, previous=previous, resumed=resumed, total=total,
                          copying_since=time.time())  # fmt: skip
@@ -289,7 +313,8 @@ class Reindex:
                 )
             except ReindexCancelledError:
                 building.close()
-                store.drop(version)
+                if self.into is None:  # a rollback's version stays: what it returns to
+                    store.drop(version)
                 raise
             finally:
                 building.close()
@@ -489,37 +514,9 @@ def cancel(settings: IndexerSettings, wait_s: float = 60.0) -> ReindexState:
     return state
 
 
-def rollback(settings: IndexerSettings, live: Live | None = None) -> tuple[str, str, dict[str, Any]]:
-    """Point the alias back at the version before the one searched (a reindex's old version); the
-    version left, the one searched now, and what that one was built with. In a `live` process, its
-    model is loaded first, and searches and writes move to it with the swap."""
-    other = running(settings)
-    if other is not None:
-        raise ReindexRunningError(
-            f"a reindex of {settings.collection!r} runs in process {other.pid} ({other.step}): cancel it or wait for "
-            "it before a rollback"
-        )
-    store = live.indexer.store if live else index_store(settings)
-    store.open(create=False)
-    try:
-        versions, current = store.versions(), store.current_version()
-        older = versions[: versions.index(current)] if current in versions else []
-        if not older:
-            raise InvalidInputError(f"nothing to roll back to: {current!r} is the oldest version of {store.alias!r}")
-        record = store.recorded(older[-1]) or {}
-        spec = IndexSpec.from_record(record)
-        swap = lambda: store.swap(older[-1], spec)  # noqa: E731
-        if live is None:
-            swap()
-        else:
-            from xmsearch.retriever.model.encoder import Encoder  # torch: the old version's model is loaded
-
-            target = recorded_settings(live.indexer.components.settings, record)
-            encoder = Encoder.from_pretrained(target.model, target)
-            encoder.priority = live.indexer.encoder.priority
-            with live.indexer.gate:
-                live.switch(Components(target, encoder, store, make_first_stage(encoder.spec.dim, target)), swap)
-        return str(current), older[-1], record
-    finally:
-        if not live:
-            store.close()
+def rollback(
+    settings: IndexerSettings, live: Live | None = None, on_change: Callable[[ReindexState], None] = lambda s: None
+) -> Reindexed:
+    """Return to the version before the one searched, with its model, brought up to date first (see
+    `Reindex`); what it did (`previous`: the version left)."""
+    return Reindex(settings, {}, live=live, on_change=on_change, rollback=True).run()

@@ -40,6 +40,7 @@ class ReindexState(BaseModel):
     )
     changes: dict[str, str] = Field(description="What the reindex changes: setting -> value as given.")
     source: str | None = Field(None, description="The file or folder it builds from (None: the collection itself).")
+    rollback: bool = Field(False, description="A rollback: back to the version before, brought up to date first.")
     pid: int = Field(description="The process that runs it (0: none yet).")
     started: float
     updated: float

@@ -201,12 +201,21 @@ def test_a_cancelled_live_reindex_drops_its_version_and_a_rollback_brings_the_ol
         service.reindexing[1].join(120)
         assert service.reindex_state().step == "done"  # type: ignore[union-attr]
         assert _answers(service.retriever) != old
-        left, now, _ = service.rollback()
-        assert (left, now) == ("xmsearch-v2", "xmsearch-v1")  # the cancelled one was dropped: its name is free
-        assert _answers(service.retriever) == old  # the old model, on the old version
-        ingestor = service.ingestor
+        ingestor = service.ingestor  # written to v2 by the new model, then kept by the rollback
+        ingestor.wait(ingestor.submit([{"id": "since", "text": "written between the swap and the rollback"}]), 60)
+        ingestor.wait(ingestor.delete(["d1"]), timeout=60)
+        assert service.rollback().rollback
+        assert service.reindexing is not None
+        service.reindexing[1].join(120)
+        back = service.reindex_state()
+        assert back is not None and back.step == "done", back
+        assert (back.previous, back.version) == ("xmsearch-v2", "xmsearch-v1")  # the cancelled one's name was free
+        assert service.retriever.encoder.spec.path == tiny_checkpoint.resolve()  # the old model, on the old version
+        store, model_id = service.retriever.store, service.retriever.encoder.spec.model_id
+        assert store.current_version() == "xmsearch-v1" and store.fetch("d1") == []  # nothing written since is lost
+        assert [p.model_id for p in store.fetch("since")] == [model_id] and back.removed == 1
         ingestor.wait(ingestor.submit([{"id": "after", "text": "written after the rollback"}]), timeout=60)
-        assert service.retriever.store.fetch("after")[0].model_id == service.retriever.encoder.spec.model_id
+        assert store.fetch("after")[0].model_id == model_id
     finally:
         service.close()
 
@@ -238,9 +247,12 @@ def test_the_api_reindexes_follows_and_rolls_back(
         hits = client.post("/search", json={"query": "river mill", "language": "en"}, headers=as_("admin")).json()
         assert hits["hits"]
         back = client.post("/reindex/rollback", headers=as_("admin"))
-        assert back.status_code == 200 and back.json()["left"] != back.json()["version"]
+        assert back.status_code == 202 and back.json()["rollback"], back.json()
+        while (state := client.get("/reindex", headers=as_("admin")).json())["running"]:
+            time.sleep(0.1)
+        assert state["step"] == "done" and state["version"] != state["previous"], state
         versions = client.get("/collections", headers=as_("admin")).json()["versions"]
-        assert [v["version"] for v in versions if v["current"]] == [back.json()["version"]]
+        assert [v["version"] for v in versions if v["current"]] == [state["version"]]
 
 
 def _shared_settings(model: Path, data: Path) -> Settings:

@@ -152,21 +152,25 @@ def read(client: redis.Redis, collection: str) -> ReindexState | None:
     return state
 
 
-def request(queue: TaskQueue, settings: WorkerSettings, changes: dict[str, str]) -> ReindexState:
-    """Queue a reindex for a worker (on an embedded store, the one that owns it); its first state."""
+def request(
+    queue: TaskQueue, settings: WorkerSettings, changes: dict[str, str], rollback: bool = False
+) -> ReindexState:
+    """Queue a reindex (or a rollback) for a worker (on an embedded store, the one that owns it); its
+    first state."""
     running = read(queue.redis, settings.collection)
     if running is not None and running.running:
         raise ReindexRunningError(
             f"a reindex of {settings.collection!r} runs ({running.step}, changes {running.changes}): wait for it, or "
             "stop it with `xmsearch reindex cancel`"
         )
-    target_settings(settings, changes)  # names and values, checked here; the model, by the worker
+    if not rollback:
+        target_settings(settings, changes)  # names and values, checked here; the model, by the worker
     now = time.time()
     state = ReindexState(collection=settings.collection, step="queued", changes=changes, pid=0, started=now,
-                         updated=now)  # fmt: skip
+                         updated=now, rollback=rollback)  # fmt: skip
     queue.redis.delete(_cancel_key(settings.collection))
     publish(queue.redis, state)
-    queue.app.send_task(REINDEX_TASK, args=[changes])
+    queue.app.send_task(REINDEX_TASK, args=[changes, rollback])
     return state
 
 
@@ -198,7 +202,7 @@ class WorkerReindex:
         if self.shared:
             WriterHooks(client, settings.collection, indexer)
 
-    def start(self, changes: dict[str, str]) -> None:
+    def start(self, changes: dict[str, str], rollback: bool = False) -> None:
         if self.running is not None and self.running[1].is_alive():
             log.warning("a reindex runs in this worker already; %s is not started", changes)
             return
@@ -211,7 +215,7 @@ class WorkerReindex:
                 live = Live(self.indexer, lambda parts, swap: swap(), SharedWrites(self.redis, collection))
             else:
                 live = Live(self.indexer, self._switch)
-            reindex = Reindex(self.settings, changes, live=live, on_change=self._publish,
+            reindex = Reindex(self.settings, changes, live=live, on_change=self._publish, rollback=rollback,
                               cancelled=lambda: bool(self.redis.exists(_cancel_key(collection))))  # fmt: skip
         except Exception as exc:  # a model this worker cannot find, a bad value: the one who asked reads it
             now, error = time.time(), f"{type(exc).__name__}: {exc}"

@@ -71,7 +71,7 @@ def _start(**_: Any) -> None:
     left = last(settings)
     if left is not None and left.unfinished:  # this store's reindex, stopped with its worker
         log.warning("resuming the reindex of %s (%s) left %s", settings.collection, left.changes, left.step)
-        context(current_app).reindex.start(left.changes)
+        context(current_app).reindex.start(left.changes, left.rollback)
     log.info("worker process %d is warm", os.getpid())
 
 
@@ -141,6 +141,6 @@ def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: s
 
 
 @shared_task(bind=True, name=REINDEX_TASK)
-def reindex_collection(self: Task, changes: dict[str, str]) -> None:
-    """Start a reindex in this worker process (which owns the store); it runs in a thread of its own."""
-    context(self.app).reindex.start(changes)
+def reindex_collection(self: Task, changes: dict[str, str], rollback: bool = False) -> None:
+    """Start a reindex (or a rollback) in this worker process; it runs in a thread of its own."""
+    context(self.app).reindex.start(changes, rollback)

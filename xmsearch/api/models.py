@@ -273,9 +273,3 @@ class ReindexIn(Strict):
 
     def changes(self) -> dict[str, str]:
         return self.settings | ({} if self.model is None else {"model": self.model})
-
-
-class RollbackOut(BaseModel):
-    left: str = Field(description="The version searched before the rollback (kept until dropped).")
-    version: str = Field(description="The version searched now.")
-    built_with: dict[str, Any] = Field(description="What it was built with (its model is searched with it).")

@@ -24,7 +24,6 @@ from xmsearch.api.models import (
     JobsOut,
     ReadyOut,
     ReindexIn,
-    RollbackOut,
     SearchBatchIn,
     SearchBatchOut,
     SearchIn,
@@ -199,7 +198,7 @@ def drop_collection(version: str, caller: Caller, request: Request) -> Collectio
 REINDEX = {
     **COMMON_RESPONSES,
     **ADMIN,
-    409: {"model": ErrorBody, "description": "reindex_running; reindex_unavailable (distributed mode on a server)"},
+    409: {"model": ErrorBody, "description": "reindex_running"},
 }
 
 
@@ -234,13 +233,13 @@ def cancel_reindex(caller: Caller, request: Request) -> ReindexState:
     return _service(request).cancel_reindex()
 
 
-@router.post("/reindex/rollback", responses=REINDEX, tags=["operations"])
-def rollback(caller: Caller, request: Request) -> RollbackOut:
-    """Point the collection back at the version before the one searched; searches and writes move to
-    it with its model. Unbound (administrator) keys only."""
+@router.post("/reindex/rollback", status_code=202, responses=REINDEX, tags=["operations"])
+def rollback(caller: Caller, request: Request) -> ReindexState:
+    """Return to the version before the one searched, with its model: it is first brought up to date
+    with what was written since (as a reindex: follow it with GET /reindex), then searches and writes
+    move to it. 422 when there is none. Unbound (administrator) keys only."""
     caller.require_admin("roll back")
-    left, version, record = _service(request).rollback()
-    return RollbackOut(left=left, version=version, built_with=record)
+    return _service(request).rollback()
 
 
 @router.get("/jobs", responses=COMMON_RESPONSES, tags=["ingest"])

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from xmsearch.ingest.reindex import Live, Reindex, last, rollback
+from xmsearch.ingest.reindex import Live, Reindex, last
 from xmsearch.ingest.reindex_state import ReindexRunningError, ReindexState, ReindexUnavailableError
 from xmsearch.ingestor import Ingestor
 from xmsearch.retriever.components import Components
@@ -48,7 +48,7 @@ class Service:
             log.warning("resuming the reindex of %s (%s) that the last run left %s", settings.collection, left.changes,
                         left.step)  # fmt: skip
             try:
-                service.start_reindex(left.changes, left.source)
+                service.start_reindex(left.changes, left.source, left.rollback)
             except XmsearchError as exc:  # e.g. its model is gone: serving goes on; it stays interrupted
                 log.error("the reindex left unfinished cannot resume: %s", exc)
         return service
@@ -70,11 +70,12 @@ class Service:
 
         return Live(indexer, switch)
 
-    def start_reindex(self, changes: dict[str, str], source: str | None = None) -> ReindexState:
-        """Start a reindex in a thread of this process (distributed: in a worker); its state."""
+    def start_reindex(self, changes: dict[str, str], source: str | None = None, rollback: bool = False) -> ReindexState:
+        """Start a reindex (or a rollback) in a thread of this process (distributed: a reindex in a
+        worker); its state."""
         if (queue := self.ingestor.queue) is not None:
-            return request(queue, self.settings, changes)
-        live = self._live("a reindex")
+            return request(queue, self.settings, changes, rollback)
+        live = self._live("a rollback" if rollback else "a reindex")
         with self._reindex_lock:
             if self.reindexing is not None and self.reindexing[1].is_alive():
                 state = self.reindexing[0].state
@@ -82,7 +83,7 @@ class Service:
                     f"a reindex of {self.settings.collection!r} runs already ({state.step}, changes {state.changes}): "
                     "wait for it, or cancel it"
                 )
-            reindex = Reindex(self.settings, changes, source, live)  # checks the changes now
+            reindex = Reindex(self.settings, changes, source, live, rollback=rollback)  # checks the changes now
             thread = threading.Thread(target=_run, args=(reindex,), name="xmsearch-reindex", daemon=True)
             self.reindexing = (reindex, thread)
             thread.start()
@@ -105,13 +106,10 @@ class Service:
         thread.join()
         return reindex.state
 
-    def rollback(self) -> tuple[str, str, dict[str, Any]]:
-        """Searches and writes go back to the version before, with its model."""
-        live = self._live("a rollback")
-        with self._reindex_lock:
-            if self.reindexing is not None and self.reindexing[1].is_alive():
-                raise ReindexRunningError("a reindex runs: cancel it or wait for it before a rollback")
-            return rollback(self.settings, live)
+    def rollback(self) -> ReindexState:
+        """Searches and writes go back to the version before, with its model, once it is brought up
+        to date with what was written since (in a thread, as a reindex); its state."""
+        return self.start_reindex({}, rollback=True)
 
     def checks(self) -> dict[str, str]:
         out = {"model": "ok", "store": "ok"}

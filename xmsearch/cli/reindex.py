@@ -79,6 +79,12 @@ def _print(state: ReindexState, as_json: bool) -> None:
     if as_json:
         print(state.model_dump_json())
         return
+    if state.step == "done" and state.rollback:
+        console.print(
+            f"{state.version} is searched again, in place of {state.previous}, brought up to date: "
+            f"{state.encoded:,} chunks encoded, {state.removed:,} documents removed"
+        )
+        return
     if state.step == "done":
         resumed = " (resumed)" if state.resumed else ""
         console.print(
@@ -124,6 +130,11 @@ def start(
       xmsearch reindex start --source corpus.jsonl   (the new version holds exactly that source)
       xmsearch --url http://127.0.0.1:8000 reindex start --model ./other
     """
+    _run(_changes(model, sets or []), source, as_json, rollback=False)
+
+
+def _run(changes: dict[str, str], source: str | None, as_json: bool, rollback: bool) -> None:
+    """A reindex (or a rollback) here, in the running API, or in a worker, followed to its end."""
     from xmsearch.ingest.reindex import Reindex
     from xmsearch.ingest.reindex_state import ReindexState
     from xmsearch.ingestor import mode_for
@@ -131,8 +142,7 @@ def start(
     from xmsearch.settings import get_settings
 
     settings = get_settings()
-    changes = _changes(model, sets or [])
-    with job_progress("reindex", as_json) as progress:
+    with job_progress("rollback" if rollback else "reindex", as_json) as progress:
         bar = progress.add_task("loading the model", total=None)
 
         def show(state: ReindexState) -> None:
@@ -142,15 +152,16 @@ def start(
         elsewhere = mode_for(settings) != "embedded"  # the API or a worker runs it
         if source is not None and elsewhere:
             raise InvalidInputError("--source is read by this process: not with an API or the workers")
-        answer = _api(settings, "POST", "/reindex", json={"settings": changes})
+        path = "/reindex/rollback" if rollback else "/reindex"
+        answer = _api(settings, "POST", path, **({} if rollback else {"json": {"settings": changes}}))
         if answer is not None:
             state = ReindexState.model_validate(answer)
         elif queue is not None:
             from xmsearch.workers.reindexing import request
 
-            state = request(queue, settings, changes)
+            state = request(queue, settings, changes, rollback)
         else:
-            here = Reindex(settings, changes, source, on_change=show)
+            here = Reindex(settings, changes, source, on_change=show, rollback=rollback)
             here.run()
             state = here.state
         while state.running:  # in the API or a worker: followed
@@ -158,12 +169,10 @@ def start(
             state = _remote_state(settings, queue) or state
             show(state)
         if state.step != "done":
-            raise PermanentError(f"the reindex ended {state.step}: {state.error}")
+            raise PermanentError(f"the {'rollback' if rollback else 'reindex'} ended {state.step}: {state.error}")
     _print(state, as_json)
     if not as_json and not elsewhere:
-        stderr.print(
-            "searches and writes follow it: each process loads the model and settings it records when it starts"
-        )
+        stderr.print("searches and writes follow it: each process loads the model and settings it records at start")
 
 
 @app.command("status")
@@ -209,34 +218,10 @@ def cancel_cmd(as_json: JSON = False) -> None:
 
 @app.command("rollback")
 def rollback_cmd(as_json: JSON = False) -> None:
-    """Point the collection back at the version before the one searched (what a reindex replaced).
+    """Return to the version before the one searched (what a reindex replaced), with its model. It
+    is brought up to date first with what was written since (changed, added, deleted documents;
+    the rest is skipped), so nothing written since is lost; then searches and writes move to it.
 
     Example: xmsearch reindex rollback
     """
-    import json
-
-    from xmsearch.ingest.reindex import rollback
-    from xmsearch.settings import get_settings
-
-    settings = get_settings()
-    from xmsearch.ingestor import mode_for
-
-    if mode_for(settings) == "distributed":
-        from xmsearch.retriever.errors import PermanentError
-
-        raise PermanentError(
-            "in the distributed mode the worker owns the store: stop it, then run `reindex rollback` on its machine "
-            "(without XMSEARCH_BROKER_URL); the worker follows the version searched when it starts again"
-        )
-    answer = _api(settings, "POST", "/reindex/rollback")
-    if answer is None:
-        left, now, record = rollback(settings)
-        answer = {"left": left, "version": now, "built_with": record}
-    if as_json:
-        print(json.dumps(answer))
-        return
-    record = answer["built_with"]
-    console.print(
-        f"{answer['version']} is searched again, in place of {answer['left']}, with its model "
-        f"{record.get('model', record.get('model_id'))}"
-    )
+    _run({}, None, as_json, rollback=True)
