@@ -585,3 +585,17 @@ def test_a_reindex_runs_in_the_worker_that_owns_the_store_while_it_keeps_indexin
         assert written_by == {store.spec.model_id} and store.recorded("xmsearch-v2")["model"] == str(other)  # type: ignore[index]
     finally:
         store.close()
+
+
+def test_job_counts_are_added_once_per_operation_however_often_the_call_is_sent(redis_server: RedisServer) -> None:
+    """A Redis restarted between applying a count and answering gets the same call again from the
+    client's retry: counted once (a ingest's job once looked as if a task had vanished)."""
+    jobs = JobStore(redis.Redis.from_url(redis_server.url, decode_responses=True))
+    jobs.create("j", "test")
+    for _ in range(2):
+        jobs.add("j", "send-1", tasks_sent=1, accepted=4)  # the retried call
+    jobs.add("j", tasks_sent=1, accepted=4)  # another operation
+    jobs.add("j", "task-1", tasks_done=1, written=4)
+    jobs.add("j", "task-1", tasks_done=1, written=4)  # a task run again after its worker was lost
+    job = jobs.get("j")
+    assert job is not None and (job["tasks_sent"], job["accepted"], job["tasks_done"], job["written"]) == (2, 8, 1, 4)

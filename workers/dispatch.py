@@ -93,10 +93,11 @@ class TaskQueue:
         self.jobs.finish_sending(job_id)
         return job_id
 
-    def finished(self, job: Job) -> None:
-        """A task is done: add what it counted to its job (the producer counted the accepted documents)."""
+    def finished(self, job: Job, task_id: str | None = None) -> None:
+        """A task is done: add what it counted to its job (the producer counted the accepted documents),
+        once per task (one that ran again after its worker was lost before acknowledging is not)."""
         counts = {name: value for name, value in asdict(job.counts).items() if name != "accepted"}
-        self.jobs.add(job.id, **counts, tasks_done=1)
+        self.jobs.add(job.id, task_id, **counts, tasks_done=1)
 
     def fail(self, task: str, args: list[Any], reason: str) -> None:
         """A task failed for good: dead-letter it with the reason, and count it done and failed."""

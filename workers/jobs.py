@@ -18,6 +18,14 @@ PREFIX = "xmsearch"
 JOB_TTL_S = 7 * 24 * 3600
 TASK_COUNTS = ("tasks_sent", "tasks_done", "tasks_failed")
 LOST_RECHECK_S = 0.5
+# Counts added once per operation id, however often the client sends them: a Redis that restarts
+# between applying a call and answering it gets the same call again from the client's retry.
+ADD_ONCE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 
 
 class JobStore:
@@ -31,6 +39,7 @@ class JobStore:
     def __init__(self, client: redis.Redis, holds_tasks: Callable[[], bool] = lambda: True) -> None:
         self.redis = client
         self.holds_tasks = holds_tasks
+        self._add_once = client.register_script(ADD_ONCE)
 
     def _key(self, job_id: str) -> str:
         return f"{PREFIX}:job:{job_id}"
@@ -45,12 +54,12 @@ class JobStore:
         self.redis.expire(key, JOB_TTL_S)
         self.redis.zadd(f"{PREFIX}:jobs", {job_id: time.time()})
 
-    def add(self, job_id: str, **deltas: int) -> None:
-        pipe = self.redis.pipeline()
-        for name, value in deltas.items():
-            if value:
-                pipe.hincrby(self._key(job_id), name, value)
-        pipe.execute()
+    def add(self, job_id: str, op: str | None = None, **deltas: int) -> None:
+        """Add to the job's counts, once per `op` (a fresh one by default) even if the call is retried."""
+        changes = [str(part) for name, value in deltas.items() if value for part in (name, value)]
+        if changes:
+            keys = [self._key(job_id), f"{self._key(job_id)}:ops"]
+            self._add_once(keys=keys, args=[op or uuid.uuid4().hex, JOB_TTL_S, *changes])
 
     def finish_sending(self, job_id: str) -> None:
         self.redis.hset(self._key(job_id), "sending", "done")

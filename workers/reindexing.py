@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0  # a running reindex's state is published at least this often
 STALE_S = 60.0  # a running state not published for this long: its worker is gone
-WRITE_STALE_S = 900.0  # a write registered this long ago: its worker died mid-write (not waited for)
+WRITE_STALE_S = 300.0  # a write registered this long ago: its worker died mid-write (not waited for)
 PAUSE_POLL_S = 0.1
 
 
@@ -100,16 +100,35 @@ class SharedWrites:
         self.redis = client
         self.mode, self.touched = _writes_key(collection, "mode"), _writes_key(collection, "touched")
         self.writing = _writes_key(collection, "writing")
+        self._current = "following"
+        self._guard = threading.Lock()
+
+    def _set(self, mode: str | None = None) -> None:
+        """Set the mode (or set the current one again): it expires if this process dies, so writers
+        never wait for a reindex that is gone (one that resumes copies everything again)."""
+        with self._guard:
+            self._current = mode or self._current
+            self.redis.set(self.mode, self._current, ex=int(STALE_S))
 
     @contextlib.contextmanager
     def following(self) -> Iterator[Callable[[], list[Key]]]:
         self.redis.delete(self.touched)
-        self.redis.set(self.mode, "following")
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.wait(STALE_S / 6):
+                self._set()
+
+        self._set("following")
+        keeper = threading.Thread(target=keep, daemon=True)
+        keeper.start()
         try:
             yield self._take
-        finally:  # writers ask the alias before each write a while longer: each moves at its next one
-            self.redis.set(self.mode, "settling")
+            self._set("settling")  # writers ask the alias before each write: each moves at its next one
             time.sleep(2 * follow.FOLLOW_EVERY_S)
+        finally:
+            stop.set()
+            keeper.join()
             self.redis.delete(self.mode, self.touched)
 
     def _take(self) -> list[Key]:
@@ -127,13 +146,13 @@ class SharedWrites:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        self.redis.set(self.mode, "paused")
+        self._set("paused")
         try:
             while self._in_flight():
                 time.sleep(PAUSE_POLL_S)  # the writes in flight finish (and say what they touched)
             yield
         finally:
-            self.redis.set(self.mode, "following")
+            self._set("following")
 
 
 def publish(client: redis.Redis, state: ReindexState) -> None:

@@ -129,7 +129,7 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
     for reject in refused:
         letter = [sent[reject.key]] if reject.key in sent else []
         ctx.queue.dead.push(DeadLetter(job_id, reject.reason, "index", documents=letter))
-    ctx.queue.finished(job)
+    ctx.queue.finished(job, self.request.id)
 
 
 @shared_task(base=QueueTask, bind=True, name=DELETE_TASK)
@@ -137,7 +137,7 @@ def delete_documents(self: Task, job_id: str, document_ids: list[str], tenant: s
     ctx = context(self.app)
     job = Job(id=job_id)
     ctx.indexer.delete(document_ids, tenant, job)
-    ctx.queue.finished(job)
+    ctx.queue.finished(job, self.request.id)
 
 
 @shared_task(bind=True, name=REINDEX_TASK)
