@@ -1,8 +1,9 @@
 """The write path: documents -> chunks -> language per chunk -> change detection -> encode -> points
 -> store, with the counts of a job.
 
-Change detection: every chunk carries a content hash of (model id, adapter, tenant, metadata, text;
-the first chunk, which also stores the document's exact text, of that text too).
+Change detection: every chunk carries a content hash of (the model weights' fingerprint, adapter,
+tenant, metadata, text; the first chunk, which also stores the document's exact text, of that text
+too).
 Re-ingesting an unchanged document encodes nothing; a changed one re-encodes the chunks whose hash
 changed and deletes the chunks it no longer has. Records that are not documents, and documents that
 cannot be encoded (a language refused by the policy), are rejected with the reason; everything
@@ -32,12 +33,13 @@ from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.languages import Resolution
 
 
-def content_hash(model_id: str, adapter: str, doc: Document, chunk: Chunk) -> str:
-    """What a stored chunk depends on. The first chunk also carries the document as ingested (to
-    rebuild it), so it depends on all of it: any change to a document rewrites its first chunk."""
+def content_hash(fingerprint: str, adapter: str, doc: Document, chunk: Chunk) -> str:
+    """What a stored chunk depends on: the model's weights (not the name it was loaded by), the
+    adapter, and the chunk. The first chunk also carries the document as ingested (to rebuild it), so
+    it depends on all of it: any change to a document rewrites its first chunk."""
     source = [doc.text, doc.language] if chunk.number == 0 else None
     key = json.dumps(
-        [model_id, adapter, doc.tenant, doc.metadata, chunk.text, source], ensure_ascii=False, sort_keys=True
+        [fingerprint, adapter, doc.tenant, doc.metadata, chunk.text, source], ensure_ascii=False, sort_keys=True
     )
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -229,7 +231,7 @@ class Indexer:
             stored = existing.get(plan.doc.key, {})
             changed = False
             for chunk, lang in zip(chunks, langs, strict=True):
-                digest = content_hash(self.encoder.spec.model_id, lang.adapter, plan.doc, chunk)
+                digest = content_hash(self.encoder.spec.fingerprint, lang.adapter, plan.doc, chunk)
                 if stored.get(chunk.number) != digest:
                     todo.append((plan.doc, chunk, lang, digest))
                     changed = True

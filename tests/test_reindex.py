@@ -14,7 +14,7 @@ from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.reindex import reindex
 from xmsearch.ingest.reindex_state import ReindexState
-from xmsearch.retriever.components import index_store
+from xmsearch.retriever.components import Components, index_store
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import StoreMismatchError
 from xmsearch.retriever.model.encoder import Encoder
@@ -226,3 +226,20 @@ def test_writes_after_a_reindex_rewrite_the_same_points(tiny_checkpoint: Path, t
     finally:
         indexer.close()
     assert chunks == expected
+
+
+def test_the_same_model_loaded_by_another_name_encodes_nothing_again(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change detection depends on the weights, not on the name they were loaded by (a relative path,
+    the absolute one a version records): a rollback once encoded every chunk again for that."""
+    monkeypatch.chdir(tiny_checkpoint.parent)
+    first = _ingest(_settings(Path(tiny_checkpoint.name), tmp_path / "data", store="local"))
+    indexer = Indexer(Components.load(_settings(tiny_checkpoint.resolve(), tmp_path / "data", store="local")),
+                      _settings(tiny_checkpoint, tmp_path / "data"))  # fmt: skip
+    try:
+        assert indexer.encoder.spec.model_id != Encoder.from_pretrained(Path(tiny_checkpoint.name)).spec.model_id
+        again = indexer.ingest([Document(**d) for d in DOCS])  # type: ignore[arg-type]
+    finally:
+        indexer.close()
+    assert first.counts.encoded > 0 and again.counts.encoded == 0 and again.counts.skipped_unchanged == len(DOCS)

@@ -56,6 +56,11 @@ class CheckpointSpec:
     default_language: str | None
     config: dict[str, Any]
 
+    @property
+    def fingerprint(self) -> str:
+        """The weights' fingerprint: the same whatever name the checkpoint was loaded by."""
+        return self.model_id.rpartition("@")[2]
+
 
 def locate(name: str) -> Path:
     """The folder holding checkpoint `name`: a local folder, or the hub snapshot (downloaded once)."""
