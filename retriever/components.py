@@ -68,7 +68,8 @@ def _changes(settings: RetrieverSettings, record: dict[str, Any]) -> dict[str, A
         update["first_stage"] = "off"
     elif "first_stage" in record:
         update["first_stage_encoding"] = record["first_stage"]
-    return {name: value for name, value in update.items() if getattr(settings, name) != value}
+    current = {**{name: getattr(settings, name) for name in update}, "model": _model_name(settings.model)}
+    return {name: value for name, value in update.items() if current[name] != value}  # a folder, however named
 
 
 def recorded_settings(settings: S, record: dict[str, Any]) -> S:
