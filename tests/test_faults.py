@@ -264,3 +264,81 @@ def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
     assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
     print(f"\n{where}: killed at {state.processed} of 400 documents ({stored} of {total} chunks stored); the resumed "
           f"run encoded {final.encoded}")  # fmt: skip
+
+
+@pytest.mark.slow  # a worker that loads two models, killed mid-reindex, then started again
+def test_a_worker_sigkilled_mid_reindex_resumes_it_when_it_starts_again(
+    tiny_checkpoint: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The distributed mode: the worker that owns the store runs the reindex; SIGKILLed mid-copy and
+    started again, it resumes the reindex by itself, encoding only the chunks not stored before."""
+    import redis
+
+    from tests.helpers import Worker
+    from xmsearch.ingest.documents import Document
+    from xmsearch.ingest.pipeline import Indexer
+    from xmsearch.retriever.components import index_store
+    from xmsearch.retriever.index.stores import StoreLockedError
+    from xmsearch.retriever.model.tiny import make_tiny
+    from xmsearch.settings import Settings
+    from xmsearch.workers.reindexing import read
+
+    other = make_tiny(tmp_path / "tiny-b", seed=1)
+    data = tmp_path / "data"
+    settings = Settings(model=str(tiny_checkpoint), data_dir=data, device="cpu", ingest_batch_size=8)
+    indexer = Indexer.from_settings(settings)
+    words = ["the", "old", "mill", "turns", "by", "the", "river", "under", "the", "bridge", "all", "day", "long"]
+    indexer.ingest(
+        Document(id=f"d{i}", text=" ".join(words[(i + j) % len(words)] for j in range(80)), language="en")
+        for i in range(400)
+    )
+    indexer.close()
+    env = {
+        **os.environ,
+        "XMSEARCH_MODEL": str(tiny_checkpoint),
+        "XMSEARCH_DATA_DIR": str(data),
+        "XMSEARCH_DEVICE": "cpu",
+        "XMSEARCH_INGEST_BATCH_SIZE": "8",
+        "XMSEARCH_BROKER_URL": redis_server.url,
+    }
+    broker = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    worker = Worker(env, tmp_path / "worker.log")
+    follower = subprocess.Popen([*CLI, "reindex", "start", "--model", str(other)], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (state := read(broker, "xmsearch")) is None or state.step != "copying" or state.processed < 40:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.01)
+    worker.kill()
+    follower.kill()
+    assert state.version is not None and state.processed < 400  # killed mid-copy
+    store = index_store(settings)
+    while True:
+        try:
+            store.open(create=False)  # once the killed worker's processes are gone
+            break
+        except StoreLockedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    try:
+        stored = {v["version"]: v["points"] for v in store.collections()}[state.version]
+    finally:
+        store.close()
+    worker = Worker(env, tmp_path / "worker.log")  # resumes the reindex it finds unfinished
+    try:
+        while (final := read(broker, "xmsearch")) is None or final.running or final.pid == state.pid:
+            assert time.monotonic() < deadline + 120, final
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert final.step == "done" and final.resumed and final.version == state.version, final
+    store = index_store(settings)
+    store.open(create=False)
+    try:
+        total = {v["version"]: v["points"] for v in store.collections()}[state.version]
+        assert store.current_version() == state.version
+    finally:
+        store.close()
+    assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
+    print(f"\nworker: killed at {state.processed} of 400 documents ({stored} of {total} chunks stored); the resumed "
+          f"run encoded {final.encoded}")  # fmt: skip

@@ -243,3 +243,17 @@ def test_the_same_model_loaded_by_another_name_encodes_nothing_again(
     finally:
         indexer.close()
     assert first.counts.encoded > 0 and again.counts.encoded == 0 and again.counts.skipped_unchanged == len(DOCS)
+
+
+def test_a_model_of_another_dimension_is_a_new_version(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    narrow = make_tiny(tmp_path / "narrow", dim=8, seed=2)
+    settings = _settings(tiny_checkpoint, tmp_path / "data")
+    _ingest(settings)
+    done = reindex(settings, {"model": str(narrow)})
+    assert done.version == "xmsearch-v2" and done.documents == {"": 3, "acme": 3}
+    retriever = Retriever.from_settings(settings)  # follows: the narrow model, on its version
+    try:
+        assert retriever.encoder.spec.dim == 8 and retriever.search("Der Rhein fließt durch Basel", 3).hits
+        assert [v["built_with"]["dim"] for v in retriever.collections()] == [16, 8]
+    finally:
+        retriever.close()
