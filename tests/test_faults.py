@@ -12,9 +12,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import ROOT
-from tests.helpers import CLI, RedisServer, free_port
+from tests.helpers import CLI, RedisServer, Worker, free_port
+from xmsearch.ingest.documents import Document
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.ingest.reindex_state import ReindexState, load
+from xmsearch.retriever.components import index_store
+from xmsearch.retriever.index.stores import StoreLockedError
+from xmsearch.retriever.model.tiny import make_tiny
+from xmsearch.settings import Settings
+from xmsearch.workers.reindexing import read
 
 
 def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -180,6 +189,54 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
     )
 
 
+REINDEXED = 400  # documents of the reindex fault tests
+
+
+def _reindex_corpus(model: Path, data: Path) -> Settings:
+    """A collection of REINDEXED documents (two chunks each) built with `model`; its settings."""
+    settings = Settings(model=str(model), data_dir=data, device="cpu", ingest_batch_size=8)
+    indexer = Indexer.from_settings(settings)
+    words = ["the", "old", "mill", "turns", "by", "the", "river", "under", "the", "bridge", "all", "day", "long"]
+    indexer.ingest(
+        Document(id=f"d{i}", text=" ".join(words[(i + j) % len(words)] for j in range(80)), language="en")
+        for i in range(REINDEXED)
+    )
+    indexer.close()
+    return settings
+
+
+def _points(settings: Settings, version: str) -> tuple[int, str | None]:
+    """The points of `version`, and the version searched (once a killed process has let go of the store)."""
+    store = index_store(settings)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            store.open(create=False)
+            break
+        except StoreLockedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    try:
+        return {v["version"]: v["points"] for v in store.collections()}[version], store.current_version()
+    finally:
+        store.close()
+
+
+def _killed_mid_copy(state: ReindexState | None) -> bool:
+    return state is not None and state.step == "copying" and state.processed >= 40
+
+
+def _check_resumed(where: str, settings: Settings, killed: ReindexState, final: ReindexState, stored: int) -> None:
+    """The resumed reindex completed the version, encoding exactly the chunks not `stored` at the kill."""
+    assert killed.version is not None and killed.processed < REINDEXED  # killed mid-copy
+    assert final.step == "done" and final.resumed and final.version == killed.version, final
+    total, current = _points(settings, killed.version)
+    assert current == killed.version
+    assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
+    print(f"\n{where}: killed at {killed.processed} of {REINDEXED} documents ({stored} of {total} chunks stored); the "
+          f"resumed run encoded {final.encoded}")  # fmt: skip
+
+
 @pytest.mark.slow  # a server (or CLI) that loads two models, killed, then started again
 @pytest.mark.parametrize("where", ["serve", "cli"])
 def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
@@ -187,23 +244,9 @@ def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
 ) -> None:
     """A reindex SIGKILLed mid-copy, in `serve` or in the CLI, resumes when that is started again: the
     version completes, and the resumed run encodes exactly the chunks the killed one had not stored."""
-    from xmsearch.ingest.documents import Document
-    from xmsearch.ingest.pipeline import Indexer
-    from xmsearch.ingest.reindex_state import ReindexState, load
-    from xmsearch.retriever.components import index_store
-    from xmsearch.retriever.model.tiny import make_tiny
-    from xmsearch.settings import Settings
-
     other = make_tiny(tmp_path / "tiny-b", seed=1)
     data = tmp_path / "data"
-    settings = Settings(model=str(tiny_checkpoint), data_dir=data, device="cpu", ingest_batch_size=8)
-    indexer = Indexer.from_settings(settings)
-    words = ["the", "old", "mill", "turns", "by", "the", "river", "under", "the", "bridge", "all", "day", "long"]
-    indexer.ingest(
-        Document(id=f"d{i}", text=" ".join(words[(i + j) % len(words)] for j in range(80)), language="en")
-        for i in range(400)
-    )
-    indexer.close()
+    settings = _reindex_corpus(tiny_checkpoint, data)
     port = free_port()
     env = {
         **os.environ,
@@ -225,19 +268,13 @@ def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
             process = subprocess.Popen(start, env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
     state_file = data / "reindex" / "xmsearch.json"
     deadline = time.monotonic() + 120
-    while (state := load(state_file)) is None or state.step != "copying" or state.processed < 40:
+    while not _killed_mid_copy(state := load(state_file)):
         assert time.monotonic() < deadline and process.poll() is None, log.read_text()[-3000:]
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(30)
-    assert state.version is not None and state.processed < 400  # killed mid-copy
-    store = index_store(settings)
-    store.open(create=False)
-    try:
-        stored = {v["version"]: v["points"] for v in store.collections()}[state.version]
-    finally:
-        store.close()
-
+    assert state is not None
+    stored, _ = _points(settings, str(state.version))
     if where == "serve":
         process = _serve(env, log)  # it resumes the reindex it finds unfinished
         try:
@@ -253,17 +290,7 @@ def test_a_sigkilled_reindex_resumes_and_encodes_each_chunk_once(
         rerun = subprocess.run(start, env=env, cwd=ROOT, capture_output=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
         final = ReindexState.model_validate_json(rerun.stdout)
-    assert final.step == "done" and final.resumed and final.version == state.version, final
-    store = index_store(settings)
-    store.open(create=False)
-    try:
-        total = {v["version"]: v["points"] for v in store.collections()}[state.version]
-        assert store.current_version() == state.version
-    finally:
-        store.close()
-    assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
-    print(f"\n{where}: killed at {state.processed} of 400 documents ({stored} of {total} chunks stored); the resumed "
-          f"run encoded {final.encoded}")  # fmt: skip
+    _check_resumed(where, settings, state, final, stored)
 
 
 @pytest.mark.slow  # a worker that loads two models, killed mid-reindex, then started again
@@ -272,27 +299,9 @@ def test_a_worker_sigkilled_mid_reindex_resumes_it_when_it_starts_again(
 ) -> None:
     """The distributed mode: the worker that owns the store runs the reindex; SIGKILLed mid-copy and
     started again, it resumes the reindex by itself, encoding only the chunks not stored before."""
-    import redis
-
-    from tests.helpers import Worker
-    from xmsearch.ingest.documents import Document
-    from xmsearch.ingest.pipeline import Indexer
-    from xmsearch.retriever.components import index_store
-    from xmsearch.retriever.index.stores import StoreLockedError
-    from xmsearch.retriever.model.tiny import make_tiny
-    from xmsearch.settings import Settings
-    from xmsearch.workers.reindexing import read
-
     other = make_tiny(tmp_path / "tiny-b", seed=1)
     data = tmp_path / "data"
-    settings = Settings(model=str(tiny_checkpoint), data_dir=data, device="cpu", ingest_batch_size=8)
-    indexer = Indexer.from_settings(settings)
-    words = ["the", "old", "mill", "turns", "by", "the", "river", "under", "the", "bridge", "all", "day", "long"]
-    indexer.ingest(
-        Document(id=f"d{i}", text=" ".join(words[(i + j) % len(words)] for j in range(80)), language="en")
-        for i in range(400)
-    )
-    indexer.close()
+    settings = _reindex_corpus(tiny_checkpoint, data)
     env = {
         **os.environ,
         "XMSEARCH_MODEL": str(tiny_checkpoint),
@@ -306,24 +315,13 @@ def test_a_worker_sigkilled_mid_reindex_resumes_it_when_it_starts_again(
     follower = subprocess.Popen([*CLI, "reindex", "start", "--model", str(other)], env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
-    while (state := read(broker, "xmsearch")) is None or state.step != "copying" or state.processed < 40:
+    while not _killed_mid_copy(state := read(broker, "xmsearch")):
         assert time.monotonic() < deadline, state
         time.sleep(0.01)
     worker.kill()
     follower.kill()
-    assert state.version is not None and state.processed < 400  # killed mid-copy
-    store = index_store(settings)
-    while True:
-        try:
-            store.open(create=False)  # once the killed worker's processes are gone
-            break
-        except StoreLockedError:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    try:
-        stored = {v["version"]: v["points"] for v in store.collections()}[state.version]
-    finally:
-        store.close()
+    assert state is not None
+    stored, _ = _points(settings, str(state.version))
     worker = Worker(env, tmp_path / "worker.log")  # resumes the reindex it finds unfinished
     try:
         while (final := read(broker, "xmsearch")) is None or final.running or final.pid == state.pid:
@@ -331,14 +329,4 @@ def test_a_worker_sigkilled_mid_reindex_resumes_it_when_it_starts_again(
             time.sleep(0.2)
     finally:
         worker.stop()
-    assert final.step == "done" and final.resumed and final.version == state.version, final
-    store = index_store(settings)
-    store.open(create=False)
-    try:
-        total = {v["version"]: v["points"] for v in store.collections()}[state.version]
-        assert store.current_version() == state.version
-    finally:
-        store.close()
-    assert 0 < stored < total and final.encoded == total - stored  # nothing stored before was encoded again
-    print(f"\nworker: killed at {state.processed} of 400 documents ({stored} of {total} chunks stored); the resumed "
-          f"run encoded {final.encoded}")  # fmt: skip
+    _check_resumed("worker", settings, state, final, stored)
