@@ -46,7 +46,14 @@ from xmsearch.ingest.reindex_state import (
 )
 from xmsearch.ingest.settings import IndexerSettings
 from xmsearch.ingest.sources import read_path
-from xmsearch.retriever.components import Components, following, index_spec, index_store, recorded_settings
+from xmsearch.retriever.components import (
+    Components,
+    encoder_for,
+    following,
+    index_spec,
+    index_store,
+    recorded_settings,
+)
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import make_first_stage
@@ -287,12 +294,8 @@ class Reindex:
                 "on a Qdrant server, run it where the writes made meanwhile are followed: through the workers "
                 "(XMSEARCH_BROKER_URL set), or inside `xmsearch serve` (POST /reindex, `xmsearch --url URL reindex`)"
             )
-        from xmsearch.retriever.model.encoder import Encoder  # torch: where the new model is loaded
-
         target = self.target
-        encoder = Encoder.from_pretrained(target.model, target)
-        if live:
-            encoder.priority = live.indexer.encoder.priority  # the process's searches still go first
+        encoder = encoder_for(target, live.indexer.components if live else None)  # live: the same model is shared
         first_stage = make_first_stage(encoder.spec.dim, target)
         spec = index_spec(encoder.spec, target, first_stage)
         store = live.indexer.store if live else index_store(settings)  # the version searched, read without its model

@@ -119,13 +119,25 @@ class Components:
     def load(cls, settings: RetrieverSettings, encoder: Encoder | None = None) -> Components:
         """Load the model the settings name (unless `encoder` is given) and make their store."""
         settings = following(settings)
-        if encoder is None:
-            from xmsearch.retriever.model.encoder import Encoder  # torch: only where a model is loaded
-
-            encoder = Encoder.from_pretrained(settings.model, settings)
+        encoder = encoder or encoder_for(settings)
         first_stage = make_first_stage(encoder.spec.dim, settings)
         store = make_store(settings, index_spec(encoder.spec, settings, first_stage))
         return cls(settings, encoder, store, first_stage)
+
+
+def encoder_for(settings: RetrieverSettings, current: Components | None = None) -> Encoder:
+    """The encoder `settings` name: `current`'s own where it is the same model at the same precision
+    (a change of index settings only: no second copy of the weights), else loaded, sharing `current`'s
+    search priority (the process's searches still go first)."""
+    wanted = (settings.model, settings.precision)
+    if current is not None and (current.settings.model, current.settings.precision) == wanted:
+        return current.encoder
+    from xmsearch.retriever.model.encoder import Encoder  # torch: only where a model is loaded
+
+    encoder = Encoder.from_pretrained(settings.model, settings)
+    if current is not None:
+        encoder.priority = current.encoder.priority
+    return encoder
 
 
 def index_store(settings: RetrieverSettings) -> Store:

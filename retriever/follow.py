@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from xmsearch.retriever.components import Components, index_spec, recorded_settings
+from xmsearch.retriever.components import Components, encoder_for, index_spec, recorded_settings
 from xmsearch.retriever.index.first_stage import make_first_stage
 from xmsearch.retriever.index.stores import Store, backend_for
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
@@ -61,12 +61,7 @@ def load_version(components: Components, version: str) -> tuple[Components, Stor
     and a store of that version."""
     store = components.store
     settings = recorded_settings(components.settings, store.recorded(version) or {})
-    encoder = components.encoder
-    if (settings.model, settings.precision) != (components.settings.model, components.settings.precision):
-        from xmsearch.retriever.model.encoder import Encoder  # torch: a new model is loaded
-
-        encoder = Encoder.from_pretrained(settings.model, settings)
-        encoder.priority = components.encoder.priority  # the process's searches still go first
+    encoder = encoder_for(settings, components)
     first_stage = make_first_stage(encoder.spec.dim, settings)
     view = store.version_store(version, index_spec(encoder.spec, settings, first_stage))  # refused if it differs
     return Components(settings, encoder, store, first_stage), view
