@@ -3,6 +3,7 @@ private Redis."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ from xmsearch.settings import Settings
 
 if TYPE_CHECKING:
     from tests.helpers import RedisServer
+
+# The suite checks exact scores, so it encodes in fp32 unless a test asks for a precision; `auto`'s
+# measurement (fp32 or bf16, whichever is faster on this CPU) is tested on its own (test_model.py).
+os.environ.setdefault("XMSEARCH_PRECISION", "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"

@@ -20,7 +20,7 @@ from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
-from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device, pick_dtype
+from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device
 from xmsearch.retriever.model.priority import SearchPriority
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
 from xmsearch.retriever.settings import EncoderSettings
@@ -91,7 +91,7 @@ class Encoder:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         device = pick_device(settings.device)
-        return cls(spec, load_model(spec, device, pick_dtype(settings.precision, device)), settings)
+        return cls(spec, load_model(spec, device, settings.precision), settings)
 
     @property
     def dim(self) -> int:
