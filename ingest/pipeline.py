@@ -26,6 +26,7 @@ from xmsearch.ingest.settings import IndexerSettings, IngestSettings
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError, TransientError
 from xmsearch.retriever.follow import Follow, follows, load_version
+from xmsearch.retriever.index.first_stage import WRITER_REFRESH_S
 from xmsearch.retriever.index.schema import Point, Source
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
@@ -252,7 +253,10 @@ class Indexer:
         vectors = self.encoder.encode(self.encoder.tokenize(texts, languages, "document"))
         job.counts.encoded += len(vectors)
         CHUNKS_ENCODED.inc(len(vectors))
-        first = self.first_stage.documents(vectors) if self.first_stage else None
+        first = None
+        if self.first_stage is not None:
+            self.first_stage.refresh(store, WRITER_REFRESH_S)  # a codebook another process trained since
+            first = self.first_stage.documents(vectors)
         points = [
             Point(
                 document_id=doc.id,
@@ -271,4 +275,6 @@ class Indexer:
         ]
         with self.encoder.priority.background():  # a search in this process goes first
             store.upsert(points)
+            if self.first_stage is not None:  # e.g. the codebook, once the collection is large enough
+                self.first_stage.maintain(store, self.components.settings.first_stage_min_points)
         job.counts.written += len(points)

@@ -91,6 +91,7 @@ def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_st
         datatype=settings.vector_datatype,
         quantization=settings.quantization,
         first_stage_dim=first_stage.dim if first_stage else 0,
+        centroids=first_stage is not None and first_stage.name == "centroids",
         metadata_indexes=dict(settings.metadata_indexes),
         built_with={
             "model": _model_name(settings.model),

@@ -21,6 +21,7 @@ from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.filters import Condition, parse_filter
+from xmsearch.retriever.index.first_stage import Vector
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
@@ -156,7 +157,7 @@ class Retriever:
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
             encoded = time.perf_counter()
             store = self._reader()
-            prefetch = self._first_stage_vectors(vectors)
+            prefetch = self._first_stage_vectors(vectors, store)
             hits = store.search(vectors, page, conditions, prefetch, self.settings.first_stage_candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
@@ -170,12 +171,14 @@ class Retriever:
             if n > limit:
                 raise InvalidInputError(f"query {i} is {n} tokens long; the model reads at most {limit} (query_maxlen)")
 
-    def _first_stage_vectors(self, vectors: list[np.ndarray]) -> list[np.ndarray] | None:
+    def _first_stage_vectors(self, vectors: list[np.ndarray], store: Store) -> list[Vector] | None:
         if self.first_stage is None or self.settings.first_stage == "off":
             return None
         if self.settings.first_stage == "auto" and self._size() < self.settings.first_stage_min_points:
             return None
-        return list(self.first_stage.queries(vectors))
+        self.first_stage.refresh(store, COUNT_TTL_S)  # e.g. a codebook a writer trained since
+        queries = self.first_stage.queries(vectors)
+        return None if queries is None else list(queries)
 
     def _size(self) -> int:
         now = time.monotonic()

@@ -56,7 +56,9 @@ class EncoderSettings(EnvSettings):
     model: str = Field(DEFAULT_MODEL, description="Hub id or local folder of a ColBERT-XM (colbert-ai) checkpoint.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto = fp32 on CPU and fp16 on CUDA (as the reference encodes documents)."
+        "auto",
+        description="auto = fp16 on CUDA (as the reference encodes documents); on a CPU fp32 or bf16, whichever "
+        "measured faster on this CPU for this model (once, cached in ~/.cache/xmsearch/precision.json).",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
     search_priority_share: float = Field(
@@ -129,8 +131,14 @@ class SearchSettings(EnvSettings):
     first_stage: Literal["auto", "on", "off"] = Field(
         "auto", description="A single-vector HNSW prefetch before exact MaxSim: auto = from first_stage_min_points."
     )
-    first_stage_encoding: Literal["mean", "muvera"] = Field(
-        "mean", description="mean = normalised mean of the token vectors (128 dims); muvera needs xmsearch[muvera]."
+    first_stage_encoding: Literal["centroids", "mean", "muvera"] = Field(
+        "mean",
+        description="centroids = sparse vectors over a codebook of token centroids; mean = normalised mean of the "
+        "token vectors (128 dims); muvera needs xmsearch[muvera].",
+    )
+    first_stage_probe: int = Field(8, ge=1, le=256, description="centroids: nearest centroids per query token.")
+    first_stage_centroids: int = Field(
+        0, ge=0, le=262_144, description="centroids: codebook size (0: a power of two near 16 sqrt(tokens stored))."
     )
     first_stage_min_points: int = Field(
         10_000, ge=0, description="Collection size from which `auto` uses the first stage."

@@ -1,12 +1,13 @@
-"""The search benchmark's measuring code on small synthetic data (the full run needs xmsearch[bench])."""
+"""The search benchmark's measuring code on small synthetic vectors (the full run needs xmsearch[bench])."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xmsearch.bench.search import DIM, Resampled, measure, python_doc_passages
-from xmsearch.retriever.index.first_stage import MeanPooling
+from xmsearch.bench.search import DIM, SearchFigures, encoded, extrapolate, measure_size, python_doc_passages
 
 
 def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -19,25 +20,41 @@ def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("backend", ["edge", "local"])
-def test_measure_reports_latency_recall_and_size(backend: str) -> None:
+def test_every_method_with_every_point_a_candidate_is_exact(backend: str) -> None:
     docs = _docs(60)
-    sampler = Resampled(docs)
-    rng = np.random.default_rng(1)
-    queries = [sampler.query_from(docs[i], rng) for i in range(5)]
-    rows = measure(backend, "synthetic", docs, len(docs), queries, [60], MeanPooling(DIM))
-    exact, first = rows
-    assert exact.mode == "exact" and exact.p50_ms > 0 and exact.p95_ms >= exact.p50_ms
-    assert exact.bytes_per_token is not None and exact.bytes_per_token > 0
-    assert first.mode == "mean+60" and first.recall_at_10 == 1.0  # every point is a candidate: exact
+    queries = [d[:4] for d in _docs(5, seed=1)]
+    rows, exact = measure_size(docs, queries, [60], [4], backend=backend, centroids=16)  # type: ignore[arg-type]
+    assert [(r.method, r.candidates) for r in rows] == [("exact", None), ("mean", 60), ("centroids/4", 60)]
+    assert all(r.recall_at_10 == 1.0 for r in rows)
+    assert rows[0].p50_ms is not None and rows[0].p95_ms is not None and rows[0].p95_ms >= rows[0].p50_ms
+    assert rows[0].disk_bytes_per_token is not None and rows[0].disk_bytes_per_token > 0
+    assert len(exact) == 5 and all(len(ids) == 10 for ids in exact)
 
 
-def test_resampled_documents_are_unit_and_reproducible() -> None:
-    docs = _docs(10)
-    a = list(Resampled(docs, seed=3).documents(5))
-    b = list(Resampled(docs, seed=3).documents(5))
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-        np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+def test_extrapolation_fits_the_loss_per_doubling() -> None:
+    rows = [
+        SearchFigures(10_000, "exact", None, 1.0, 100.0, 110.0),
+        SearchFigures(20_000, "exact", None, 1.0, 200.0, 220.0),
+        SearchFigures(10_000, "mean", 400, 0.95, 5.0, 6.0),
+        SearchFigures(20_000, "mean", 400, 0.94, 5.0, 6.0),
+    ]
+    exact, mean = extrapolate(rows, to=80_000)
+    assert exact.p50_ms == pytest.approx(800.0) and "extrapolated" in exact.note
+    assert mean.recall_at_10 == pytest.approx(0.92) and "0.0100 recall lost per doubling" in mean.note
+
+
+def test_encoded_vectors_are_cached(tmp_path: Path) -> None:
+    calls = []
+
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        calls.append(len(texts))
+        return [np.full((len(t), DIM), 1 / np.sqrt(DIM), np.float32) for t in texts]
+
+    first = encoded(["ab", "cde"], encode, tmp_path)
+    again = encoded(["ab", "cde"], encode, tmp_path)
+    assert calls == [2] and [v.shape for v in again] == [(2, DIM), (3, DIM)]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_python_doc_passages() -> None:

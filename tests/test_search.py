@@ -114,10 +114,10 @@ def test_first_stage_auto_stays_off_below_the_threshold(tmp_path: Path, encoder:
         _settings(tmp_path, "local", first_stage="auto", first_stage_min_points=100), encoder
     )
     _index(retriever)
-    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)]) is None
+    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)], retriever.store) is None
     retriever.settings = retriever.settings.model_copy(update={"first_stage_min_points": 5})
     retriever._count = None
-    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)]) is not None
+    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)], retriever.store) is not None
     retriever.close()
 
 

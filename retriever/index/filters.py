@@ -34,13 +34,14 @@ def out_of_int64(value: object) -> bool:
 
 @dataclass(frozen=True)
 class Condition:
-    """One key's condition: exactly one of `equals`, `any_of`, `range`, `null` is set."""
+    """One key's condition: exactly one of `equals`, `any_of`, `range`, `null`, `no_vector` is set."""
 
     key: str
     equals: Scalar | None = None
     any_of: tuple[Scalar, ...] | None = None
     range: dict[str, float] | None = None
     null: bool = False  # the key holds no value
+    no_vector: bool = False  # the point has no vector named `key` (the store's own queries, never a user's filter)
 
 
 def owned_by(tenant: str | None) -> Condition:
@@ -93,6 +94,7 @@ class FilterVocabulary:
     match_any: Callable[[list[Any]], Any]
     range: Callable[..., Any]  # Range(gt=, gte=, lt=, lte=)
     is_null: Callable[[str], Any]  # IsNullCondition on a key
+    has_vector: Callable[[str], Any]  # HasVectorCondition on a vector name
 
 
 def translate(conditions: list[Condition] | tuple[Condition, ...], vocabulary: FilterVocabulary) -> Any:
@@ -105,6 +107,8 @@ def translate(conditions: list[Condition] | tuple[Condition, ...], vocabulary: F
 def _translate(c: Condition, v: FilterVocabulary) -> Any:
     if c.null:
         return v.is_null(c.key)
+    if c.no_vector:
+        return v.filter(must_not=[v.has_vector(c.key)])
     if c.range is not None:
         return v.field(key=c.key, range=v.range(**c.range))
     if c.any_of is not None:

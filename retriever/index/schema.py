@@ -15,9 +15,11 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
+from xmsearch.retriever.index.codebook import Sparse
 
 TOKENS = "tokens"  # the per-token multivector, compared with MaxSim
 FIRST_STAGE = "first_stage"  # one vector per passage for the optional HNSW prefetch
+CENTROIDS = "centroids"  # the sparse vector over a passage's token centroids (the centroid first stage)
 SCHEMA_VERSION = 2  # 2: point ids include the tenant
 METADATA_KEY = "xmsearch"  # the collection metadata entry that records the spec
 
@@ -51,7 +53,8 @@ class IndexSpec:
     dim: int
     datatype: Literal["float16", "float32"] = "float16"
     quantization: Literal["none", "int8", "binary"] = "none"
-    first_stage_dim: int = 0  # 0: no first-stage vector
+    first_stage_dim: int = 0  # 0: no dense first-stage vector
+    centroids: bool = False  # a sparse vector over token centroids (the centroid first stage)
     metadata_indexes: dict[str, Literal["keyword", "integer", "float", "bool"]] = field(default_factory=dict)
     # what else shaped the stored points (the model as named, precision, chunking, first-stage encoding):
     # recorded for `collections list` and a reindex, not checked on open
@@ -64,6 +67,7 @@ class IndexSpec:
             "model_id": self.model_id,
             "dim": self.dim,
             "first_stage_dim": self.first_stage_dim,
+            "centroids": self.centroids,
             "datatype": self.datatype,
             "quantization": self.quantization,
             "metadata_indexes": dict(self.metadata_indexes),
@@ -73,13 +77,16 @@ class IndexSpec:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> IndexSpec:
         """The spec a version recorded (e.g. to point the alias back at it)."""
-        checked = ("schema", "model_id", "dim", "datatype", "quantization", "first_stage_dim", "metadata_indexes")
+        checked = (
+            "schema", "model_id", "dim", "datatype", "quantization", "first_stage_dim", "centroids", "metadata_indexes"
+        )  # fmt: skip
         return cls(
             model_id=record["model_id"],
             dim=record["dim"],
             datatype=record.get("datatype", "float16"),
             quantization=record.get("quantization", "none"),
             first_stage_dim=record.get("first_stage_dim", 0),
+            centroids=record.get("centroids", False),
             metadata_indexes=record.get("metadata_indexes", {}),
             built_with={k: v for k, v in record.items() if k not in checked},
         )
@@ -108,6 +115,13 @@ class IndexSpec:
                 f"collection {collection!r} has a first-stage vector of {recorded.get('first_stage_dim', 0)} dims "
                 f"(0 = none), the settings ask for {self.first_stage_dim}: set XMSEARCH_FIRST_STAGE and "
                 "XMSEARCH_FIRST_STAGE_ENCODING as when it was built, or reindex"
+            )
+        if recorded.get("centroids", False) != self.centroids:
+            has = "has" if recorded.get("centroids", False) else "has no"
+            raise StoreMismatchError(
+                f"collection {collection!r} {has} centroid first stage, the settings ask for "
+                f"{'one' if self.centroids else 'none'}: set XMSEARCH_FIRST_STAGE and XMSEARCH_FIRST_STAGE_ENCODING "
+                "as when it was built, or reindex"
             )
         if recorded.get("schema") != SCHEMA_VERSION:
             raise StoreMismatchError(
@@ -153,7 +167,7 @@ class Point:
     model_id: str
     tenant: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    first_stage: np.ndarray | None = None
+    first_stage: np.ndarray | Sparse | None = None  # dense (mean, MUVERA) or over centroids
     source: Source | None = None  # chunk 0: the document as ingested (to rebuild it, e.g. for a reindex)
 
     @classmethod

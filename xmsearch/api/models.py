@@ -183,7 +183,8 @@ class SpecOut(BaseModel):
     model_id: str = Field(description="The model (and its weights' fingerprint) the vectors are of.")
     dim: int = Field(description="Token vector size.")
     schema_: int = Field(alias="schema", description="The point layout's version.")
-    first_stage_dim: int = Field(description="Size of the first-stage vector (0: none).")
+    first_stage_dim: int = Field(description="Size of the dense first-stage vector (0: none).")
+    centroids: bool = Field(False, description="A sparse vector over token centroids (the centroid first stage).")
     datatype: str = Field(description="How vectors are stored (float16, float32).")
     quantization: str = Field(description="The quantized copy searched first (none, int8, binary).")
 
@@ -198,6 +199,11 @@ class StatusOut(BaseModel):
     points: int = Field(description="Stored chunks.")
     documents: int = Field(description="Stored documents.")
     size_bytes: int | None = Field(description="Size on disk (null: a server's, not measured here).")
+    codebook: dict[str, Any] | None = Field(
+        None,
+        description="The centroid codebook of the version searched: id (fingerprint), size, trained_on (token "
+        "vectors), seed, complete (every point has its centroids: searches use it). Null: none yet.",
+    )
 
 
 class VersionOut(BaseModel):

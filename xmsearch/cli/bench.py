@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -74,48 +75,53 @@ def bench_encode(
 @app.command("search")
 def bench_search_cmd(
     sizes: Annotated[
-        str, typer.Option(help="Collection sizes on Qdrant Edge (comma-separated).")
-    ] = "1000,5000,20000,50000",
-    local_sizes: Annotated[str, typer.Option(help="Collection sizes on qdrant-client local mode.")] = "1000,4000",
-    realistic: Annotated[int, typer.Option(help="Passages encoded by the real MiniLM encoder.")] = 2000,
-    queries: Annotated[int, typer.Option(help="Queries per measurement.")] = 50,
+        str, typer.Option(help="Collection sizes: the first passages (comma-separated).")
+    ] = "10000,25000,60000",
+    passages: Annotated[
+        Path | None, typer.Option(help="JSON list of passages (.json or .json.xz); default: the Python documentation.")
+    ] = None,
+    queries: Annotated[
+        Path | None, typer.Option(help='JSON list of queries (strings or {"q": ...}); default: spans of passages.')
+    ] = None,
+    n_queries: Annotated[int, typer.Option("--n-queries", help="Queries per measurement.")] = 200,
     candidates: Annotated[
         str, typer.Option(help="First-stage candidates to rerank (comma-separated).")
-    ] = "100,200,400",
+    ] = "400,700,1000",
+    probes: Annotated[str, typer.Option(help="Centroids per query token (comma-separated).")] = "8",
+    quantized: Annotated[bool, typer.Option(help="Also measure int8 and binary copies at the largest size.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Query latency p50/p95 per backend, mode and size; first-stage recall@10; bytes per stored token.
+    """Every first stage side by side on real token vectors at each size: recall@10 against exact
+    MaxSim, p50/p95 of the store's query, bytes per token in RAM and on disk, and an extrapolation to
+    1M passages (labelled). Needs the bench extra (pip install 'xmsearch[bench]').
 
-    Needs the bench extra (pip install 'xmsearch[bench]'; MUVERA rows also need 'xmsearch[muvera]').
-    Example: xmsearch bench search --sizes 1000,10000 --local-sizes 1000 --realistic 500
+    Example: xmsearch bench search --passages passages.json.xz --queries queries.json.xz
     """
-    from xmsearch.bench.search import default_first_stages, run
+    from xmsearch.bench.search import run
 
     def ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
 
     with console.status("benchmarking search (minutes)", spinner="dots"):
-        rows = run(ints(sizes), ints(local_sizes), realistic, queries, ints(candidates), default_first_stages())
+        rows = run(
+            ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, quantized,
+            log=lambda line: console.log(line),
+        )  # fmt: skip
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))
         return
-    table = Table(title=f"search: {queries} queries per row, k=10")
-    for col in ("backend", "vectors", "size", "mode", "p50 ms", "p95 ms", "recall@10", "bytes/token", "load s"):
-        table.add_column(col, justify="right")
+    table = Table(title=f"search: {n_queries} queries per row, k=10, recall against exact MaxSim")
+    for col in ("size", "method", "candidates", "recall@10", "p50 ms", "p95 ms", "RAM B/token", "disk B/token", "note"):
+        table.add_column(col, justify="left" if col in ("method", "note") else "right")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     for r in rows:
-        recall = "-" if r.recall_at_10 is None else f"{r.recall_at_10:.3f}"
-        per_token = "-" if r.bytes_per_token is None else f"{r.bytes_per_token:.0f}"
         table.add_row(
-            r.backend,
-            r.data,
-            str(r.size),
-            r.mode,
-            f"{r.p50_ms:.1f}",
-            f"{r.p95_ms:.1f}",
-            recall,
-            per_token,
-            f"{r.load_s:.1f}",
-        )
+            f"{r.size:,}", r.method, fmt(r.candidates, "d"), fmt(r.recall_at_10, ".3f"), fmt(r.p50_ms, ".1f"),
+            fmt(r.p95_ms, ".1f"), fmt(r.ram_bytes_per_token, ".0f"), fmt(r.disk_bytes_per_token, ".0f"), r.note,
+        )  # fmt: skip
     console.print(table)
 
 

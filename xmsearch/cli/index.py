@@ -81,12 +81,20 @@ def status(
         print(described.model_dump_json(by_alias=True))
         return
     spec = described.spec
+    first_stage = f"{spec.first_stage_dim}-dim vector" if spec.first_stage_dim else "none"
+    if spec.centroids:
+        codebook = described.codebook
+        first_stage = "centroids, " + (
+            "no codebook yet (searches are exact)"
+            if codebook is None
+            else f"codebook of {codebook['size']:,} ({'complete' if codebook['complete'] else 'being backfilled'})"
+        )
     rows = {
         "collection": f"{described.collection} ({described.backend}, {described.location})",
         "version": f"{described.version} of {', '.join(described.versions)}",
         "model": spec.model_id,
         "schema": f"{spec.schema_}: {spec.dim}-dim tokens as {spec.datatype}, quantization {spec.quantization}, "
-        f"first stage {spec.first_stage_dim or 'none'}",
+        f"first stage {first_stage}",
         "documents": f"{described.documents:,}" + (f" (tenant {tenant})" if tenant else ""),
         "points": f"{described.points:,} chunks",
         "size on disk": _size(described.size_bytes),

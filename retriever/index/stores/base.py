@@ -7,6 +7,7 @@ that a reindex can build a new version and swap the alias atomically.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -18,8 +19,20 @@ from typing import Any
 import numpy as np
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
+from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.index.schema import HASH_FIELDS, HIT_FIELDS, SOURCE, Hit, IndexSpec, Page, Point, by_document
+from xmsearch.retriever.index.schema import (
+    CENTROIDS,
+    HASH_FIELDS,
+    HIT_FIELDS,
+    SOURCE,
+    Hit,
+    IndexSpec,
+    Page,
+    Point,
+    by_document,
+    point_id,
+)
 
 GROUP_READ = 4  # grouped searches read this many chunks per document wanted, then this many times more
 MAX_GROUP_DEPTH = 10_000  # the deepest a grouped search reads a ranking (chunks)
@@ -69,6 +82,8 @@ SCROLL_PAGE = 1024  # points read per round trip when reading everything that ma
 Cursor = str | None  # where a page of points starts: a point id (None: the first page)
 Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
+SparseUpdate = tuple[str, Sparse, str]  # a point's id, its centroid vector, the content hash it was computed for
+BACKFILL_PASSES = 5  # a backfill reads again what writes made meanwhile without centroids, this many times at most
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ class Query:
     and reranked; rescored exactly when the store searches a quantized copy."""
 
     vectors: np.ndarray
-    first_stage: np.ndarray | None
+    first_stage: np.ndarray | Sparse | None
     k: int
     candidates: int
     filter: Any
@@ -168,7 +183,78 @@ class Store(ABC):
 
     @abstractmethod
     def _drop(self, version: str) -> None:
-        """Remove `version` (not the current one) and everything in it."""
+        """Remove `version` (not the current one) and everything in it, its codebook too."""
+
+    @abstractmethod
+    def _version(self) -> str | None:
+        """The version this store reads and writes: the alias's, or the one a version store holds."""
+
+    @abstractmethod
+    def _load_codebook(self, version: str) -> Codebook | None:
+        """The codebook saved for `version` (None: none, or one still being saved)."""
+
+    @abstractmethod
+    def _save_codebook(self, version: str, codebook: Codebook) -> bool:
+        """Save the codebook of `version` unless it has one (False: another process saved one first)."""
+
+    @abstractmethod
+    def _record_codebook(self, version: str, codebook: Codebook) -> None:
+        """Record the codebook's state again (e.g. that every point has its centroids)."""
+
+    @abstractmethod
+    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
+        """Give points their centroid vectors, each only if it still holds the content it was computed for."""
+
+    def codebook(self) -> Codebook | None:
+        """The codebook of the version this store uses (None: none yet)."""
+        version = self._version()
+        return None if version is None else self._load_codebook(version)
+
+    def save_codebook(self, codebook: Codebook) -> Codebook:
+        """Save a new codebook for the version this store uses; the codebook it has if another process
+        saved one first (every writer must use the same)."""
+        version = self._version()
+        if version is None:
+            raise CollectionNotFoundError(f"collection {self.alias!r} has no version in {self.where} to train for")
+        if self._save_codebook(version, codebook):
+            return codebook
+        saved = self._load_codebook(version)
+        if saved is None:
+            raise TransientError(f"another process is saving the codebook of {version!r}; try again")
+        return saved
+
+    def backfill(self, codebook: Codebook, settle_s: float = 0.0) -> int:
+        """Give every point without centroids its centroid vector, reading again until a pass finds
+        none, the last one starting `settle_s` after this call (the time other writers take to see the
+        codebook); then record the codebook as complete. How many points it gave centroids to."""
+        settled = time.monotonic() + settle_s
+        done, passes = 0, 0
+        while passes < BACKFILL_PASSES:
+            start = time.monotonic()
+            found = self._backfill_pass(codebook)
+            done += found
+            if not found and start >= settled:
+                version = self._version()
+                assert version is not None  # the codebook was saved for it
+                self._record_codebook(version, dataclasses.replace(codebook, complete=True))
+                return done
+            passes += 1 if found else 0
+            time.sleep(0 if found else max(0.0, settled - time.monotonic()))
+        raise TransientError(f"points of {self.alias!r} kept arriving without centroids; the backfill goes on later")
+
+    def _backfill_pass(self, codebook: Codebook) -> int:
+        page: list[SparseUpdate] = []
+        found = 0
+        for payload, vector in self._records((Condition(CENTROIDS, no_vector=True),), (*HASH_FIELDS, "tenant"), True):
+            point = Point.from_record(payload, vector)
+            key = point_id(self.alias, point.document_id, point.chunk, point.tenant)
+            page.append((key, codebook.document(point.vectors), point.content_hash))
+            if len(page) == SCROLL_PAGE:
+                self._set_sparse(page)
+                found, page = found + len(page), []
+        if page:
+            self._set_sparse(page)
+        return found + len(page)
 
     def recorded(self, version: str) -> dict[str, Any] | None:
         """What `version` recorded about how it was built (None: nothing); needs no open store."""
@@ -256,6 +342,10 @@ class Store(ABC):
             if cursor is None:
                 return
 
+    def token_vectors(self) -> Iterator[np.ndarray]:
+        """Every point's token vectors, in storage order, read page by page as the caller iterates."""
+        return (Point.from_record(payload, vector).vectors for payload, vector in self._records((), HASH_FIELDS, True))
+
     def documents(
         self, conditions: Sequence[Condition] = (), limit: int = 100, cursor: Cursor = None
     ) -> tuple[list[Point], int, Cursor]:
@@ -298,6 +388,7 @@ class Store(ABC):
             "points": self.count(conditions),
             "documents": self.count_documents(conditions),
             "size_bytes": disk_usage(self.disk),
+            "codebook": None if (codebook := self.codebook()) is None else codebook.record(),
         }
 
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
@@ -310,7 +401,7 @@ class Store(ABC):
         queries: Sequence[np.ndarray],
         page: Page,
         conditions: Sequence[Condition] = (),
-        first_stage: Sequence[np.ndarray] | None = None,
+        first_stage: Sequence[np.ndarray | Sparse] | None = None,
         candidates: int = 0,
     ) -> list[list[Hit]]:
         """The page of each query's exact MaxSim ranking; with first-stage vectors, `candidates`
@@ -341,7 +432,13 @@ class Store(ABC):
         return answers
 
     def _query(
-        self, vectors: np.ndarray, k: int, flt: Any, page: Page, first: np.ndarray | None = None, candidates: int = 0
+        self,
+        vectors: np.ndarray,
+        k: int,
+        flt: Any,
+        page: Page,
+        first: np.ndarray | Sparse | None = None,
+        candidates: int = 0,
     ) -> Query:
         return Query(vectors, first, k, candidates, flt, self.spec.quantized, page.score_threshold)
 

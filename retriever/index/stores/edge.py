@@ -22,14 +22,17 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import qdrant_edge as q
 
+from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
 from xmsearch.retriever.index.schema import (
+    CENTROIDS,
     FIRST_STAGE,
     HIT_FIELDS,
     RESCORE_OVERSAMPLING,
@@ -45,6 +48,7 @@ from xmsearch.retriever.index.stores.base import (
     Query,
     Record,
     Scored,
+    SparseUpdate,
     Store,
     StoreLockedError,
     StoreNotOpenError,
@@ -62,6 +66,7 @@ EDGE_FILTERS = FilterVocabulary(
     match_any=q.MatchAny,
     range=q.RangeFloat,
     is_null=q.IsNullCondition,
+    has_vector=q.HasVectorCondition,
 )
 _DATATYPES = {"float16": q.VectorStorageDatatype.Float16, "float32": q.VectorStorageDatatype.Float32}
 _INDEX_TYPES = {
@@ -95,7 +100,25 @@ def _config(spec: IndexSpec) -> Any:
             distance=q.Distance.Dot,
             hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1_000),
         )
-    return q.EdgeConfig(vectors=vectors)
+    sparse = {CENTROIDS: q.EdgeSparseVectorParams()} if spec.centroids else None
+    return q.EdgeConfig(vectors=vectors, sparse_vectors=sparse)
+
+
+def _edge_vector(vector: np.ndarray | Sparse) -> Any:
+    """A first-stage vector as Edge takes it (lists convert faster than arrays)."""
+    if isinstance(vector, Sparse):
+        return q.SparseVector(vector.indices.tolist(), vector.values.tolist())
+    return vector.tolist()
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write a file whole or not at all: into a temporary file, flushed, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open(mode) as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 class _HeldLock:
@@ -205,12 +228,7 @@ class EdgeStore(Store):
         return pointer.read_text().strip() if pointer.is_file() else None
 
     def _write_current(self, version: str) -> None:
-        tmp = self.folder / "CURRENT.tmp"
-        with tmp.open("w") as fh:
-            fh.write(version + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / "CURRENT")
+        _write_atomically(self.folder / "CURRENT", lambda fh: fh.write(version + "\n"))
         dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -262,8 +280,10 @@ class EdgeStore(Store):
 
     def _edge_point(self, point: Point) -> Any:
         vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}  # lists convert faster than arrays
-        if self.spec.first_stage_dim and point.first_stage is not None:
-            vectors[FIRST_STAGE] = point.first_stage.tolist()
+        if isinstance(point.first_stage, Sparse) and self.spec.centroids:
+            vectors[CENTROIDS] = _edge_vector(point.first_stage)
+        elif point.first_stage is not None and self.spec.first_stage_dim:
+            vectors[FIRST_STAGE] = _edge_vector(point.first_stage)
         return q.Point(point_id(self.alias, point.document_id, point.chunk, point.tenant), vectors, point.payload())
 
     def _delete(self, conditions: Sequence[Condition]) -> None:
@@ -307,7 +327,33 @@ class EdgeStore(Store):
 
     def _drop(self, version: str) -> None:
         shutil.rmtree(self.folder / version)
-        (self.folder / f"{version}.json").unlink(missing_ok=True)
+        for suffix in (".json", ".codebook.json", ".codebook.npy"):
+            (self.folder / f"{version}{suffix}").unlink(missing_ok=True)
+
+    def _version(self) -> str | None:
+        return self._current()
+
+    def _load_codebook(self, version: str) -> Codebook | None:
+        record = self.folder / f"{version}.codebook.json"  # written last: no record, no codebook yet
+        if not record.is_file():
+            return None
+        return Codebook.from_record(np.load(self.folder / f"{version}.codebook.npy"), json.loads(record.read_text()))
+
+    def _save_codebook(self, version: str, codebook: Codebook) -> bool:
+        if (self.folder / f"{version}.codebook.json").is_file():
+            return False
+        _write_atomically(self.folder / f"{version}.codebook.npy", lambda fh: np.save(fh, codebook.centroids), "wb")
+        self._record_codebook(version, codebook)
+        return True
+
+    def _record_codebook(self, version: str, codebook: Codebook) -> None:
+        _write_atomically(self.folder / f"{version}.codebook.json", lambda fh: json.dump(codebook.record(), fh))
+
+    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
+        vectors = [q.PointVectors(key, {CENTROIDS: _edge_vector(sparse)}) for key, sparse, _ in updates]
+        unchanged = translate((Condition("content_hash", any_of=tuple(h for _, _, h in updates)),), EDGE_FILTERS)
+        self.shard.update(q.UpdateOperation.update_vectors(vectors, unchanged))
+        self._dirty = True
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=self._engine_filter(tuple(conditions)))))
@@ -318,7 +364,8 @@ class EdgeStore(Store):
     def _request(self, query: Query) -> Any:
         prefetches = None
         if query.first_stage is not None:
-            nearest = q.Query.Nearest(query.first_stage.tolist(), using=FIRST_STAGE)
+            using = CENTROIDS if isinstance(query.first_stage, Sparse) else FIRST_STAGE
+            nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=using)
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
         params = None
         if query.rescore:

@@ -10,12 +10,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, FilterVocabulary, translate
 from xmsearch.retriever.index.schema import (
+    CENTROIDS,
     FIRST_STAGE,
     HIT_FIELDS,
     METADATA_KEY,
@@ -32,6 +35,7 @@ from xmsearch.retriever.index.stores.base import (
     Query,
     Record,
     Scored,
+    SparseUpdate,
     Store,
     StoreLockedError,
     StoreUnavailableError,
@@ -42,6 +46,9 @@ from xmsearch.retriever.index.stores.base import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_BYTES = 16 * 1024 * 1024  # JSON size per upsert request, well under the server's 32 MB limit
+CODEBOOK_SUFFIX = "-codebook"  # a version's codebook: a collection of its centroids beside it
+CODEBOOK_KEY = "xmsearch_codebook"  # that collection's metadata entry: the codebook's record, written last
+CENTROIDS_PER_REQUEST = 2048
 _INDEX_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
@@ -71,6 +78,7 @@ QDRANT_FILTERS = FilterVocabulary(
     match_any=lambda values: models.MatchAny(any=values),
     range=models.Range,
     is_null=lambda key: models.IsNullCondition(is_null=models.PayloadField(key=key)),
+    has_vector=lambda name: models.HasVectorCondition(has_vector=name),
 )
 
 
@@ -144,6 +152,46 @@ class QdrantStore(Store):
                 ) from exc
             raise
 
+    def _version(self) -> str | None:
+        return self._target() if self.collection == self.alias else self.collection
+
+    def _load_codebook(self, version: str) -> Codebook | None:
+        name = version + CODEBOOK_SUFFIX
+        if not self._call(self.client.collection_exists, name):
+            return None
+        record = (self._call(self.client.get_collection, name).config.metadata or {}).get(CODEBOOK_KEY)
+        if not record:  # its centroids are still being written
+            return None
+        points, _ = self._call(self.client.scroll, name, limit=record["size"], with_vectors=True, with_payload=False)
+        ordered = sorted(points, key=lambda p: int(p.id))
+        return Codebook.from_record(np.array([p.vector for p in ordered], np.float32), record)
+
+    def _save_codebook(self, version: str, codebook: Codebook) -> bool:
+        name = version + CODEBOOK_SUFFIX
+        if self._call(self.client.collection_exists, name):
+            return False
+        try:
+            vectors = models.VectorParams(size=codebook.centroids.shape[1], distance=models.Distance.DOT)
+            self._call(self.client.create_collection, name, vectors_config=vectors)
+        except Exception as exc:
+            if "already exists" in str(exc):  # another process created it between the check and here
+                return False
+            raise
+        for start in range(0, codebook.size, CENTROIDS_PER_REQUEST):
+            rows = codebook.centroids[start : start + CENTROIDS_PER_REQUEST]
+            points = [models.PointStruct(id=start + i, vector=row.tolist()) for i, row in enumerate(rows)]
+            self._call(self.client.upsert, name, points=points, wait=True)
+        self._record_codebook(version, codebook)
+        return True
+
+    def _record_codebook(self, version: str, codebook: Codebook) -> None:
+        self._call(self.client.update_collection, version + CODEBOOK_SUFFIX, metadata={CODEBOOK_KEY: codebook.record()})
+
+    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
+        points = [models.PointVectors(id=key, vector={CENTROIDS: _sparse(sparse)}) for key, sparse, _ in updates]
+        unchanged = to_qdrant_filter((Condition("content_hash", any_of=tuple(h for _, _, h in updates)),))
+        self._call(self.client.update_vectors, self.collection, points=points, update_filter=unchanged, wait=True)
+
     def _target(self) -> str | None:
         aliases = self._call(self.client.get_aliases).aliases
         return next((a.collection_name for a in aliases if a.alias_name == self.alias), None)
@@ -178,6 +226,7 @@ class QdrantStore(Store):
             self.client.create_collection,
             name,
             vectors_config=_vectors_config(spec),
+            sparse_vectors_config={CENTROIDS: models.SparseVectorParams()} if spec.centroids else None,
             quantization_config=_quantization(spec),
             metadata={METADATA_KEY: spec.record()},
         )
@@ -211,8 +260,12 @@ class QdrantStore(Store):
         size = 0
         for point in points:
             vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}
-            if self.spec.first_stage_dim and point.first_stage is not None:
-                vectors[FIRST_STAGE] = point.first_stage.tolist()
+            first = point.first_stage
+            if isinstance(first, Sparse):
+                if self.spec.centroids:
+                    vectors[CENTROIDS] = _sparse(first)
+            elif first is not None and self.spec.first_stage_dim:
+                vectors[FIRST_STAGE] = first.tolist()
             batch.append(
                 models.PointStruct(
                     id=point_id(self.alias, point.document_id, point.chunk, point.tenant),
@@ -258,6 +311,8 @@ class QdrantStore(Store):
 
     def _drop(self, version: str) -> None:
         self._call(self.client.delete_collection, version)
+        if self._call(self.client.collection_exists, version + CODEBOOK_SUFFIX):
+            self._call(self.client.delete_collection, version + CODEBOOK_SUFFIX)
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(
@@ -269,7 +324,11 @@ class QdrantStore(Store):
 
     def _request(self, query: Query) -> Any:
         prefetch = None
-        if query.first_stage is not None:
+        if isinstance(query.first_stage, Sparse):
+            prefetch = models.Prefetch(
+                query=_sparse(query.first_stage), using=CENTROIDS, limit=query.candidates, filter=query.filter
+            )
+        elif query.first_stage is not None:
             prefetch = models.Prefetch(
                 query=query.first_stage.tolist(), using=FIRST_STAGE, limit=query.candidates, filter=query.filter
             )
@@ -309,6 +368,10 @@ def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
     if spec.first_stage_dim:
         config[FIRST_STAGE] = models.VectorParams(size=spec.first_stage_dim, distance=models.Distance.DOT)
     return config
+
+
+def _sparse(vector: Sparse) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
 
 
 def _quantization(spec: IndexSpec) -> models.QuantizationConfig | None:

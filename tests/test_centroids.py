@@ -1,0 +1,124 @@
+"""The centroid first stage: a deterministic codebook, sparse vectors inside Qdrant (Edge and
+qdrant-client), trained once the collection reaches the threshold and backfilled onto every point,
+recorded with its version; with every point a candidate it ranks as exact MaxSim, filters and
+tenants included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import as_stored
+from xmsearch.ingest.documents import Document
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.retriever import Encoder
+from xmsearch.retriever.index.codebook import Codebook, codebook_size, train
+from xmsearch.retriever.index.filters import Condition, parse_filter
+from xmsearch.retriever.index.first_stage import Centroids
+from xmsearch.retriever.index.schema import CENTROIDS, Page
+from xmsearch.retriever.search import Retriever
+from xmsearch.settings import Settings
+
+WORDS = "river mill bridge passport travel search engine token query document children summer evening".split()  # noqa: SIM905
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_codebook_and_its_vectors_are_deterministic_for_a_seed() -> None:
+    vectors = _unit(np.random.default_rng(3).normal(size=(3000, 16)))
+    a, b = train(vectors, 64, seed=7), train(vectors, 64, seed=7)
+    assert a.id == b.id and np.array_equal(a.centroids, b.centroids)
+    assert train(vectors, 64, seed=8).id != a.id
+    assert a.size == 64 and np.allclose(np.linalg.norm(a.centroids, axis=1), 1, atol=1e-5)
+    doc, query = a.document(vectors[:40]), a.query(vectors[:5], probe=4)
+    assert np.array_equal(doc.indices, b.document(vectors[:40]).indices) and set(doc.values) == {1.0}
+    assert np.all(np.diff(query.indices) > 0) and 1 <= len(query.indices) <= 20
+    # each query token's best centroid is the nearest: the weight of a centroid sums its tokens' similarities
+    sims = vectors[:5] @ a.centroids.T
+    for row in sims:
+        assert row.argmax() in query.indices
+    assert np.isclose(query.values.sum(), np.sort(np.maximum(sims, 0), axis=1)[:, -4:].sum(), atol=1e-4)
+    assert Codebook.from_record(a.centroids, a.record()).id == a.id
+    with pytest.raises(ValueError, match="fingerprint"):
+        Codebook.from_record(a.centroids[::-1], a.record())
+
+
+def test_codebook_size_follows_the_collection() -> None:
+    assert codebook_size(10) == 256
+    assert codebook_size(850_000) == 8192  # ~10k passages
+    assert codebook_size(4_300_000) == 32768  # ~50k passages
+    assert codebook_size(10**12) == 65536
+
+
+def _documents(n: int, offset: int = 0) -> list[Document]:
+    rng = np.random.default_rng(offset)
+    return [
+        Document(
+            id=f"d{i}",
+            text=" ".join(rng.choice(WORDS, size=int(rng.integers(4, 12)))),
+            language="en",
+            tenant=("acme", "globex")[i % 2],
+            metadata={"n": i},
+        )
+        for i in range(offset, offset + n)
+    ]
+
+
+@pytest.fixture(params=["edge", "local"])
+def centroid_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return Settings(
+        device="cpu", store=request.param, data_dir=tmp_path, collection="docs", detect_language=False,
+        first_stage="on", first_stage_encoding="centroids", first_stage_min_points=30, first_stage_centroids=32,
+        first_stage_candidates=10_000, first_stage_probe=32,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def indexed(centroid_settings: Settings, encoder: Encoder) -> Iterator[tuple[Indexer, Retriever]]:
+    indexer = Indexer.from_settings(centroid_settings, encoder)
+    indexer.ingest(_documents(20))  # under the threshold: no codebook, no centroids
+    store = indexer.store
+    assert store.codebook() is None and store.count((Condition(CENTROIDS, no_vector=True),)) == 20
+    indexer.ingest(_documents(20, offset=20))  # crosses it: trained, every point backfilled
+    retriever = Retriever(indexer.components)
+    yield indexer, retriever
+    indexer.close()
+
+
+def test_crossing_the_threshold_trains_the_codebook_and_backfills_every_point(
+    indexed: tuple[Indexer, Retriever],
+) -> None:
+    indexer, _ = indexed
+    store = indexer.store
+    codebook = store.codebook()
+    assert codebook is not None and codebook.complete and codebook.size == 32
+    assert store.count() == 40 and store.count((Condition(CENTROIDS, no_vector=True),)) == 0
+    assert store.describe()["codebook"] == codebook.record()  # the version records its codebook
+    indexer.ingest(_documents(5, offset=40))  # written with the codebook from now on
+    assert store.count((Condition(CENTROIDS, no_vector=True),)) == 0
+    assert isinstance(indexer.first_stage, Centroids) and indexer.first_stage.codebook is not None
+    assert indexer.first_stage.codebook.id == codebook.id
+
+
+def test_with_every_point_a_candidate_the_centroid_first_stage_is_exact_maxsim(
+    indexed: tuple[Indexer, Retriever], encoder: Encoder
+) -> None:
+    indexer, retriever = indexed
+    store = indexer.store
+    queries = ["river bridge", "passport travel summer", "query token"]
+    vectors = [encoder.encode_queries([q], "en")[0] for q in queries]
+    assert retriever._first_stage_vectors(vectors, store) is not None  # the search goes through the centroids
+    tolerance, _ = as_stored(store.backend, store.spec.datatype)
+    for text, q in zip(queries, vectors, strict=True):
+        for flt in (None, {"tenant": "acme"}, {"metadata.n": {"lt": 10}}):
+            via = retriever.search(text, k=10, language="en", filter=flt, group=False).hits
+            exact = store.search([q], Page(10, group=False), parse_filter(flt))[0]
+            assert [(h.tenant, h.document_id) for h in via] == [(h.tenant, h.document_id) for h in exact]
+            np.testing.assert_allclose([h.score for h in via], [h.score for h in exact], atol=tolerance)
+            if flt and "tenant" in flt:
+                assert {h.tenant for h in via} == {"acme"}
