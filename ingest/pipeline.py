@@ -27,6 +27,7 @@ from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError, TransientError
 from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.first_stage import WRITER_REFRESH_S
+from xmsearch.retriever.index.pooling import pool_tokens
 from xmsearch.retriever.index.schema import Point, Source
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
@@ -251,6 +252,8 @@ class Indexer:
     def _encode_and_store(self, todo: list[tuple[Document, Chunk, Resolution, str]], job: Job, store: Store) -> None:
         texts, languages = [c.text for _, c, _, _ in todo], [r for _, _, r, _ in todo]
         vectors = self.encoder.encode(self.encoder.tokenize(texts, languages, "document"))
+        if (factor := self.components.settings.token_pool_factor) > 1:
+            vectors = [pool_tokens(v, factor) for v in vectors]
         job.counts.encoded += len(vectors)
         CHUNKS_ENCODED.inc(len(vectors))
         first = None

@@ -68,6 +68,7 @@ REINDEXABLE = (
     "model",
     "precision",
     "chunk_overlap",
+    "token_pool_factor",
     "vector_datatype",
     "quantization",
     "first_stage",

@@ -27,6 +27,7 @@ RECORDED_SETTINGS = {
     "model": "model",
     "precision": "precision",
     "chunk_overlap": "chunk_overlap",
+    "token_pool_factor": "token_pool_factor",
     "datatype": "vector_datatype",
     "quantization": "quantization",
     "metadata_indexes": "metadata_indexes",
@@ -98,6 +99,7 @@ def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_st
             "precision": settings.precision,
             "doc_maxlen": checkpoint.doc_maxlen,
             "chunk_overlap": settings.chunk_overlap,
+            "token_pool_factor": settings.token_pool_factor,
             "first_stage": settings.first_stage_encoding if first_stage else "none",
         },
     )

@@ -115,6 +115,13 @@ class StoreSettings(EnvSettings):
     quantization: Literal["none", "int8", "binary"] = Field(
         "none", description="An extra quantized copy of the token vectors kept in RAM (originals on disk)."
     )
+    token_pool_factor: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Token pooling at index time: store about 1/factor of each passage's token vectors (means of "
+        "Ward clusters); 1 = off (a version records it).",
+    )
     chunk_overlap: int = Field(
         32, ge=0, description="Tokens shared by consecutive chunks of a document (a version records it)."
     )
@@ -143,7 +150,13 @@ class SearchSettings(EnvSettings):
     first_stage_min_points: int = Field(
         10_000, ge=0, description="Collection size from which `auto` uses the first stage."
     )
-    first_stage_candidates: int = Field(400, ge=10, le=10_000, description="Candidates reranked by MaxSim.")
+    first_stage_candidates: int | None = Field(
+        None,
+        ge=10,
+        le=10_000,
+        description="Candidates reranked by MaxSim (unset: by collection size, 400 at 10k passages growing 1.19x "
+        "per doubling, which keeps recall@10 level as the collection grows).",
+    )
     query_batching: bool = Field(
         True, description="Encode the queries of concurrent searches together (never waits for a timer)."
     )

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xmsearch.bench.search import DIM, SearchFigures, encoded, extrapolate, measure_size, python_doc_passages
+from xmsearch.bench.search import (
+    DIM,
+    SearchFigures,
+    encoded,
+    extrapolate,
+    measure_size,
+    measure_variants,
+    python_doc_passages,
+)
 
 
 def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -61,3 +69,15 @@ def test_python_doc_passages() -> None:
     passages = python_doc_passages(50, words=40)
     assert len(passages) == 50 and len(set(passages)) == 50
     assert all(10 <= len(p.split()) <= 40 for p in passages)
+
+
+def test_smaller_indexes_report_ram_and_disk_per_token() -> None:
+    docs = _docs(2500)  # enough tokens (~40k) for Edge to build the quantized copies
+    queries = [d[:4] for d in _docs(3, seed=2)]
+    _, exact = measure_size(docs, queries, [40], [4], centroids=16)
+    rows = {r.method: r for r in measure_variants(docs, queries, exact)}
+    assert set(rows) == {"exact int8", "exact binary", "exact pooled/2", "exact int8 pooled/2"}
+    int8, binary = rows["exact int8"], rows["exact binary"]
+    assert int8.ram_bytes_per_token and binary.ram_bytes_per_token and int8.disk_bytes_per_token
+    assert binary.ram_bytes_per_token < int8.ram_bytes_per_token < int8.disk_bytes_per_token
+    assert all(r.recall_at_10 is not None and 0 <= r.recall_at_10 <= 1 for r in rows.values())

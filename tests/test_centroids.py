@@ -17,7 +17,7 @@ from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.codebook import Codebook, codebook_size, train
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.first_stage import Centroids
+from xmsearch.retriever.index.first_stage import Centroids, candidates_for
 from xmsearch.retriever.index.schema import CENTROIDS, Page
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
@@ -51,8 +51,16 @@ def test_the_codebook_and_its_vectors_are_deterministic_for_a_seed() -> None:
 def test_codebook_size_follows_the_collection() -> None:
     assert codebook_size(10) == 256
     assert codebook_size(850_000) == 8192  # ~10k passages
-    assert codebook_size(4_300_000) == 32768  # ~50k passages
-    assert codebook_size(10**12) == 65536
+    assert codebook_size(4_300_000) == 16384  # ~50k passages
+    assert codebook_size(10**12) == 16384
+
+
+def test_candidates_grow_with_the_collection() -> None:
+    assert candidates_for(10_000) == 400
+    assert candidates_for(20_000) == 476  # 1.19x per doubling
+    assert candidates_for(51_000) == 601
+    assert candidates_for(1_000_000) == 1265
+    assert candidates_for(0) == 100 and candidates_for(10**15) == 10_000
 
 
 def _documents(n: int, offset: int = 0) -> list[Document]:

@@ -170,6 +170,17 @@ class Centroids:
         return codebook
 
 
+CANDIDATES_AT_10K = 400  # reranked at 10,000 passages ...
+CANDIDATES_GROWTH = 0.25  # ... times (passages / 10,000) ** this: 1.19x per doubling
+
+
+def candidates_for(points: int) -> int:
+    """The candidates to rerank in a collection of `points` passages: on real passages recall@10 at a
+    fixed number of candidates falls by about 0.01 each time the collection doubles, and this growth
+    (fitted on 10k, 25k and 51k real passages: README, "First stage") keeps it at its 10k level."""
+    return max(100, min(10_000, round(CANDIDATES_AT_10K * (max(points, 1) / 10_000) ** CANDIDATES_GROWTH)))
+
+
 def make_first_stage(token_dim: int, settings: SearchSettings) -> FirstStage | None:
     """The first stage the settings ask for, or None when it is off."""
     if settings.first_stage == "off":

@@ -211,7 +211,7 @@ class VersionOut(BaseModel):
     current: bool = Field(description="Searches use it (the alias points at it).")
     built_with: dict[str, Any] = Field(
         description="What it was built with: model id and name, dim, schema, datatype, quantization, first stage, "
-        "precision, doc_maxlen, chunk_overlap, metadata indexes."
+        "precision, doc_maxlen, chunk_overlap, token_pool_factor, metadata indexes."
     )
     points: int = Field(description="Stored chunks.")
     documents: int = Field(description="Stored documents.")
@@ -273,8 +273,8 @@ class ReindexIn(Strict):
         default_factory=dict,
         max_length=20,
         description='Settings to change, name -> value as the environment gives it, e.g. {"vector_datatype": '
-        '"float32"}: precision, chunk_overlap, vector_datatype, quantization, first_stage, first_stage_encoding, '
-        "metadata_indexes.",
+        '"float32"}: precision, chunk_overlap, token_pool_factor, vector_datatype, quantization, first_stage, '
+        "first_stage_encoding, metadata_indexes.",
     )
 
     def changes(self) -> dict[str, str]:

@@ -38,6 +38,7 @@ class EncodeFigures:
     query_ratio: float
     mean_cosine_vs_fp32: float | None = None
     worst_cosine_vs_fp32: float | None = None
+    recall_at_10_vs_fp32: float | None = None  # of each query's exact top-10 documents
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -122,6 +123,20 @@ def agreement(reference: list[np.ndarray], other: list[np.ndarray]) -> tuple[flo
         ]
     )
     return float(cosines.mean()), float(cosines.min())
+
+
+def top10(documents: list[np.ndarray], queries: list[np.ndarray]) -> list[set[int]]:
+    """Each query's exact MaxSim top-10 among the documents."""
+    out = []
+    for q in queries:
+        scores = np.array([float((q @ d.T).max(axis=1).sum()) for d in documents])
+        out.append(set(np.argsort(-scores, kind="stable")[:10].tolist()))
+    return out
+
+
+def ranking_agreement(reference: list[set[int]], other: list[set[int]]) -> float:
+    """recall@10 of one encoding's top-10 rankings against the reference's."""
+    return float(statistics.mean(len(a & b) / len(a) for a, b in zip(reference, other, strict=True)))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import numpy as np
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.codebook import Sparse, codebook_size, train
 from xmsearch.retriever.index.first_stage import MeanPooling
+from xmsearch.retriever.index.pooling import pool_tokens
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
 from xmsearch.retriever.index.stores.base import Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -256,26 +257,33 @@ def measure_size(
     return rows, exact
 
 
-def measure_quantized(
+VARIANTS = (("int8", 1), ("binary", 1), ("none", 2), ("int8", 2))  # (quantization, token pool factor)
+
+
+def measure_variants(
     vectors: Sequence[np.ndarray], queries: Sequence[np.ndarray], exact: list[list[str]]
 ) -> list[SearchFigures]:
-    """Exact MaxSim searched on a quantized in-RAM copy (originals on disk), rescored: recall against
-    the float16 exact top-10, latency, bytes per token in RAM (the quantized copy) and on disk."""
+    """Exact MaxSim on smaller indexes: quantized in-RAM copies (originals on disk, rescored) and
+    pooled tokens: recall against the float16 unpooled exact top-10, latency, bytes per token of the
+    passages as encoded in RAM (the quantized copy; unquantized: every vector) and on disk."""
     rows = []
     tokens = sum(len(v) for v in vectors)
-    for quantization in ("int8", "binary"):
+    for quantization, factor in VARIANTS:
         with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
             spec = IndexSpec(model_id="bench@0", dim=DIM, quantization=quantization, first_stage_dim=DIM)  # type: ignore[arg-type]
             store = _store(Path(tmp), "edge", spec)
-            _load(store, vectors)
+            _load(store, [pool_tokens(v, factor) for v in vectors] if factor > 1 else vectors)
             store.optimize()
             found, ms = _query_all(store, queries)
-            ram, disk = _folder_bytes(Path(tmp), _in_ram) / tokens, _folder_bytes(Path(tmp)) / tokens
-            rows.append(
-                SearchFigures(
-                    len(vectors), f"exact {quantization}", None, _recall(found, exact), *_percentiles(ms), ram, disk
-                )
+            disk = _folder_bytes(Path(tmp)) / tokens
+            ram = _folder_bytes(Path(tmp), _in_ram) / tokens if quantization != "none" else disk
+            label = " ".join(
+                x
+                for x in (quantization if quantization != "none" else "", f"pooled/{factor}" if factor > 1 else "")
+                if x
             )
+            recall = _recall(found, exact)
+            rows.append(SearchFigures(len(vectors), f"exact {label}", None, recall, *_percentiles(ms), ram, disk))
             store.close()
     return rows
 
@@ -334,11 +342,11 @@ def run(
     probes: list[int],
     passages: Path | None = None,
     queries: Path | None = None,
-    quantized: bool = True,
+    smaller: bool = True,
     log: Callable[[str], None] = lambda line: None,
 ) -> list[SearchFigures]:
-    """The whole benchmark: every size (the first passages of the corpus), the quantized copies at the
-    largest, and the extrapolation to 1M."""
+    """The whole benchmark: every size (the first passages of the corpus), the smaller indexes
+    (quantized, pooled) at the largest, and the extrapolation to 1M."""
     docs, questions = texts(passages, queries, max(sizes), n_queries)
     encode = MiniLMTokens()
     log(f"encoding {len(docs):,} passages and {len(questions)} queries (cached after the first run)")
@@ -349,6 +357,6 @@ def run(
     for size in sorted(set(min(s, len(vectors)) for s in sizes)):
         measured, exact = measure_size(vectors[:size], query_vectors, candidates, probes, log=log)
         rows += measured
-    if quantized:
-        rows += measure_quantized(vectors[: max(r.size for r in rows)], query_vectors, exact)
+    if smaller:
+        rows += measure_variants(vectors[: max(r.size for r in rows)], query_vectors, exact)
     return rows + extrapolate([r for r in rows if not r.method.startswith("exact ")])

@@ -28,23 +28,27 @@ def bench_encode(
 
     Example: xmsearch bench encode --model ./base-random --docs 128
     """
-    from xmsearch.bench.encode import agreement, bench_encoder, sample_texts
+    from xmsearch.bench.encode import agreement, bench_encoder, ranking_agreement, sample_texts, top10
     from xmsearch.retriever import Encoder
     from xmsearch.settings import get_settings
 
     texts, qs = sample_texts(docs, queries)
-    rows, reference = [], None
+    rows, reference, ranked = [], None, None
     for precision in precisions.split(","):
         settings = get_settings().model_copy(update={"precision": precision.strip()})
         with console.status(f"benchmarking {precision}", spinner="dots"):
             encoder = Encoder.from_pretrained(model, settings)
             figures = bench_encoder(encoder, texts, qs, repeats)
-            vectors = encoder.encode_documents(texts[:64], "en")
-        if reference is None:
-            reference = vectors
+            vectors = encoder.encode_documents(texts, "en")
+            rankings = top10(vectors, encoder.encode_queries(qs, "en"))
+        if reference is None or ranked is None:
+            reference, ranked = vectors, rankings
         else:
             mean, worst = agreement(reference, vectors)
-            figures = dataclasses.replace(figures, mean_cosine_vs_fp32=mean, worst_cosine_vs_fp32=worst)
+            figures = dataclasses.replace(
+                figures, mean_cosine_vs_fp32=mean, worst_cosine_vs_fp32=worst,
+                recall_at_10_vs_fp32=ranking_agreement(ranked, rankings),
+            )  # fmt: skip
         rows.append(figures)
         del encoder
     if as_json:
@@ -65,6 +69,7 @@ def bench_encode(
         ("query speed ratio encoder / bare", "query_ratio", ".3f"),
         ("cosine vs first: mean", "mean_cosine_vs_fp32", ".6f"),
         ("cosine vs first: worst", "worst_cosine_vs_fp32", ".6f"),
+        ("recall@10 of queries' exact top-10 vs first", "recall_at_10_vs_fp32", ".3f"),
     ]
     for label, attr, spec in lines:
         values = [getattr(f, attr) for f in rows]
@@ -88,7 +93,9 @@ def bench_search_cmd(
         str, typer.Option(help="First-stage candidates to rerank (comma-separated).")
     ] = "400,700,1000",
     probes: Annotated[str, typer.Option(help="Centroids per query token (comma-separated).")] = "8",
-    quantized: Annotated[bool, typer.Option(help="Also measure int8 and binary copies at the largest size.")] = True,
+    smaller: Annotated[
+        bool, typer.Option(help="Also measure int8/binary copies and pooled tokens at the largest size.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every first stage side by side on real token vectors at each size: recall@10 against exact
@@ -104,7 +111,7 @@ def bench_search_cmd(
 
     with console.status("benchmarking search (minutes)", spinner="dots"):
         rows = run(
-            ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, quantized,
+            ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, smaller,
             log=lambda line: console.log(line),
         )  # fmt: skip
     if as_json:

@@ -107,8 +107,8 @@ def start(
     model: Annotated[str | None, typer.Option(help="The new model: a hub id or a local checkpoint folder.")] = None,
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", help="A setting to change, KEY=VALUE: precision, chunk_overlap, vector_datatype, "
-                     "quantization, first_stage, first_stage_encoding, metadata_indexes."),
+        typer.Option("--set", help="A setting to change, KEY=VALUE: precision, chunk_overlap, token_pool_factor, "
+                     "vector_datatype, quantization, first_stage, first_stage_encoding, metadata_indexes."),
     ] = None,
     source: Annotated[
         str | None, typer.Option(help="Build from this JSON Lines file or folder instead of the collection itself.")

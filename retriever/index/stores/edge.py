@@ -92,6 +92,8 @@ def _config(spec: IndexSpec) -> Any:
             datatype=_DATATYPES[spec.datatype],
             quantization_config=quantization,
             hnsw_config=q.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
+            # quantized: the copy searched stays in RAM, the originals (read to rescore) on disk
+            memory=q.Memory.Cold if spec.quantized else None,
         )
     }
     if spec.first_stage_dim:
