@@ -170,7 +170,13 @@ class Indexer:
         job.counts.missing += len(missing)
         return missing
 
+    def wait(self) -> None:
+        """Until the work a write started beside the writes is done (e.g. the codebook's training)."""
+        if self.first_stage is not None:
+            self.first_stage.wait()
+
     def close(self) -> None:
+        self.wait()
         self.store.close()
 
     def _write_isolating(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:

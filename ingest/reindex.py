@@ -387,6 +387,7 @@ class _Copy:
                 yield doc
 
         self.indexer.ingest(documents(), on_reject=self.rejects.append, on_progress=on_progress, job=self.job)
+        self.indexer.wait()  # a codebook trained for the new version is complete before it is searched
 
     def resync(self, keys: list[Key]) -> int:
         """Bring these documents (written since the copy began) into the new version as the source

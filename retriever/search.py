@@ -21,7 +21,7 @@ from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.first_stage import Vector, candidates_for
+from xmsearch.retriever.index.first_stage import Vector
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
@@ -158,7 +158,9 @@ class Retriever:
             encoded = time.perf_counter()
             store = self._reader()
             prefetch = self._first_stage_vectors(vectors, store)
-            candidates = (self.settings.first_stage_candidates or candidates_for(self._size())) if prefetch else 0
+            candidates = 0
+            if prefetch is not None and self.first_stage is not None:
+                candidates = self.settings.first_stage_candidates or self.first_stage.candidates(self._size())
             hits = store.search(vectors, page, conditions, prefetch, candidates)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}

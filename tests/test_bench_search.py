@@ -31,12 +31,15 @@ def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
 def test_every_method_with_every_point_a_candidate_is_exact(backend: str) -> None:
     docs = _docs(60)
     queries = [d[:4] for d in _docs(5, seed=1)]
-    rows, exact = measure_size(docs, queries, [60], [4], backend=backend, centroids=16)  # type: ignore[arg-type]
+    rows, exact, codebook = measure_size(docs, queries, [60], [4], backend=backend, centroids=16)  # type: ignore[arg-type]
     assert [(r.method, r.candidates) for r in rows] == [("exact", None), ("mean", 60), ("centroids/4", 60)]
     assert all(r.recall_at_10 == 1.0 for r in rows)
     assert rows[0].p50_ms is not None and rows[0].p95_ms is not None and rows[0].p95_ms >= rows[0].p50_ms
     assert rows[0].disk_bytes_per_token is not None and rows[0].disk_bytes_per_token > 0
     assert len(exact) == 5 and all(len(ids) == 10 for ids in exact)
+    assert codebook.size == 16 and codebook.complete
+    again, _, same = measure_size(docs[:30], queries, [30], [4], codebook, backend=backend)  # type: ignore[arg-type]
+    assert same is codebook and all(r.recall_at_10 == 1.0 for r in again)
 
 
 def test_extrapolation_fits_the_loss_per_doubling() -> None:
@@ -74,7 +77,7 @@ def test_python_doc_passages() -> None:
 def test_smaller_indexes_report_ram_and_disk_per_token() -> None:
     docs = _docs(2500)  # enough tokens (~40k) for Edge to build the quantized copies
     queries = [d[:4] for d in _docs(3, seed=2)]
-    _, exact = measure_size(docs, queries, [40], [4], centroids=16)
+    _, exact, _ = measure_size(docs, queries, [40], [4], centroids=16)
     rows = {r.method: r for r in measure_variants(docs, queries, exact)}
     assert set(rows) == {"exact int8", "exact binary", "exact pooled/2", "exact int8 pooled/2"}
     int8, binary = rows["exact int8"], rows["exact binary"]

@@ -5,6 +5,7 @@ tenants included."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,11 @@ from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.codebook import Codebook, codebook_size, train
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.first_stage import Centroids, candidates_for
-from xmsearch.retriever.index.schema import CENTROIDS, Page
+from xmsearch.retriever.index.first_stage import Centroids, MeanPooling
+from xmsearch.retriever.index.schema import CENTROIDS, IndexSpec, Page, Point
+from xmsearch.retriever.index.stores.base import BACKFILL_STALE_S
+from xmsearch.retriever.index.stores.edge import EdgeStore
+from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
 
@@ -50,17 +54,17 @@ def test_the_codebook_and_its_vectors_are_deterministic_for_a_seed() -> None:
 
 def test_codebook_size_follows_the_collection() -> None:
     assert codebook_size(10) == 256
-    assert codebook_size(850_000) == 8192  # ~10k passages
-    assert codebook_size(4_300_000) == 16384  # ~50k passages
+    assert codebook_size(16 * 5000) == 4096  # 16 sample tokens per centroid
+    assert codebook_size(920_000) == 16384  # ~10k passages: the threshold
     assert codebook_size(10**12) == 16384
 
 
-def test_candidates_grow_with_the_collection() -> None:
-    assert candidates_for(10_000) == 400
-    assert candidates_for(20_000) == 476  # 1.19x per doubling
-    assert candidates_for(51_000) == 601
-    assert candidates_for(1_000_000) == 1265
-    assert candidates_for(0) == 100 and candidates_for(10**15) == 10_000
+def test_candidates_grow_with_the_collection_as_measured() -> None:
+    centroids, mean = Centroids(4), MeanPooling(16)
+    assert [centroids.candidates(n) for n in (1_000, 10_000, 50_000)] == [600, 600, 600]
+    assert centroids.candidates(100_000) == 643 and centroids.candidates(1_000_000) == 810
+    assert [mean.candidates(n) for n in (10_000, 20_000, 51_000)] == [600, 765, 1061]
+    assert mean.candidates(10**12) == 10_000
 
 
 def _documents(n: int, offset: int = 0) -> list[Document]:
@@ -92,7 +96,8 @@ def indexed(centroid_settings: Settings, encoder: Encoder) -> Iterator[tuple[Ind
     indexer.ingest(_documents(20))  # under the threshold: no codebook, no centroids
     store = indexer.store
     assert store.codebook() is None and store.count((Condition(CENTROIDS, no_vector=True),)) == 20
-    indexer.ingest(_documents(20, offset=20))  # crosses it: trained, every point backfilled
+    indexer.ingest(_documents(20, offset=20))  # crosses it: trained, every point backfilled (in a thread)
+    indexer.wait()
     retriever = Retriever(indexer.components)
     yield indexer, retriever
     indexer.close()
@@ -106,7 +111,8 @@ def test_crossing_the_threshold_trains_the_codebook_and_backfills_every_point(
     codebook = store.codebook()
     assert codebook is not None and codebook.complete and codebook.size == 32
     assert store.count() == 40 and store.count((Condition(CENTROIDS, no_vector=True),)) == 0
-    assert store.describe()["codebook"] == codebook.record()  # the version records its codebook
+    recorded = store.describe()["codebook"]  # the version records its codebook, and who backfilled it
+    assert {k: recorded[k] for k in codebook.record()} == codebook.record() and recorded["owner"]
     indexer.ingest(_documents(5, offset=40))  # written with the codebook from now on
     assert store.count((Condition(CENTROIDS, no_vector=True),)) == 0
     assert isinstance(indexer.first_stage, Centroids) and indexer.first_stage.codebook is not None
@@ -130,3 +136,27 @@ def test_with_every_point_a_candidate_the_centroid_first_stage_is_exact_maxsim(
             np.testing.assert_allclose([h.score for h in via], [h.score for h in exact], atol=tolerance)
             if flt and "tenant" in flt:
                 assert {h.tenant for h in via} == {"acme"}
+
+
+@pytest.mark.parametrize("backend", ["edge", "local"])
+def test_one_process_backfills_at_a_time_and_a_dead_ones_claim_is_taken_over(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = IndexSpec(model_id="tiny@abc", dim=16, centroids=True)
+    store = EdgeStore(tmp_path, "docs", spec) if backend == "edge" else QdrantStore.local(tmp_path, "docs", spec)
+    store.open()
+    rng = np.random.default_rng(0)
+    store.upsert(
+        [Point(f"d{i}", 0, _unit(rng.normal(size=(6, 16))), "t", "en", f"h{i}", "tiny@abc") for i in range(30)]
+    )
+    codebook = store.save_codebook(train(np.concatenate(list(store.token_vectors())), 8))
+    assert store.claim_backfill(codebook, "host:1")
+    assert not store.claim_backfill(codebook, "host:2")  # host:1 is on it
+    assert store.claim_backfill(codebook, "host:1")  # its own claim, renewed
+    later = time.time() + BACKFILL_STALE_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)  # host:1 went silent: taken over
+    assert store.claim_backfill(codebook, "host:2")
+    assert store.backfill(codebook, "host:2") == 30
+    assert store.codebook_record()["complete"] and not store.claim_backfill(codebook, "host:3")  # type: ignore[index]
+    assert store.count((Condition(CENTROIDS, no_vector=True),)) == 0
+    store.close()

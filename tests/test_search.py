@@ -95,7 +95,7 @@ def test_filters_apply(indexed: tuple[Retriever, dict[str, np.ndarray]]) -> None
 
 def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder) -> None:
     retriever = Retriever.from_settings(
-        _settings(tmp_path, "edge", first_stage="on", first_stage_candidates=10), encoder
+        _settings(tmp_path, "edge", first_stage="on", first_stage_encoding="mean", first_stage_candidates=10), encoder
     )
     stored = _index(retriever)
     hits = retriever.search("renew a passport", k=3, language="en").hits
@@ -111,7 +111,8 @@ def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder
 
 def test_first_stage_auto_stays_off_below_the_threshold(tmp_path: Path, encoder: Encoder) -> None:
     retriever = Retriever.from_settings(
-        _settings(tmp_path, "local", first_stage="auto", first_stage_min_points=100), encoder
+        _settings(tmp_path, "local", first_stage="auto", first_stage_encoding="mean", first_stage_min_points=100),
+        encoder,
     )
     _index(retriever)
     assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)], retriever.store) is None

@@ -82,7 +82,7 @@ def _ingest(path: Path, env: dict[str, str], *extra: str) -> tuple[int, dict[str
 
 
 def _stored(env: dict[str, str], encoder: Encoder) -> dict[str, list[int]]:
-    spec = IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim, first_stage_dim=encoder.dim)
+    spec = IndexSpec(model_id=encoder.spec.model_id, dim=encoder.dim, centroids=True)  # the default first stage
     store = EdgeStore(Path(env["XMSEARCH_DATA_DIR"]) / "edge", "xmsearch", spec)
     store.open(create=False)
     try:

@@ -38,7 +38,9 @@ HIT_FIELDS = ("document_id", "chunk", "text", "language", "tenant", "metadata") 
 FILTERABLE = ("document_id", "chunk", "language", "tenant", "content_hash")
 MAX_TOKENS_PER_POINT = 8192  # Qdrant: at most 1,048,576 numbers per point (8,192 x 128)
 MAX_CHUNKS_PER_DOCUMENT = 10  # the most chunks one grouped hit shows
-RESCORE_OVERSAMPLING = 2.0  # quantized copies: candidates fetched per hit, then rescored on the originals
+# quantized copies: candidates fetched per hit, then rescored on the originals; on 51k real passages
+# int8 x2 kept 0.999 of the exact top-10 and binary x8 0.987 (x2: 0.899), each at the same latency
+RESCORE_OVERSAMPLING = {"int8": 2.0, "binary": 8.0}
 
 
 class StoreMismatchError(PermanentError):
@@ -95,6 +97,11 @@ class IndexSpec:
     def quantized(self) -> bool:
         """Searches run on a quantized copy and are rescored exactly."""
         return self.quantization != "none"
+
+    @property
+    def oversampling(self) -> float:
+        """Candidates read from the quantized copy per hit, rescored on the originals (0: none)."""
+        return RESCORE_OVERSAMPLING.get(self.quantization, 0.0)
 
     def payload_indexes(self) -> dict[str, Literal["keyword", "integer", "float", "bool"]]:
         return {**INDEXED_FIELDS, **{f"metadata.{k}": v for k, v in self.metadata_indexes.items()}}

@@ -33,8 +33,8 @@ from typing import Literal
 import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
-from xmsearch.retriever.index.codebook import Sparse, codebook_size, train
-from xmsearch.retriever.index.first_stage import MeanPooling
+from xmsearch.retriever.index.codebook import Codebook, Sparse
+from xmsearch.retriever.index.first_stage import Centroids, MeanPooling
 from xmsearch.retriever.index.pooling import pool_tokens
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
 from xmsearch.retriever.index.stores.base import Store
@@ -215,13 +215,15 @@ def measure_size(
     queries: Sequence[np.ndarray],
     candidates: list[int],
     probes: list[int],
+    codebook: Codebook | None = None,
     backend: Literal["edge", "local"] = "edge",
     centroids: int = 0,
     log: Callable[[str], None] = lambda line: None,
-) -> tuple[list[SearchFigures], list[list[str]]]:
-    """One collection of these passages, with both first stages (mean-pooled HNSW vectors and
-    centroids, the codebook trained and backfilled as a collection crossing the threshold gets it);
-    every method measured on it. The rows, and the exact top-10 of each query."""
+) -> tuple[list[SearchFigures], list[list[str]], Codebook]:
+    """One collection of these passages, with both first stages: mean-pooled HNSW vectors, and
+    centroids of `codebook` (None: one trained on this collection as the write path trains it when
+    a collection reaches the threshold), given to every point by the backfill. Every method measured
+    on it: the rows, the exact top-10 of each query, and the codebook."""
     size, tokens = len(vectors), sum(len(v) for v in vectors)
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
         store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True))
@@ -229,15 +231,17 @@ def measure_size(
         _load(store, vectors)
         log(f"{size:,} passages ({tokens:,} tokens) loaded in {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
-        stored = np.concatenate(list(store.token_vectors()))
-        n_centroids = min(centroids or codebook_size(tokens), len(stored))
-        codebook = train(stored, n_centroids)
-        trained = time.perf_counter() - started
-        started = time.perf_counter()
-        store.backfill(store.save_codebook(codebook))
+        if codebook is None:
+            first_stage = Centroids(probes[0], centroids)
+            first_stage.maintain(store, min_points=0)  # trains, saves and backfills, as the write path does
+            first_stage.wait()
+            assert first_stage.codebook is not None
+            codebook = first_stage.codebook
+            log(f"codebook of {codebook.size:,} trained and backfilled in {time.perf_counter() - started:.0f} s")
+        else:
+            store.backfill(store.save_codebook(codebook), "bench")
+            log(f"{size:,} passages given centroids in {time.perf_counter() - started:.0f} s")
         store.optimize()
-        backfilled = time.perf_counter() - started
-        log(f"codebook of {n_centroids:,} trained in {trained:.0f} s, backfilled in {backfilled:.0f} s")
         exact, ms = _query_all(store, queries)
         disk = _folder_bytes(Path(tmp)) / tokens
         rows = [SearchFigures(size, "exact", None, 1.0, *_percentiles(ms), disk, disk)]
@@ -249,12 +253,14 @@ def measure_size(
             sparse = [codebook.query(q, probe) for q in queries]
             for c in candidates:
                 found, ms = _query_all(store, queries, sparse, c)
-                note = f"{n_centroids:,} centroids, {probe} per query token"
+                note = (
+                    f"{codebook.size:,} centroids (trained on {codebook.trained_on:,} tokens), {probe} per query token"
+                )
                 rows.append(
                     SearchFigures(size, f"centroids/{probe}", c, _recall(found, exact), *_percentiles(ms), note=note)
                 )
         store.close()
-    return rows, exact
+    return rows, exact, codebook
 
 
 VARIANTS = (("int8", 1), ("binary", 1), ("none", 2), ("int8", 2))  # (quantization, token pool factor)
@@ -354,8 +360,9 @@ def run(
     query_vectors = encoded(questions, encode)
     rows: list[SearchFigures] = []
     exact: list[list[str]] = []
+    codebook = None  # trained at the first size, then kept as the collection grows (as the index does)
     for size in sorted(set(min(s, len(vectors)) for s in sizes)):
-        measured, exact = measure_size(vectors[:size], query_vectors, candidates, probes, log=log)
+        measured, exact, codebook = measure_size(vectors[:size], query_vectors, candidates, probes, codebook, log=log)
         rows += measured
     if smaller:
         rows += measure_variants(vectors[: max(r.size for r in rows)], query_vectors, exact)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from xmsearch.cli.output import console
+from xmsearch.cli.output import console, stderr
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (ratios measured side by side).")
 
@@ -109,10 +109,10 @@ def bench_search_cmd(
     def ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
 
-    with console.status("benchmarking search (minutes)", spinner="dots"):
+    with stderr.status("benchmarking search (minutes)", spinner="dots"):
         rows = run(
             ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, smaller,
-            log=lambda line: console.log(line),
+            log=lambda line: stderr.log(line),
         )  # fmt: skip
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))

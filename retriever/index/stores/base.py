@@ -11,7 +11,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,20 +84,22 @@ Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors 
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 SparseUpdate = tuple[str, Sparse, str]  # a point's id, its centroid vector, the content hash it was computed for
 BACKFILL_PASSES = 5  # a backfill reads again what writes made meanwhile without centroids, this many times at most
+BACKFILL_STALE_S = 60.0  # a backfill whose process has not written its heartbeat for this long is taken over
 
 
 @dataclass(frozen=True)
 class Query:
     """One MaxSim query of a search, as each engine turns it into a request: k hits under the engine's
     filter, none scoring under the threshold; with a first-stage vector, `candidates` prefetched by it
-    and reranked; rescored exactly when the store searches a quantized copy."""
+    and reranked; rescored exactly (`oversampling` candidates per hit) when the store searches a
+    quantized copy."""
 
     vectors: np.ndarray
     first_stage: np.ndarray | Sparse | None
     k: int
     candidates: int
     filter: Any
-    rescore: bool
+    oversampling: float  # a quantized copy: candidates per hit rescored on the originals (0: not quantized)
     score_threshold: float | None = None
 
 
@@ -190,25 +192,39 @@ class Store(ABC):
         """The version this store reads and writes: the alias's, or the one a version store holds."""
 
     @abstractmethod
-    def _load_codebook(self, version: str) -> Codebook | None:
-        """The codebook saved for `version` (None: none, or one still being saved)."""
+    def _codebook_record(self, version: str) -> dict[str, Any] | None:
+        """What `version` recorded of its codebook (None: none, or one still being saved)."""
+
+    @abstractmethod
+    def _codebook_centroids(self, version: str, size: int) -> np.ndarray:
+        """The centroids of the codebook `version` recorded, in order."""
 
     @abstractmethod
     def _save_codebook(self, version: str, codebook: Codebook) -> bool:
-        """Save the codebook of `version` unless it has one (False: another process saved one first)."""
+        """Save the codebook of `version`, its record last, unless it has one (False: another process
+        saved one first)."""
 
     @abstractmethod
-    def _record_codebook(self, version: str, codebook: Codebook) -> None:
-        """Record the codebook's state again (e.g. that every point has its centroids)."""
+    def _write_codebook_record(self, version: str, record: dict[str, Any]) -> None:
+        """Record the codebook's state again (who backfills it, that every point has its centroids)."""
 
     @abstractmethod
     def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
         """Give points their centroid vectors, each only if it still holds the content it was computed for."""
 
+    def codebook_record(self) -> dict[str, Any] | None:
+        """What the version this store uses records of its codebook: id, size, trained_on, seed,
+        complete, and who is giving the points their centroids (None: no codebook yet)."""
+        version = self._version()
+        return None if version is None else self._codebook_record(version)
+
     def codebook(self) -> Codebook | None:
         """The codebook of the version this store uses (None: none yet)."""
         version = self._version()
-        return None if version is None else self._load_codebook(version)
+        record = None if version is None else self._codebook_record(version)
+        if version is None or record is None:
+            return None
+        return Codebook.from_record(self._codebook_centroids(version, int(record["size"])), record)
 
     def save_codebook(self, codebook: Codebook) -> Codebook:
         """Save a new codebook for the version this store uses; the codebook it has if another process
@@ -218,31 +234,53 @@ class Store(ABC):
             raise CollectionNotFoundError(f"collection {self.alias!r} has no version in {self.where} to train for")
         if self._save_codebook(version, codebook):
             return codebook
-        saved = self._load_codebook(version)
+        saved = self.codebook()
         if saved is None:
             raise TransientError(f"another process is saving the codebook of {version!r}; try again")
         return saved
 
-    def backfill(self, codebook: Codebook, settle_s: float = 0.0) -> int:
+    def claim_backfill(self, codebook: Codebook, owner: str) -> bool:
+        """Whether `owner` is to give the points their centroids now: the codebook is not complete and
+        no other process has kept its claim fresh within BACKFILL_STALE_S (one that died is taken over)."""
+        version = self._version()
+        record = None if version is None else self._codebook_record(version)
+        if version is None or record is None or record.get("complete"):
+            return False
+        claimed = (
+            record.get("owner") not in (None, owner) and time.time() - record.get("heartbeat", 0) < BACKFILL_STALE_S
+        )
+        if claimed:
+            return False
+        self._write_codebook_record(version, {**codebook.record(), "owner": owner, "heartbeat": time.time()})
+        return True
+
+    def backfill(self, codebook: Codebook, owner: str = "", settle_s: float = 0.0) -> int:
         """Give every point without centroids its centroid vector, reading again until a pass finds
         none, the last one starting `settle_s` after this call (the time other writers take to see the
-        codebook); then record the codebook as complete. How many points it gave centroids to."""
+        codebook); then record the codebook as complete. Keeps `owner`'s claim fresh meanwhile. How
+        many points it gave centroids to."""
+        version = self._version()
+        if version is None:
+            raise CollectionNotFoundError(f"collection {self.alias!r} has no version in {self.where}")
+
+        def heartbeat() -> None:
+            self._write_codebook_record(version, {**codebook.record(), "owner": owner, "heartbeat": time.time()})
+
         settled = time.monotonic() + settle_s
         done, passes = 0, 0
         while passes < BACKFILL_PASSES:
             start = time.monotonic()
-            found = self._backfill_pass(codebook)
+            found = self._backfill_pass(codebook, heartbeat)
             done += found
             if not found and start >= settled:
-                version = self._version()
-                assert version is not None  # the codebook was saved for it
-                self._record_codebook(version, dataclasses.replace(codebook, complete=True))
+                complete = dataclasses.replace(codebook, complete=True).record()
+                self._write_codebook_record(version, {**complete, "owner": owner, "heartbeat": time.time()})
                 return done
             passes += 1 if found else 0
             time.sleep(0 if found else max(0.0, settled - time.monotonic()))
         raise TransientError(f"points of {self.alias!r} kept arriving without centroids; the backfill goes on later")
 
-    def _backfill_pass(self, codebook: Codebook) -> int:
+    def _backfill_pass(self, codebook: Codebook, heartbeat: Callable[[], None]) -> int:
         page: list[SparseUpdate] = []
         found = 0
         for payload, vector in self._records((Condition(CENTROIDS, no_vector=True),), (*HASH_FIELDS, "tenant"), True):
@@ -252,6 +290,7 @@ class Store(ABC):
             if len(page) == SCROLL_PAGE:
                 self._set_sparse(page)
                 found, page = found + len(page), []
+                heartbeat()
         if page:
             self._set_sparse(page)
         return found + len(page)
@@ -388,7 +427,7 @@ class Store(ABC):
             "points": self.count(conditions),
             "documents": self.count_documents(conditions),
             "size_bytes": disk_usage(self.disk),
-            "codebook": None if (codebook := self.codebook()) is None else codebook.record(),
+            "codebook": self.codebook_record(),
         }
 
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
@@ -440,7 +479,7 @@ class Store(ABC):
         first: np.ndarray | Sparse | None = None,
         candidates: int = 0,
     ) -> Query:
-        return Query(vectors, first, k, candidates, flt, self.spec.quantized, page.score_threshold)
+        return Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
 
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page

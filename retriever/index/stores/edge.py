@@ -35,7 +35,6 @@ from xmsearch.retriever.index.schema import (
     CENTROIDS,
     FIRST_STAGE,
     HIT_FIELDS,
-    RESCORE_OVERSAMPLING,
     TOKENS,
     IndexSpec,
     Point,
@@ -335,21 +334,22 @@ class EdgeStore(Store):
     def _version(self) -> str | None:
         return self._current()
 
-    def _load_codebook(self, version: str) -> Codebook | None:
+    def _codebook_record(self, version: str) -> dict[str, Any] | None:
         record = self.folder / f"{version}.codebook.json"  # written last: no record, no codebook yet
-        if not record.is_file():
-            return None
-        return Codebook.from_record(np.load(self.folder / f"{version}.codebook.npy"), json.loads(record.read_text()))
+        return json.loads(record.read_text()) if record.is_file() else None
+
+    def _codebook_centroids(self, version: str, size: int) -> np.ndarray:
+        return np.load(self.folder / f"{version}.codebook.npy")
 
     def _save_codebook(self, version: str, codebook: Codebook) -> bool:
         if (self.folder / f"{version}.codebook.json").is_file():
             return False
         _write_atomically(self.folder / f"{version}.codebook.npy", lambda fh: np.save(fh, codebook.centroids), "wb")
-        self._record_codebook(version, codebook)
+        self._write_codebook_record(version, codebook.record())
         return True
 
-    def _record_codebook(self, version: str, codebook: Codebook) -> None:
-        _write_atomically(self.folder / f"{version}.codebook.json", lambda fh: json.dump(codebook.record(), fh))
+    def _write_codebook_record(self, version: str, record: dict[str, Any]) -> None:
+        _write_atomically(self.folder / f"{version}.codebook.json", lambda fh: json.dump(record, fh))
 
     def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
         vectors = [q.PointVectors(key, {CENTROIDS: _edge_vector(sparse)}) for key, sparse, _ in updates]
@@ -370,8 +370,8 @@ class EdgeStore(Store):
             nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=using)
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
         params = None
-        if query.rescore:
-            rescore = q.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+        if query.oversampling:
+            rescore = q.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
             params = q.SearchParams(quantization=rescore)
         tokens = q.Query.Nearest(query.vectors.tolist(), using=TOKENS)
         return q.QueryRequest(

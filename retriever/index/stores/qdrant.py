@@ -22,7 +22,6 @@ from xmsearch.retriever.index.schema import (
     FIRST_STAGE,
     HIT_FIELDS,
     METADATA_KEY,
-    RESCORE_OVERSAMPLING,
     TOKENS,
     IndexSpec,
     Point,
@@ -155,16 +154,19 @@ class QdrantStore(Store):
     def _version(self) -> str | None:
         return self._target() if self.collection == self.alias else self.collection
 
-    def _load_codebook(self, version: str) -> Codebook | None:
+    def _codebook_record(self, version: str) -> dict[str, Any] | None:
         name = version + CODEBOOK_SUFFIX
         if not self._call(self.client.collection_exists, name):
             return None
-        record = (self._call(self.client.get_collection, name).config.metadata or {}).get(CODEBOOK_KEY)
-        if not record:  # its centroids are still being written
-            return None
-        points, _ = self._call(self.client.scroll, name, limit=record["size"], with_vectors=True, with_payload=False)
-        ordered = sorted(points, key=lambda p: int(p.id))
-        return Codebook.from_record(np.array([p.vector for p in ordered], np.float32), record)
+        record: dict[str, Any] | None = (self._call(self.client.get_collection, name).config.metadata or {}).get(
+            CODEBOOK_KEY
+        )
+        return record or None  # none yet: its centroids are still being written
+
+    def _codebook_centroids(self, version: str, size: int) -> np.ndarray:
+        name = version + CODEBOOK_SUFFIX
+        points, _ = self._call(self.client.scroll, name, limit=size, with_vectors=True, with_payload=False)
+        return np.array([p.vector for p in sorted(points, key=lambda p: int(p.id))], np.float32)
 
     def _save_codebook(self, version: str, codebook: Codebook) -> bool:
         name = version + CODEBOOK_SUFFIX
@@ -181,11 +183,11 @@ class QdrantStore(Store):
             rows = codebook.centroids[start : start + CENTROIDS_PER_REQUEST]
             points = [models.PointStruct(id=start + i, vector=row.tolist()) for i, row in enumerate(rows)]
             self._call(self.client.upsert, name, points=points, wait=True)
-        self._record_codebook(version, codebook)
+        self._write_codebook_record(version, codebook.record())
         return True
 
-    def _record_codebook(self, version: str, codebook: Codebook) -> None:
-        self._call(self.client.update_collection, version + CODEBOOK_SUFFIX, metadata={CODEBOOK_KEY: codebook.record()})
+    def _write_codebook_record(self, version: str, record: dict[str, Any]) -> None:
+        self._call(self.client.update_collection, version + CODEBOOK_SUFFIX, metadata={CODEBOOK_KEY: record})
 
     def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
         points = [models.PointVectors(id=key, vector={CENTROIDS: _sparse(sparse)}) for key, sparse, _ in updates]
@@ -333,8 +335,8 @@ class QdrantStore(Store):
                 query=query.first_stage.tolist(), using=FIRST_STAGE, limit=query.candidates, filter=query.filter
             )
         params = None
-        if query.rescore:
-            rescore = models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+        if query.oversampling:
+            rescore = models.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
             params = models.SearchParams(quantization=rescore)
         return models.QueryRequest(
             query=query.vectors.tolist(), using=TOKENS, limit=query.k, filter=query.filter, params=params,
