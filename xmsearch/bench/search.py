@@ -313,7 +313,8 @@ def extrapolate(rows: list[SearchFigures], to: int = EXTRAPOLATE_TO) -> list[Sea
             continue
         slope, intercept = _line(points)
         note = f"extrapolated: {-slope:.4f} recall lost per doubling"
-        out.append(SearchFigures(to, method, c, intercept + slope * math.log2(to), None, None, note=note))
+        recall = min(1.0, max(0.0, intercept + slope * math.log2(to)))
+        out.append(SearchFigures(to, method, c, recall, None, None, note=note))
     exact = [(float(r.size), r.p50_ms) for r in rows if r.method == "exact" and r.p50_ms is not None]
     if len(exact) >= 2:
         slope, intercept = _line(exact)
