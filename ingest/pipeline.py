@@ -176,7 +176,8 @@ class Indexer:
             self.first_stage.wait()
 
     def close(self) -> None:
-        self.wait()
+        """Close the store. Work started beside the writes stops with the process (a worker's shutdown
+        never waits minutes for a codebook): the next write trains again, or takes the backfill over."""
         self.store.close()
 
     def _write_isolating(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:

@@ -130,8 +130,10 @@ def test_sigkilled_workers_lose_nothing_and_their_batches_come_back(
         "XMSEARCH_DEVICE": "cpu",
         "XMSEARCH_VISIBILITY_TIMEOUT": str(visibility),
         "XMSEARCH_PRODUCER_BATCH_DOCS": "8",
+        # over 10k points: no codebook training (minutes of CPU beside the tasks: test_centroids.py)
+        "XMSEARCH_FIRST_STAGE_MIN_POINTS": "1000000",
     }
-    text = "the old mill turns by the river. " * 60  # several chunks: a task takes a while
+    text = "the old mill turns by the river. " * 600  # many chunks: a task takes a while (~0.4 s here)
     n_docs = 200 * kills * max(1, visibility // 10) ** 2  # enough work to outlast every kill and its wait
     docs = [{"id": f"d{i}", "text": f"Note {i}: {text}", "language": "en"} for i in range(n_docs)]
     path = tmp_path / "docs.jsonl"

@@ -46,6 +46,8 @@ def env(redis_server: RedisServer, tiny_checkpoint: Path, tmp_path: Path) -> dic
         "XMSEARCH_DETECT_LANGUAGE": "false",
         "XMSEARCH_PRODUCER_BATCH_DOCS": "4",
         "XMSEARCH_VISIBILITY_TIMEOUT": "8",
+        # some tests store over 10k points: no codebook training (minutes of CPU: test_centroids.py)
+        "XMSEARCH_FIRST_STAGE_MIN_POINTS": "1000000",
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 
 
 def pool_tokens(vectors: np.ndarray, factor: int) -> np.ndarray:
@@ -19,6 +18,8 @@ def pool_tokens(vectors: np.ndarray, factor: int) -> np.ndarray:
     n = len(vectors)
     if factor <= 1 or n <= 2:
         return vectors
+    from scipy.cluster.hierarchy import fcluster, linkage  # only where pooling is on
+
     groups = max(1, math.ceil(n / factor))
     labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=groups, criterion="maxclust")
     pooled = np.stack([vectors[labels == label].mean(axis=0) for label in np.unique(labels)])
