@@ -215,16 +215,16 @@ class Centroids:
         """A codebook trained on a sample of the store's token vectors (points in storage order: their
         ids are hashes, so any prefix is a fair sample)."""
         rows: list[np.ndarray] = []
-        wanted, tokens = 0, 0
+        size, tokens = 0, 0
         for matrix in store.token_vectors():
             rows.append(matrix)
             tokens += len(matrix)
-            if len(rows) == 256 and not wanted:  # enough to know the tokens per point
-                wanted = SAMPLE_PER_CENTROID * (self.size or codebook_size(points * tokens // len(rows)))
-            if wanted and tokens >= wanted:
+            if len(rows) == 256 and not size:  # enough to know the tokens per point
+                size = self.size or codebook_size(points * tokens // len(rows))
+            if size and tokens >= SAMPLE_PER_CENTROID * size:
                 break
         sample = np.concatenate(rows)
-        size = min(self.size or codebook_size(points * tokens // len(rows)), len(sample))
+        size = min(size or self.size or codebook_size(points * tokens // len(rows)), len(sample))
         started = time.perf_counter()
         codebook = train(sample, size, self.seed)
         log.info(

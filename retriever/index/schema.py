@@ -43,6 +43,11 @@ MAX_CHUNKS_PER_DOCUMENT = 10  # the most chunks one grouped hit shows
 RESCORE_OVERSAMPLING = {"int8": 2.0, "binary": 8.0}
 
 
+def first_stage_field(vector: np.ndarray | Sparse) -> str:
+    """The vector field a first-stage vector goes in: sparse centroids, or the dense first stage."""
+    return CENTROIDS if isinstance(vector, Sparse) else FIRST_STAGE
+
+
 class StoreMismatchError(PermanentError):
     """The collection was built with another model, vector size or schema."""
 
@@ -92,6 +97,10 @@ class IndexSpec:
             metadata_indexes=record.get("metadata_indexes", {}),
             built_with={k: v for k, v in record.items() if k not in checked},
         )
+
+    def holds(self, field: str) -> bool:
+        """Whether points of this spec have the first-stage vector field `field`."""
+        return (field == CENTROIDS and self.centroids) or (field == FIRST_STAGE and self.first_stage_dim > 0)
 
     @property
     def quantized(self) -> bool:

@@ -72,6 +72,11 @@ def disk_usage(folder: Path | None) -> int | None:
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
 
+def _claim(codebook: Codebook, owner: str) -> dict[str, Any]:
+    """The codebook's record, with who is giving the points their centroids and when it last said so."""
+    return {**codebook.record(), "owner": owner, "heartbeat": time.time()}
+
+
 def _of_document(document_id: str, tenant: str | None) -> tuple[Condition, ...]:
     """The points of one document of one tenant (None: of no tenant)."""
     return (Condition("document_id", equals=document_id), owned_by(tenant))
@@ -82,7 +87,7 @@ SCROLL_PAGE = 1024  # points read per round trip when reading everything that ma
 Cursor = str | None  # where a page of points starts: a point id (None: the first page)
 Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
-SparseUpdate = tuple[str, Sparse, str]  # a point's id, its centroid vector, the content hash it was computed for
+SparseUpdate = tuple[str, Sparse]  # a point's id and its centroid vector
 BACKFILL_PASSES = 5  # a backfill reads again what writes made meanwhile without centroids, this many times at most
 BACKFILL_STALE_S = 60.0  # a backfill whose process has not written its heartbeat for this long is taken over
 
@@ -209,8 +214,9 @@ class Store(ABC):
         """Record the codebook's state again (who backfills it, that every point has its centroids)."""
 
     @abstractmethod
-    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
-        """Give points their centroid vectors, each only if it still holds the content it was computed for."""
+    def _set_sparse(self, updates: Sequence[SparseUpdate], unchanged: Condition) -> None:
+        """Give points their centroid vectors, each only where it still matches `unchanged` (holds the
+        content they were computed for)."""
 
     def codebook_record(self) -> dict[str, Any] | None:
         """What the version this store uses records of its codebook: id, size, trained_on, seed,
@@ -251,7 +257,7 @@ class Store(ABC):
         )
         if claimed:
             return False
-        self._write_codebook_record(version, {**codebook.record(), "owner": owner, "heartbeat": time.time()})
+        self._write_codebook_record(version, _claim(codebook, owner))
         return True
 
     def backfill(self, codebook: Codebook, owner: str = "", settle_s: float = 0.0) -> int:
@@ -264,7 +270,7 @@ class Store(ABC):
             raise CollectionNotFoundError(f"collection {self.alias!r} has no version in {self.where}")
 
         def heartbeat() -> None:
-            self._write_codebook_record(version, {**codebook.record(), "owner": owner, "heartbeat": time.time()})
+            self._write_codebook_record(version, _claim(codebook, owner))
 
         settled = time.monotonic() + settle_s
         done, passes = 0, 0
@@ -273,27 +279,32 @@ class Store(ABC):
             found = self._backfill_pass(codebook, heartbeat)
             done += found
             if not found and start >= settled:
-                complete = dataclasses.replace(codebook, complete=True).record()
-                self._write_codebook_record(version, {**complete, "owner": owner, "heartbeat": time.time()})
+                self._write_codebook_record(version, _claim(dataclasses.replace(codebook, complete=True), owner))
                 return done
             passes += 1 if found else 0
             time.sleep(0 if found else max(0.0, settled - time.monotonic()))
         raise TransientError(f"points of {self.alias!r} kept arriving without centroids; the backfill goes on later")
 
     def _backfill_pass(self, codebook: Codebook, heartbeat: Callable[[], None]) -> int:
-        page: list[SparseUpdate] = []
+        page: list[Point] = []
         found = 0
         for payload, vector in self._records((Condition(CENTROIDS, no_vector=True),), (*HASH_FIELDS, "tenant"), True):
-            point = Point.from_record(payload, vector)
-            key = point_id(self.alias, point.document_id, point.chunk, point.tenant)
-            page.append((key, codebook.document(point.vectors), point.content_hash))
+            page.append(Point.from_record(payload, vector))
             if len(page) == SCROLL_PAGE:
-                self._set_sparse(page)
+                self._set_centroids(page, codebook)
                 found, page = found + len(page), []
                 heartbeat()
         if page:
-            self._set_sparse(page)
+            self._set_centroids(page, codebook)
         return found + len(page)
+
+    def _set_centroids(self, points: list[Point], codebook: Codebook) -> None:
+        """The points' centroid vectors, each written only where the point still holds the content it was
+        read with (a write made meanwhile is not overwritten)."""
+        updates = [
+            (point_id(self.alias, p.document_id, p.chunk, p.tenant), codebook.document(p.vectors)) for p in points
+        ]
+        self._set_sparse(updates, Condition("content_hash", any_of=tuple(p.content_hash for p in points)))
 
     def recorded(self, version: str) -> dict[str, Any] | None:
         """What `version` recorded about how it was built (None: nothing); needs no open store."""

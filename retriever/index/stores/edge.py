@@ -38,6 +38,7 @@ from xmsearch.retriever.index.schema import (
     TOKENS,
     IndexSpec,
     Point,
+    first_stage_field,
     point_id,
 )
 from xmsearch.retriever.index.stores.base import (
@@ -281,10 +282,8 @@ class EdgeStore(Store):
 
     def _edge_point(self, point: Point) -> Any:
         vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}  # lists convert faster than arrays
-        if isinstance(point.first_stage, Sparse) and self.spec.centroids:
-            vectors[CENTROIDS] = _edge_vector(point.first_stage)
-        elif point.first_stage is not None and self.spec.first_stage_dim:
-            vectors[FIRST_STAGE] = _edge_vector(point.first_stage)
+        if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
+            vectors[field] = _edge_vector(point.first_stage)
         return q.Point(point_id(self.alias, point.document_id, point.chunk, point.tenant), vectors, point.payload())
 
     def _delete(self, conditions: Sequence[Condition]) -> None:
@@ -351,10 +350,9 @@ class EdgeStore(Store):
     def _write_codebook_record(self, version: str, record: dict[str, Any]) -> None:
         _write_atomically(self.folder / f"{version}.codebook.json", lambda fh: json.dump(record, fh))
 
-    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
-        vectors = [q.PointVectors(key, {CENTROIDS: _edge_vector(sparse)}) for key, sparse, _ in updates]
-        unchanged = translate((Condition("content_hash", any_of=tuple(h for _, _, h in updates)),), EDGE_FILTERS)
-        self.shard.update(q.UpdateOperation.update_vectors(vectors, unchanged))
+    def _set_sparse(self, updates: Sequence[SparseUpdate], unchanged: Condition) -> None:
+        vectors = [q.PointVectors(key, {CENTROIDS: _edge_vector(sparse)}) for key, sparse in updates]
+        self.shard.update(q.UpdateOperation.update_vectors(vectors, translate((unchanged,), EDGE_FILTERS)))
         self._dirty = True
 
     def count(self, conditions: Sequence[Condition] = ()) -> int:
@@ -366,8 +364,7 @@ class EdgeStore(Store):
     def _request(self, query: Query) -> Any:
         prefetches = None
         if query.first_stage is not None:
-            using = CENTROIDS if isinstance(query.first_stage, Sparse) else FIRST_STAGE
-            nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=using)
+            nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=first_stage_field(query.first_stage))
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
         params = None
         if query.oversampling:

@@ -25,6 +25,7 @@ from xmsearch.retriever.index.schema import (
     TOKENS,
     IndexSpec,
     Point,
+    first_stage_field,
     point_id,
 )
 from xmsearch.retriever.index.stores.base import (
@@ -189,10 +190,10 @@ class QdrantStore(Store):
     def _write_codebook_record(self, version: str, record: dict[str, Any]) -> None:
         self._call(self.client.update_collection, version + CODEBOOK_SUFFIX, metadata={CODEBOOK_KEY: record})
 
-    def _set_sparse(self, updates: Sequence[SparseUpdate]) -> None:
-        points = [models.PointVectors(id=key, vector={CENTROIDS: _sparse(sparse)}) for key, sparse, _ in updates]
-        unchanged = to_qdrant_filter((Condition("content_hash", any_of=tuple(h for _, _, h in updates)),))
-        self._call(self.client.update_vectors, self.collection, points=points, update_filter=unchanged, wait=True)
+    def _set_sparse(self, updates: Sequence[SparseUpdate], unchanged: Condition) -> None:
+        points = [models.PointVectors(id=key, vector={CENTROIDS: _vector(sparse)}) for key, sparse in updates]
+        only = to_qdrant_filter((unchanged,))
+        self._call(self.client.update_vectors, self.collection, points=points, update_filter=only, wait=True)
 
     def _target(self) -> str | None:
         aliases = self._call(self.client.get_aliases).aliases
@@ -262,12 +263,8 @@ class QdrantStore(Store):
         size = 0
         for point in points:
             vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}
-            first = point.first_stage
-            if isinstance(first, Sparse):
-                if self.spec.centroids:
-                    vectors[CENTROIDS] = _sparse(first)
-            elif first is not None and self.spec.first_stage_dim:
-                vectors[FIRST_STAGE] = first.tolist()
+            if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
+                vectors[field] = _vector(point.first_stage)
             batch.append(
                 models.PointStruct(
                     id=point_id(self.alias, point.document_id, point.chunk, point.tenant),
@@ -326,13 +323,10 @@ class QdrantStore(Store):
 
     def _request(self, query: Query) -> Any:
         prefetch = None
-        if isinstance(query.first_stage, Sparse):
+        if query.first_stage is not None:
+            using = first_stage_field(query.first_stage)
             prefetch = models.Prefetch(
-                query=_sparse(query.first_stage), using=CENTROIDS, limit=query.candidates, filter=query.filter
-            )
-        elif query.first_stage is not None:
-            prefetch = models.Prefetch(
-                query=query.first_stage.tolist(), using=FIRST_STAGE, limit=query.candidates, filter=query.filter
+                query=_vector(query.first_stage), using=using, limit=query.candidates, filter=query.filter
             )
         params = None
         if query.oversampling:
@@ -372,8 +366,11 @@ def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
     return config
 
 
-def _sparse(vector: Sparse) -> models.SparseVector:
-    return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
+def _vector(vector: np.ndarray | Sparse) -> list[float] | models.SparseVector:
+    """A first-stage vector as qdrant-client takes it."""
+    if isinstance(vector, Sparse):
+        return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
+    return vector.tolist()  # type: ignore[no-any-return]
 
 
 def _quantization(spec: IndexSpec) -> models.QuantizationConfig | None:
