@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from xmsearch.retriever.errors import TransientError
 from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
 from xmsearch.retriever.index.schema import IndexSpec
-from xmsearch.retriever.index.stores import Store, make_store
+from xmsearch.retriever.index.stores import Store, make_store, searched_record
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
 from xmsearch.retriever.settings import RetrieverSettings
 
@@ -41,12 +41,7 @@ def following(settings: S) -> S:
     collection, so that after a reindex or a rollback every process loads the model of the version it
     searches. The settings decide only for a new collection (or one that predates the record)."""
     try:
-        probe = make_store(settings, IndexSpec(model_id="", dim=1))  # reads the record only: no spec is checked
-        try:
-            version = probe.current_version()
-            record = probe.recorded(version) if version else None
-        finally:
-            probe.close()
+        version, record = searched_record(settings)
     except TransientError:  # a server that does not answer, a folder in use: opening the store will say so
         return settings
     if not record:

@@ -108,6 +108,12 @@ class StoreSettings(EnvSettings):
     qdrant_grpc: bool = Field(False, description="Talk gRPC to the server (port 6334) instead of REST.")
     qdrant_timeout: float = Field(10.0, gt=0, description="Seconds before a server request is given up.")
     qdrant_retries: int = Field(3, ge=0, le=10, description="Retries of a server request that did not answer.")
+    qdrant_shards: int = Field(
+        1, ge=1, le=1024, description="Shards of each new version on a Qdrant server (a cluster spreads them)."
+    )
+    qdrant_replication_factor: int = Field(
+        1, ge=1, le=16, description="Copies of each shard of a new version on a Qdrant cluster (2: one node may fail)."
+    )
     collection: str = Field(
         "xmsearch", pattern=r"^[A-Za-z0-9_-]{1,100}$", description="Alias that readers and writers use."
     )

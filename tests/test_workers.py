@@ -121,10 +121,18 @@ def test_jsonl_lands_exactly_once_with_bad_records_reported(
     assert stored["doc-0"] == [0]
 
 
+def _scrape(port: int) -> dict[str, float]:
+    """The samples a worker's metrics endpoint serves, by name and labels as written."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    lines = (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, _, value in lines}
+
+
 def test_poison_document_is_dead_lettered_and_the_rest_continue(
     env: dict[str, str], tmp_path: Path, encoder: Encoder
 ) -> None:
-    worker = Worker(env, tmp_path / "worker.log")
+    port = free_port()
+    worker = Worker({**env, "XMSEARCH_WORKER_METRICS_PORT": str(port)}, tmp_path / "worker.log")
     try:
         path = _write(
             tmp_path / "docs.jsonl",
@@ -139,6 +147,14 @@ def test_poison_document_is_dead_lettered_and_the_rest_continue(
         entries = json.loads(listed.stdout)
         assert [d["id"] for d in entries[0]["documents"]] == ["poison"]
         assert "'klingon' is not a language code" in entries[0]["reason"]
+        # the worker's metrics: its pool process's tasks and documents, and the queue read from Redis
+        metrics = _scrape(port)
+        assert metrics['xmsearch_tasks_total{outcome="succeeded",task="xmsearch.index"}'] >= 1
+        assert metrics['xmsearch_task_seconds_count{task="xmsearch.index"}'] >= 1
+        assert metrics['xmsearch_documents_total{outcome="indexed"}'] == 1
+        assert metrics["xmsearch_chunks_encoded_total"] == 1
+        assert metrics["xmsearch_dead_letters_total"] == 1 and metrics["xmsearch_dead_letters_kept"] == 1
+        assert metrics["xmsearch_queue_depth"] == 0 and metrics["xmsearch_queue_unacked"] == 0
     finally:
         worker.stop()
     assert sorted(_stored(env, encoder)) == ["good"]

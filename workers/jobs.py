@@ -13,6 +13,7 @@ from typing import Any, Literal
 import redis
 
 from xmsearch.ingest.job import COUNTS, JobStatus
+from xmsearch.workers.metrics import DEAD_LETTERS
 
 PREFIX = "xmsearch"
 JOB_TTL_S = 7 * 24 * 3600
@@ -158,6 +159,7 @@ class DeadLetters:
 
     def push(self, letter: DeadLetter) -> None:
         self.redis.rpush(self.key, letter.as_json())
+        DEAD_LETTERS.inc()
 
     def raw(self) -> list[str]:
         return [str(r) for r in self.redis.lrange(self.key, 0, -1)]

@@ -23,6 +23,12 @@ class QueueSettings(EnvSettings):
         "was accepted. Off: such a broker is refused.",
     )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `xmsearch worker` (Edge: 1).")
+    worker_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port where `xmsearch worker` serves its Prometheus metrics (0: none)."
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the worker's metrics (0.0.0.0 in a container, to be scraped)."
+    )
     task_retries: int = Field(5, ge=0, description="Retries of a task that met a transient fault.")
     max_redeliveries: int = Field(3, ge=1, description="Deliveries of one task (worker lost) before dead-lettering.")
     visibility_timeout: int = Field(

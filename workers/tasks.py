@@ -28,6 +28,7 @@ from xmsearch.ingest.job import Job
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.ingest.reindex import last
 from xmsearch.retriever.errors import TransientError
+from xmsearch.workers import metrics  # noqa: F401  # the task metrics follow Celery's signals
 from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, REINDEX_TASK, XmsearchCelery
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import DeadLetter

@@ -48,6 +48,16 @@ def first_stage_field(vector: np.ndarray | Sparse) -> str:
     return CENTROIDS if isinstance(vector, Sparse) else FIRST_STAGE
 
 
+def _first_stage(named: dict[str, Any]) -> np.ndarray | Sparse | None:
+    """The first-stage vector among a stored point's vectors as read back (None: not read, or none)."""
+    if named.get(FIRST_STAGE) is not None:
+        return np.asarray(named[FIRST_STAGE], np.float32)
+    sparse = named.get(CENTROIDS)  # either engine's sparse vector: indices and values
+    if sparse is None:
+        return None
+    return Sparse(np.asarray(sparse.indices, np.int64), np.asarray(sparse.values, np.float32))
+
+
 class StoreMismatchError(PermanentError):
     """The collection was built with another model, vector size or schema."""
 
@@ -188,9 +198,10 @@ class Point:
 
     @classmethod
     def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
-        """A stored point back from its payload and its vectors (a dict by name, or the token matrix;
-        None when they were not read: an empty matrix)."""
-        tokens = vector[TOKENS] if isinstance(vector, dict) else vector
+        """A stored point back from its payload and its vectors (a dict by name, with the first-stage
+        vector where it was read, or the token matrix; None when they were not read: an empty matrix)."""
+        named = vector if isinstance(vector, dict) else {TOKENS: vector}
+        tokens = named.get(TOKENS)
         return cls(
             document_id=payload["document_id"],
             chunk=int(payload["chunk"]),
@@ -201,6 +212,7 @@ class Point:
             model_id=payload.get("model_id", ""),
             tenant=payload.get("tenant"),
             metadata=payload.get("metadata") or {},
+            first_stage=_first_stage(named),
             source=Source.from_payload(payload.get(SOURCE)),
         )
 

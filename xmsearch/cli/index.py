@@ -1,8 +1,8 @@
 """Commands on the index that encode nothing (no model weights, no torch): `status` (the
-collection), `documents` (what it holds, page by page), `export` (its documents as ingested) and
-`collections list|drop` (its versions),
-on the store or, with --url, through a running API. Their --json shapes are the API's (GET /status,
-GET /documents, GET /collections)."""
+collection), `documents` (what it holds, page by page), `export` (its documents as ingested),
+`collections list|drop` (its versions) on the store or, with --url, through a running API (their
+--json shapes are the API's: GET /status, GET /documents, GET /collections); and `collections
+copy|snapshot|restore`, which move the collection between stores on the store itself."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ from rich.table import Table
 from xmsearch.cli.output import console, stderr
 from xmsearch.cli.root import app
 
-collections_app = typer.Typer(no_args_is_help=True, help="The collection's versions: list them, drop old ones.")
+collections_app = typer.Typer(
+    no_args_is_help=True,
+    help="The collection's versions: list them, drop old ones; copy the collection to another store, snapshot it, "
+    "restore it.",
+)
 app.add_typer(collections_app, name="collections")
 
 T = TypeVar("T")
@@ -238,3 +242,141 @@ def export(
             f"{len(job.unrebuildable)} document(s) were stored before xmsearch kept each document's text and cannot "
             f"be rebuilt (e.g. {first}): ingest them again from their source"
         )
+
+
+def _on_the_store(command: str) -> Any:
+    """The settings, refusing the remote mode: moving a collection reads and writes stores themselves."""
+    from xmsearch.ingestor import mode_for
+    from xmsearch.retriever.errors import PermanentError
+    from xmsearch.settings import get_settings
+
+    settings = get_settings()
+    if mode_for(settings) == "remote":
+        raise PermanentError(f"collections {command} reads the store itself: run it where the store is, without --url")
+    return settings
+
+
+def _moved(move: Callable[[Callable[[int, int], None]], Any], label: str, as_json: bool) -> None:
+    """Run a move of the collection with a live bar of points copied, then say what it did."""
+    from xmsearch.cli.output import job_progress
+
+    with job_progress(label, as_json, unit="points") as progress:
+        bar = progress.add_task("", total=None)
+        report = move(lambda done, total: progress.update(bar, completed=done, total=total))
+    if as_json:
+        print(json.dumps(report.record()))
+        return
+    resumed = f" (went on from {report.resumed_at:,} copied before)" if report.resumed_at else ""
+    console.print(
+        escape(
+            f"{report.points:,} points of {report.documents:,} documents copied from {report.source} to "
+            f"{report.target} as {report.version}{resumed} in {report.seconds:,.1f} s; verified: the same counts, "
+            f"and {report.searches_compared} searches ranked the same"
+        )
+    )
+    if report.replaced:
+        console.print(escape(f"{report.replaced} is kept there: `xmsearch collections drop {report.replaced}` there"))
+
+
+@collections_app.command("copy")
+def collections_copy(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="WHERE",
+            help="Copy the collection to WHERE: a Qdrant server's URL (http://qdrant:6333), edge:FOLDER or "
+            "local:FOLDER (a data folder, as XMSEARCH_DATA_DIR).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="WHERE", help="Copy the collection from WHERE into the store the settings name."
+        ),
+    ] = None,
+    qdrant_api_key: Annotated[
+        str | None, typer.Option(help="API key of the Qdrant server --to or --from names.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: what was copied, where, how it was checked.")
+    ] = False,
+) -> None:
+    """Move the collection to another store (or from one) without encoding anything again: Qdrant Edge
+    to a Qdrant server when one machine is not enough, or back.
+
+    Every point goes with its token vectors, first-stage vector and payload, the codebook with them,
+    into a new version there; the alias there points at it only once the copy is verified (the same
+    points and documents, sample searches ranking the same). Stopped, it goes on where it was when run
+    again. Stop writes to the source meanwhile: they are not followed, and the check will fail.
+
+    Examples: xmsearch collections copy --to http://qdrant:6333    xmsearch collections copy --from edge:./data
+    """
+    import hashlib
+
+    from xmsearch.retriever.errors import InvalidInputError
+    from xmsearch.retriever.index.stores import make_store, open_as_built, settings_at
+    from xmsearch.retriever.index.transfer import copy_collection
+
+    settings = _on_the_store("copy")
+    if (to is None) == (source is None):
+        raise InvalidInputError("give one of --to WHERE (copy there) or --from WHERE (copy from there)")
+    there = settings_at(settings, to or source or "", qdrant_api_key)
+    source_settings, target_settings = (settings, there) if to else (there, settings)
+    key = hashlib.sha256(f"{to}|{source}|{settings.collection}".encode()).hexdigest()[:16]
+    state = settings.data_dir / "copies" / f"{settings.collection}-{key}.json"
+
+    def move(progress: Callable[[int, int], None]) -> Any:
+        store = open_as_built(source_settings)
+        try:
+            return copy_collection(store, lambda spec: make_store(target_settings, spec), state, progress)
+        finally:
+            store.close()
+
+    _moved(move, "copy", as_json)
+
+
+@collections_app.command("snapshot")
+def collections_snapshot(
+    output: Annotated[Path, typer.Argument(help="The archive to write (.tar, or .tar.gz to compress it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: what was saved and how it was checked.")] = False,
+) -> None:
+    """Save the version searches use to one file: a verified copy of it in a Qdrant Edge folder,
+    archived, whatever store it is in. `collections restore` reads it back into any store.
+
+    For a Qdrant cluster, Qdrant's own snapshots are faster (deploy/README.md, "Backups").
+
+    Example: xmsearch collections snapshot backups/xmsearch-2026-11-27.tar.gz
+    """
+    from xmsearch.retriever.index.stores import open_as_built
+    from xmsearch.retriever.index.transfer import snapshot
+
+    settings = _on_the_store("snapshot")
+
+    def move(progress: Callable[[int, int], None]) -> Any:
+        store = open_as_built(settings)
+        try:
+            return snapshot(store, output, progress)
+        finally:
+            store.close()
+
+    _moved(move, "snapshot", as_json)
+
+
+@collections_app.command("restore")
+def collections_restore(
+    archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A `collections snapshot` archive.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: what was restored and how it was checked.")
+    ] = False,
+) -> None:
+    """Restore a snapshot into the store the settings name, as a new version that searches use once it
+    is verified (the version searched before is kept: `collections list`, `collections drop`).
+
+    Example: xmsearch collections restore backups/xmsearch-2026-11-27.tar.gz
+    """
+    from xmsearch.retriever.index.stores import make_store
+    from xmsearch.retriever.index.transfer import restore
+
+    settings = _on_the_store("restore")
+    _moved(lambda progress: restore(archive, lambda spec: make_store(settings, spec), progress), "restore", as_json)

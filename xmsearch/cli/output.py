@@ -67,21 +67,25 @@ class Rejects:
 
 
 class RateColumn(ProgressColumn):
-    """Documents per second, once known."""
+    """Things (documents, points) per second, once known."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.1f} docs/s", style="progress.data.speed")
+        return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s", style="progress.data.speed")
 
 
-def job_progress(label: str, quiet: bool) -> Progress:
-    """The live bar of a job (on standard error): records finished of a total, rate, time left, counts."""
+def job_progress(label: str, quiet: bool, unit: str = "docs") -> Progress:
+    """The live bar of a job (on standard error): things finished of a total, rate, time left, counts."""
     columns = (
         SpinnerColumn(),
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
-        RateColumn(),
+        RateColumn(unit),
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )

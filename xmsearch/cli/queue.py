@@ -26,10 +26,14 @@ def worker(
     """
     from xmsearch.logs import serving
     from xmsearch.settings import get_settings
-    from xmsearch.workers.app import QUEUE, make_app, worker_processes
+    from xmsearch.workers.metrics_http import serve_worker_metrics
 
     settings = get_settings()
     serving(settings)  # task lines go through the one handler (text or JSON)
+    serve_worker_metrics(settings)  # before any metric exists: the pool processes' samples add up
+
+    from xmsearch.workers.app import QUEUE, make_app, worker_processes
+
     celery_app = make_app(settings)
     n = worker_processes(settings, concurrency or settings.worker_concurrency)
     celery_app.worker_main(

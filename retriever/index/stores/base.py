@@ -23,9 +23,11 @@ from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, owned_by
 from xmsearch.retriever.index.schema import (
     CENTROIDS,
+    FIRST_STAGE,
     HASH_FIELDS,
     HIT_FIELDS,
     SOURCE,
+    TOKENS,
     Hit,
     IndexSpec,
     Page,
@@ -85,7 +87,9 @@ def _of_document(document_id: str, tenant: str | None) -> tuple[Condition, ...]:
 FIRST_CHUNK = Condition("chunk", equals=0)  # every document has one: it stands for the document
 SCROLL_PAGE = 1024  # points read per round trip when reading everything that matches
 Cursor = str | None  # where a page of points starts: a point id (None: the first page)
-Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors (None when not asked for)
+Record = tuple[dict[str, Any], Any]  # a stored point's payload and its vectors by name (None when none asked for)
+Vectors = tuple[str, ...]  # the vector fields a read returns (none: payload only)
+Fields = Sequence[str] | None  # the payload fields a read returns (None: all)
 Scored = tuple[float, dict[str, Any]]  # a hit's score and payload
 SparseUpdate = tuple[str, Sparse]  # a point's id and its centroid vector
 BACKFILL_PASSES = 5  # a backfill reads again what writes made meanwhile without centroids, this many times at most
@@ -143,6 +147,11 @@ class Store(ABC):
         the settings), the version must have been built for it and this store serves it from now on."""
 
     @abstractmethod
+    def hold(self) -> None:
+        """Take the store for this process without opening the alias's version, which may not exist
+        yet (a copy builds a version before the alias points at it); `close` lets it go."""
+
+    @abstractmethod
     def version_store(self, version: str, spec: IndexSpec) -> Store:
         """A store of one version (not the alias), built for `spec`, open, sharing this store's
         connection or folder lock: a reindex writes the new version through it while the alias still
@@ -166,10 +175,10 @@ class Store(ABC):
 
     @abstractmethod
     def _page(
-        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+        self, conditions: Sequence[Condition], fields: Fields, vectors: Vectors, limit: int, cursor: Cursor
     ) -> tuple[list[Record], Cursor]:
         """Up to `limit` points matching the conditions from `cursor` on (None: the first), in the
-        engine's point order: these payload fields (None: all), the token vectors if asked; and the
+        engine's point order: these payload fields (None: all) and vector fields (by name); and the
         cursor of the next page (None: no more)."""
 
     @abstractmethod
@@ -288,7 +297,9 @@ class Store(ABC):
     def _backfill_pass(self, codebook: Codebook, heartbeat: Callable[[], None]) -> int:
         page: list[Point] = []
         found = 0
-        for payload, vector in self._records((Condition(CENTROIDS, no_vector=True),), (*HASH_FIELDS, "tenant"), True):
+        for payload, vector in self._records(
+            (Condition(CENTROIDS, no_vector=True),), (*HASH_FIELDS, "tenant"), (TOKENS,)
+        ):
             page.append(Point.from_record(payload, vector))
             if len(page) == SCROLL_PAGE:
                 self._set_centroids(page, codebook)
@@ -377,12 +388,12 @@ class Store(ABC):
         out: dict[str, dict[int, str]] = {}
         if document_ids:
             conditions = (Condition("document_id", any_of=tuple(document_ids)), owned_by(tenant))
-            for payload, _ in self._records(conditions, HASH_FIELDS, vectors=False):
+            for payload, _ in self._records(conditions, HASH_FIELDS, ()):
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
         return out
 
     def _records(
-        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool
+        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: Vectors
     ) -> Iterator[Record]:
         """Every point matching the conditions, read page by page as the caller iterates."""
         cursor: Cursor = None
@@ -392,9 +403,18 @@ class Store(ABC):
             if cursor is None:
                 return
 
+    def points(self, cursor: Cursor = None, limit: int = SCROLL_PAGE) -> tuple[list[Point], Cursor]:
+        """A page of whole points as stored, in storage order: payload, token vectors and the first-stage
+        vector the spec holds (what a copy to another store writes), and the cursor of the next page."""
+        fields = (TOKENS, *(f for f in (FIRST_STAGE, CENTROIDS) if self.spec.holds(f)))
+        records, after = self._page((), None, fields, limit, cursor)
+        return [Point.from_record(payload, vector) for payload, vector in records], after
+
     def token_vectors(self) -> Iterator[np.ndarray]:
         """Every point's token vectors, in storage order, read page by page as the caller iterates."""
-        return (Point.from_record(payload, vector).vectors for payload, vector in self._records((), HASH_FIELDS, True))
+        return (
+            Point.from_record(payload, vector).vectors for payload, vector in self._records((), HASH_FIELDS, (TOKENS,))
+        )
 
     def documents(
         self, conditions: Sequence[Condition] = (), limit: int = 100, cursor: Cursor = None
@@ -407,18 +427,18 @@ class Store(ABC):
                 uuid.UUID(cursor)
             except ValueError:
                 raise InvalidInputError(f"cursor {cursor!r} is not one a listing answered (its `next`)") from None
-        records, after = self._page((*conditions, FIRST_CHUNK), HIT_FIELDS, False, limit, cursor)
+        records, after = self._page((*conditions, FIRST_CHUNK), HIT_FIELDS, (), limit, cursor)
         return [Point.from_record(payload, None) for payload, _ in records], self.count_documents(conditions), after
 
     def first_chunks(self, conditions: Sequence[Condition] = ()) -> Iterator[Point]:
         """Every document's first chunk matching the conditions, in storage order, without vectors but
         with what it keeps of the document as ingested (`source`); read page by page."""
-        records = self._records((*conditions, FIRST_CHUNK), (*HIT_FIELDS, SOURCE), vectors=False)
+        records = self._records((*conditions, FIRST_CHUNK), (*HIT_FIELDS, SOURCE), ())
         return (Point.from_record(payload, None) for payload, _ in records)
 
     def chunk_counts(self, conditions: Sequence[Condition] = ()) -> Counter[tuple[str | None, str]]:
         """How many chunks each document matching the conditions has, by (tenant, id)."""
-        records = self._records(conditions, ("document_id", "tenant"), vectors=False)
+        records = self._records(conditions, ("document_id", "tenant"), ())
         return Counter((payload.get("tenant"), payload["document_id"]) for payload, _ in records)
 
     def count_documents(self, conditions: Sequence[Condition] = ()) -> int:
@@ -443,7 +463,7 @@ class Store(ABC):
 
     def fetch(self, document_id: str, tenant: str | None = None, vectors: bool = True) -> list[Point]:
         """Every chunk of a document, in chunk order, with its vectors (unless `vectors` is False)."""
-        records = self._records(_of_document(document_id, tenant), None, vectors=vectors)
+        records = self._records(_of_document(document_id, tenant), None, (TOKENS,) if vectors else ())
         return sorted((Point.from_record(payload, vector) for payload, vector in records), key=lambda p: p.chunk)
 
     def search(

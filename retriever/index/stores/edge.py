@@ -45,6 +45,7 @@ from xmsearch.retriever.index.stores.base import (
     FIRST_CHUNK,
     CollectionNotFoundError,
     Cursor,
+    Fields,
     Query,
     Record,
     Scored,
@@ -52,6 +53,7 @@ from xmsearch.retriever.index.stores.base import (
     Store,
     StoreLockedError,
     StoreNotOpenError,
+    Vectors,
     disk_usage,
     next_version,
     own_versions,
@@ -126,6 +128,8 @@ def _write_atomically(path: Path, write: Callable[[Any], None], mode: str = "w")
 class _HeldLock:
     """The folder lock of a version store: held by the store it belongs to, so nothing to do."""
 
+    held = True
+
     def acquire(self) -> None:
         pass
 
@@ -148,7 +152,13 @@ class FolderLock:
         self.advice = advice  # what to do when another process holds it
         self._fd: int | None = None
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def acquire(self) -> None:
+        if self.held:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -184,8 +194,11 @@ class EdgeStore(Store):
         self._dirty = False
         self._opening = threading.Lock()
 
+    def hold(self) -> None:
+        self._lock.acquire()
+
     def version_store(self, version: str, spec: IndexSpec) -> EdgeStore:
-        if self._shard is None:
+        if not self._lock.held:
             raise StoreNotOpenError(f"the store {self.folder} is used before open() or after close()")
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
@@ -291,14 +304,14 @@ class EdgeStore(Store):
         self._dirty = True
 
     def _page(
-        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+        self, conditions: Sequence[Condition], fields: Fields, vectors: Vectors, limit: int, cursor: Cursor
     ) -> tuple[list[Record], Cursor]:
         request = q.ScrollRequest(
             filter=translate(tuple(conditions), EDGE_FILTERS),
             limit=limit,
             offset=cursor,
             with_payload=True if fields is None else q.PayloadSelector.Include(list(fields)),
-            with_vector=[TOKENS] if vectors else False,
+            with_vector=list(vectors) if vectors else False,
         )
         page, after = self.shard.scroll(request)
         return [(r.payload or {}, r.vector) for r in page], None if after is None else str(after)

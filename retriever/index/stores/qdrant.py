@@ -32,6 +32,7 @@ from xmsearch.retriever.index.stores.base import (
     FIRST_CHUNK,
     CollectionNotFoundError,
     Cursor,
+    Fields,
     Query,
     Record,
     Scored,
@@ -39,6 +40,7 @@ from xmsearch.retriever.index.stores.base import (
     Store,
     StoreLockedError,
     StoreUnavailableError,
+    Vectors,
     next_version,
     own_versions,
 )
@@ -99,8 +101,10 @@ class QdrantStore(Store):
         retries: int = 0,
         owns_client: bool = True,
         collection: str | None = None,
+        layout: dict[str, int] | None = None,
     ) -> None:
         self.client = client
+        self.layout = layout or {}  # how a server spreads a new version: shard_number, replication_factor
         self._owns_client = owns_client  # a version store shares its store's client
         self.alias = alias  # names the points (their ids) whatever version holds them
         self.collection = collection or alias  # what calls address: the alias, or one version (a version store)
@@ -115,12 +119,14 @@ class QdrantStore(Store):
 
     @classmethod
     def server(cls, url: str, alias: str, spec: IndexSpec, *, api_key: str | None = None, grpc: bool = False,
-               timeout: float = 10.0, retries: int = 3) -> QdrantStore:  # fmt: skip
+               timeout: float = 10.0, retries: int = 3, shards: int = 1,
+               replication: int = 1) -> QdrantStore:  # fmt: skip
         # no version probe at construction: it would be one more request outside the bounded retries
         client = QdrantClient(
             url=url, api_key=api_key, prefer_grpc=grpc, timeout=int(timeout), check_compatibility=False
         )
-        return cls(client, alias, spec, "server", retries)
+        layout = {"shard_number": shards, "replication_factor": replication}
+        return cls(client, alias, spec, "server", retries, layout=layout)
 
     @classmethod
     def local(cls, path: Path | None, alias: str, spec: IndexSpec) -> QdrantStore:
@@ -232,6 +238,7 @@ class QdrantStore(Store):
             sparse_vectors_config={CENTROIDS: models.SparseVectorParams()} if spec.centroids else None,
             quantization_config=_quantization(spec),
             metadata={METADATA_KEY: spec.record()},
+            **self.layout,
         )
         with warnings.catch_warnings():  # local mode says, once per index, that it ignores them
             warnings.filterwarnings("ignore", message="Payload indexes have no effect")
@@ -239,10 +246,13 @@ class QdrantStore(Store):
                 self._call(self.client.create_payload_index, name, field_name=field, field_schema=_INDEX_TYPES[kind])
         return name
 
+    def hold(self) -> None:
+        """Nothing to take: a server serves many processes (local mode's folder is taken when made)."""
+
     def version_store(self, version: str, spec: IndexSpec) -> QdrantStore:
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.where}")
-        view = QdrantStore(self.client, self.alias, spec, self.backend, self.retries, False, version)
+        view = QdrantStore(self.client, self.alias, spec, self.backend, self.retries, False, version, self.layout)
         spec.check(view._recorded(version), version)
         view._opened = True  # the version is its collection: every call names it
         return view
@@ -284,11 +294,11 @@ class QdrantStore(Store):
         self._call(self.client.delete, self.collection, points_selector=selector, wait=True)
 
     def _page(
-        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: bool, limit: int, cursor: Cursor
+        self, conditions: Sequence[Condition], fields: Fields, vectors: Vectors, limit: int, cursor: Cursor
     ) -> tuple[list[Record], Cursor]:
         page, after = self._call(
             self.client.scroll, self.collection, scroll_filter=to_qdrant_filter(conditions), limit=limit, offset=cursor,
-            with_payload=True if fields is None else list(fields), with_vectors=[TOKENS] if vectors else False,
+            with_payload=True if fields is None else list(fields), with_vectors=list(vectors) if vectors else False,
         )  # fmt: skip
         return [(r.payload or {}, r.vector) for r in page], None if after is None else str(after)
 

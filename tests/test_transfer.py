@@ -1,0 +1,214 @@
+"""Moving a collection between stores without encoding again (`collections copy`, `snapshot`,
+`restore`): every point, vector and payload arrives, searches rank the same, the codebook goes
+along, a stopped copy goes on where it was, a copy that does not match its source is not swapped in."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xmsearch.cli import app
+from xmsearch.ingest.documents import Document
+from xmsearch.ingest.pipeline import Indexer
+from xmsearch.retriever import Encoder
+from xmsearch.retriever.index import transfer
+from xmsearch.retriever.index.schema import IndexSpec, Page, Point
+from xmsearch.retriever.index.stores import Store, make_store, open_as_built, settings_at
+from xmsearch.retriever.index.transfer import CopyVerificationError, copy_collection
+from xmsearch.settings import Settings
+
+WORDS = "river mill bridge passport travel search engine token query document children summer evening".split()  # noqa: SIM905
+
+
+def _documents(n: int) -> list[Document]:
+    rng = np.random.default_rng(5)
+    return [
+        Document(
+            id=f"d{i}", text=" ".join(rng.choice(WORDS, size=int(rng.integers(4, 12)))), language="en",
+            tenant=("acme", None)[i % 2], metadata={"n": i},
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def source_settings(tmp_path: Path, encoder: Encoder, tiny_checkpoint: Path) -> Iterator[Settings]:
+    """An Edge collection of 40 documents with a complete centroid codebook."""
+    settings = Settings(
+        model=str(tiny_checkpoint), device="cpu", store="edge", data_dir=tmp_path / "source", collection="docs",
+        detect_language=False, first_stage="on", first_stage_encoding="centroids", first_stage_min_points=30,
+        first_stage_centroids=32, first_stage_candidates=10_000, first_stage_probe=32,
+    )  # fmt: skip
+    indexer = Indexer.from_settings(settings, encoder)
+    indexer.ingest(_documents(40))
+    indexer.wait()
+    indexer.close()
+    yield settings
+
+
+def _points(store: Store) -> dict[tuple[str | None, str, int], Point]:
+    out, cursor = {}, None
+    while True:
+        page, cursor = store.points(cursor, 7)
+        out.update({(p.tenant, p.document_id, p.chunk): p for p in page})
+        if cursor is None:
+            return out
+
+
+def _same_points(a: Store, b: Store) -> None:
+    mine, theirs = _points(a), _points(b)
+    assert mine.keys() == theirs.keys() and len(mine) == 40
+    for key, point in mine.items():
+        other = theirs[key]
+        assert point.payload() == other.payload()
+        assert np.allclose(point.vectors, other.vectors, atol=1e-3)  # float16 on Edge, float32 in local mode
+        assert point.first_stage is not None and other.first_stage is not None  # centroids, identical
+        assert np.array_equal(point.first_stage.indices, other.first_stage.indices)  # type: ignore[union-attr]
+
+
+def test_a_copy_to_another_store_and_back_keeps_every_point_and_ranks_the_same(
+    source_settings: Settings, tmp_path: Path
+) -> None:
+    there = settings_at(source_settings, f"local:{tmp_path / 'there'}")
+    source = open_as_built(source_settings)
+    try:
+        report = copy_collection(source, lambda spec: make_store(there, spec), tmp_path / "state.json")
+    finally:
+        source.close()
+    assert (report.points, report.documents, report.version, report.replaced) == (40, 40, "docs-v1", None)
+    assert report.searches_compared == 40 and report.codebook is not None  # exact and first-stage, 20 each
+    assert not (tmp_path / "state.json").exists()
+    source, copy = open_as_built(source_settings), open_as_built(there)
+    try:
+        assert copy.recorded("docs-v1") == source.recorded(source.current_version() or "")
+        assert copy.codebook_record() is not None and copy.codebook() is not None
+        assert copy.codebook().id == source.codebook().id and copy.codebook().complete  # type: ignore[union-attr]
+        _same_points(source, copy)
+        query = np.asarray(next(iter(_points(source).values())).vectors[:8])
+        page = Page(k=5, group=True)
+        want, got = source.search([query], page, ()), copy.search([query], page, ())
+        assert [h.document for h in want[0]] == [h.document for h in got[0]]
+    finally:
+        source.close()
+        copy.close()
+    # and back, over what the source holds: a new version there, the old one kept
+    back = Settings(**{**source_settings.model_dump(), "data_dir": source_settings.data_dir})
+    copy = open_as_built(there)
+    try:
+        report = copy_collection(copy, lambda spec: make_store(back, spec))
+    finally:
+        copy.close()
+    assert (report.version, report.replaced, report.points) == ("docs-v2", "docs-v1", 40)
+    first, second = (open_as_built(there), open_as_built(back))
+    try:
+        _same_points(first, second)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_stopped_copy_goes_on_where_it_was(
+    source_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfer, "SCROLL_PAGE", 16)
+    there = settings_at(source_settings, f"edge:{tmp_path / 'there'}")
+    state = tmp_path / "copies" / "state.json"
+    seen: list[int] = []
+
+    def stop_after_two_pages(done: int, total: int) -> None:
+        seen.append(done)
+        if done == 32:
+            raise KeyboardInterrupt
+
+    source = open_as_built(source_settings)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            copy_collection(source, lambda spec: make_store(there, spec), state, stop_after_two_pages)
+        assert json.loads(state.read_text())["copied"] == 32
+        assert make_store(there, IndexSpec("", 1)).current_version() is None  # nothing searchable there yet
+        report = copy_collection(source, lambda spec: make_store(there, spec), state, lambda d, t: seen.append(d))
+    finally:
+        source.close()
+    assert seen == [16, 32, 40] and report.resumed_at == 32 and report.points == 40
+    assert report.version == "docs-v1"  # the same version went on: none was started afresh
+    first, second = open_as_built(source_settings), open_as_built(there)
+    try:
+        _same_points(first, second)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_copy_that_does_not_match_its_source_is_not_searched(
+    source_settings: Settings, tmp_path: Path, encoder: Encoder
+) -> None:
+    there = settings_at(source_settings, f"local:{tmp_path / 'there'}")
+    source = open_as_built(source_settings)
+    extra = _points(source)[(None, "d1", 0)]
+
+    def write_meanwhile(done: int, total: int) -> None:  # a write to the source the copy does not follow
+        source.upsert([Point(**{**extra.__dict__, "document_id": "late"})])
+
+    try:
+        with pytest.raises(CopyVerificationError, match="the source changed during the copy"):
+            copy_collection(source, lambda spec: make_store(there, spec), None, write_meanwhile)
+    finally:
+        source.close()
+    target = make_store(there, IndexSpec("", 1))
+    try:
+        assert target.current_version() is None and target.versions() == ["docs-v1"]
+    finally:
+        target.close()
+
+
+def test_snapshot_and_restore_through_the_cli(source_settings: Settings, tmp_path: Path) -> None:
+    env = {"XMSEARCH_DATA_DIR": str(source_settings.data_dir), "XMSEARCH_COLLECTION": "docs"}
+    archive = tmp_path / "backups" / "docs.tar.gz"
+    runner = CliRunner()
+    saved = runner.invoke(app, ["collections", "snapshot", str(archive), "--json"], env=env)
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(saved.stdout)["points"] == 40 and archive.is_file()
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "docs/CURRENT" in names and "docs/docs-v1.json" in names and not any(n.endswith(".lock") for n in names)
+    elsewhere = {**env, "XMSEARCH_DATA_DIR": str(tmp_path / "restored"), "XMSEARCH_STORE": "local"}
+    restored = runner.invoke(app, ["collections", "restore", str(archive)], env=elsewhere)
+    assert restored.exit_code == 0, restored.output
+    assert "40 points of 40 documents" in restored.stdout and "searches ranked the same" in restored.stdout
+    status = runner.invoke(app, ["status", "--json"], env=elsewhere)
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["documents"] == 40
+    bad = tmp_path / "not-a-snapshot.tar"
+    bad.write_text("hello")
+    refused = runner.invoke(app, ["collections", "restore", str(bad)], env=elsewhere)
+    assert "is not a snapshot xmsearch can read (not a tar archive" in str(refused.exception)
+
+
+def test_copy_through_the_cli_names_its_mistakes(source_settings: Settings, tmp_path: Path) -> None:
+    env = {"XMSEARCH_DATA_DIR": str(source_settings.data_dir), "XMSEARCH_COLLECTION": "docs"}
+    runner = CliRunner()
+    both = runner.invoke(app, ["collections", "copy", "--to", "edge:x", "--from", "edge:y"], env=env)
+    assert "give one of --to WHERE" in str(both.exception)
+    nothing = runner.invoke(app, ["collections", "copy", "--from", f"edge:{tmp_path / 'empty'}"], env=env)
+    assert "has nothing to copy" in str(nothing.exception)
+    done = runner.invoke(app, ["collections", "copy", "--to", f"local:{tmp_path / 'there'}"], env=env)
+    assert done.exit_code == 0 and "as docs-v1" in done.stdout, done.output
+
+
+def test_a_server_version_is_created_with_the_shards_and_replicas_the_settings_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(qdrant_url="http://qdrant.invalid:6333", qdrant_shards=6, qdrant_replication_factor=2)
+    store = make_store(settings, IndexSpec(model_id="m@abc", dim=16))
+    created: dict[str, object] = {}
+    monkeypatch.setattr(store, "versions", lambda: [])
+    monkeypatch.setattr(store.client, "create_collection", lambda name, **options: created.update(options))
+    monkeypatch.setattr(store.client, "create_payload_index", lambda *a, **k: None)
+    assert store.create_version() == "xmsearch-v1"
+    assert created["shard_number"] == 6 and created["replication_factor"] == 2
