@@ -1,4 +1,4 @@
-"""Commands of the HTTP API: serve it, and make API keys."""
+"""Commands of the HTTP API: serve it, make API keys, probe a health endpoint."""
 
 from __future__ import annotations
 
@@ -66,3 +66,28 @@ def api_key(
     console.print(f"key (give it to the client; it is not stored): [bold]{key}[/bold]")
     console.print("add this entry to the JSON list in XMSEARCH_API_KEYS:")
     print(json.dumps(entry))
+
+
+@app.command()
+def probe(
+    url: Annotated[str, typer.Argument(help="What to ask, e.g. http://127.0.0.1:8000/ready.")],
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer.")] = 5.0,
+) -> None:
+    """A health check for containers, which have no curl: exit 0 when URL answers 2xx, else 1 with
+    why in one line (a worker's is its metrics, http://127.0.0.1:9108/metrics).
+
+    Example: xmsearch probe http://127.0.0.1:8000/health
+    """
+    import urllib.error
+    import urllib.request
+
+    from xmsearch.retriever.errors import XmsearchError
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # the caller's own URL
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        raise XmsearchError(f"{url} answered {exc.code}: {exc.read(300).decode(errors='replace')}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise XmsearchError(f"{url} did not answer ({getattr(exc, 'reason', exc)})") from None
+    console.print(f"{url} answered {status}")
