@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,3 +79,26 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def qdrant_server(tmp_path: Path) -> Iterator[str]:
+    """A Qdrant server's URL where none can run: tests/qdrant_standin.py (Qdrant's REST API over
+    qdrant-client's local engine) in a process of its own, on a free port, for one test."""
+    import httpx
+
+    from tests.helpers import free_port, started, wait_until
+
+    port = free_port()
+    command = [sys.executable, "-m", "tests.qdrant_standin", "--port", str(port), "--path", str(tmp_path / "qdrant")]
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "qdrant.log"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/collections", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    with started(command, dict(os.environ), log):
+        wait_until("the Qdrant stand-in", up, log, 60)
+        yield url

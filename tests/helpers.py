@@ -1,4 +1,5 @@
-"""Processes the tests start: the `xmsearch` command, a private redis-server, a worker, a free port."""
+"""Processes the tests start: the `xmsearch` command, a private redis-server, a worker, any process for
+a block, a free port."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,26 @@ class Worker:
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+@contextmanager
+def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process (its own session, output to `log`) for the block; stopped with SIGTERM after it."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+    try:
+        yield process
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+
+
+def wait_until(what: str, check: Callable[[], bool], log: Path, seconds: float = 120) -> None:
+    """Poll `check` until it holds; past `seconds`, fail with the end of `log`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not there after {seconds} s:\n{log.read_text(errors='replace')[-3000:]}")

@@ -9,20 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 import yaml
 
 from tests.conftest import ROOT
-from tests.helpers import CLI, RedisServer, Worker, free_port
+from tests.helpers import CLI, RedisServer, Worker, free_port, started, wait_until
 
 COMPOSE = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
 
@@ -42,47 +37,8 @@ def _healthy(service: str, port: int) -> bool:
     return subprocess.run([*CLI, "probe", url], capture_output=True, timeout=60, cwd=ROOT).returncode == 0
 
 
-@contextlib.contextmanager
-def _started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
-
-
-def _wait(what: str, check: object, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not there after {seconds} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-@pytest.fixture
-def qdrant(tmp_path: Path) -> Iterator[str]:
-    """The Qdrant stand-in, on a free port, serving qdrant-client's local mode over REST."""
-    port = free_port()
-    command = [sys.executable, "-m", "tests.qdrant_standin", "--port", str(port), "--path", str(tmp_path / "qdrant")]
-    log = tmp_path / "qdrant.log"
-    with _started(command, dict(os.environ), log):
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            with contextlib.suppress(httpx.TransportError):
-                return httpx.get(f"{url}/collections", timeout=5).status_code == 200
-            return False
-
-        _wait("the Qdrant stand-in", up, log, 60)
-        yield url
-
-
 def test_the_compose_topology_ingests_and_searches_across_processes(
-    qdrant: str, redis_server: RedisServer, tiny_checkpoint: Path, tmp_path: Path
+    qdrant_server: str, redis_server: RedisServer, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     key = json.loads(subprocess.run([*CLI, "api-key", "--json"], capture_output=True, text=True, cwd=ROOT).stdout)
     compose_env = COMPOSE["x-xmsearch"]["environment"]
@@ -91,7 +47,7 @@ def test_the_compose_topology_ingests_and_searches_across_processes(
     env = {
         **os.environ,
         "XMSEARCH_BROKER_URL": redis_server.url,  # compose: redis://redis:6379/0
-        "XMSEARCH_QDRANT_URL": qdrant,  # compose: http://qdrant:6333
+        "XMSEARCH_QDRANT_URL": qdrant_server,  # compose: http://qdrant:6333
         "XMSEARCH_MODEL": str(tiny_checkpoint),
         "XMSEARCH_API_KEYS": json.dumps([key["entry"]]),
         "XMSEARCH_DATA_DIR": str(tmp_path / "data"),
@@ -103,12 +59,12 @@ def test_the_compose_topology_ingests_and_searches_across_processes(
     with contextlib.ExitStack() as running:
         for i, port in enumerate(ports):  # two API replicas on one server: any number of processes search
             api_env = {**env, "XMSEARCH_API_PORT": str(port)}
-            running.enter_context(_started(_command("api"), api_env, tmp_path / f"api{i}.log"))
+            running.enter_context(started(_command("api"), api_env, tmp_path / f"api{i}.log"))
         worker = Worker(env, tmp_path / "worker.log", *_command("worker")[len(CLI) + 1 :])  # Worker adds "worker"
         running.callback(worker.stop)
-        running.enter_context(_started(_command("intake"), env, tmp_path / "intake.log"))
+        running.enter_context(started(_command("intake"), env, tmp_path / "intake.log"))
         for i, port in enumerate(ports):
-            _wait(f"api {i} healthy", lambda port=port: _healthy("api", port), tmp_path / f"api{i}.log")
+            wait_until(f"api {i} healthy", lambda port=port: _healthy("api", port), tmp_path / f"api{i}.log")
         assert _healthy("worker", metrics_port)
         headers = {"X-API-Key": key["key"]}
         first = f"http://127.0.0.1:{ports[0]}"
@@ -120,7 +76,7 @@ def test_the_compose_topology_ingests_and_searches_across_processes(
         posted = httpx.post(f"{first}/documents", json={"documents": documents}, headers=headers, timeout=60)
         assert posted.status_code == 202, posted.text
         job = posted.json()["id"]
-        _wait(
+        wait_until(
             "the job done",
             lambda: httpx.get(f"{first}/jobs/{job}", headers=headers, timeout=30).json()["status"] == "done",
             tmp_path / "worker.log",
@@ -138,7 +94,7 @@ def test_the_compose_topology_ingests_and_searches_across_processes(
                 )
                 return {h["document_id"] for h in answer.json()["hits"]} == {"mill", "passport", "velo", "bridge"}
 
-            _wait(f"every document found through api {i}", found, tmp_path / "intake.log")
+            wait_until(f"every document found through api {i}", found, tmp_path / "intake.log")
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         assert 'xmsearch_tasks_total{outcome="succeeded",task="xmsearch.index"}' in scraped
         status = httpx.get(f"{first}/status", headers=headers, timeout=30).json()

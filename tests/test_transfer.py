@@ -212,3 +212,24 @@ def test_a_server_version_is_created_with_the_shards_and_replicas_the_settings_n
     monkeypatch.setattr(store.client, "create_payload_index", lambda *a, **k: None)
     assert store.create_version() == "xmsearch-v1"
     assert created["shard_number"] == 6 and created["replication_factor"] == 2
+
+
+def test_a_copy_to_a_server_over_rest_and_back(source_settings: Settings, qdrant_server: str, tmp_path: Path) -> None:
+    """Through qdrant-client's REST code, as to a real server: sparse centroid vectors, the codebook
+    collection and the version's record survive the trip."""
+    env = {"XMSEARCH_DATA_DIR": str(source_settings.data_dir), "XMSEARCH_COLLECTION": "docs"}
+    runner = CliRunner()
+    there = runner.invoke(app, ["collections", "copy", "--to", qdrant_server, "--json"], env=env)
+    assert there.exit_code == 0, there.output
+    report = json.loads(there.stdout)
+    assert report["points"] == 40 and report["searches_compared"] == 40 and report["codebook"]
+    back = {**env, "XMSEARCH_DATA_DIR": str(tmp_path / "back")}
+    again = runner.invoke(app, ["collections", "copy", "--from", qdrant_server, "--json"], env=back)
+    assert again.exit_code == 0, again.output
+    first, second = open_as_built(source_settings), open_as_built(settings_at(source_settings, str(tmp_path / "back")))
+    try:
+        _same_points(first, second)
+        assert second.codebook() is not None and second.codebook().id == report["codebook"]  # type: ignore[union-attr]
+    finally:
+        first.close()
+        second.close()
