@@ -20,10 +20,12 @@ if TYPE_CHECKING:
         XmsearchError,
     )
     from xmsearch.retriever.model.encoder import Encoder
+    from xmsearch.retriever.model.langid import Hints
     from xmsearch.retriever.settings import EncoderSettings, RetrieverSettings
 
 _HOMES = {
     "Encoder": "xmsearch.retriever.model.encoder",
+    "Hints": "xmsearch.retriever.model.langid",
     "CheckpointError": "xmsearch.retriever.errors",
     "CheckpointUnavailableError": "xmsearch.retriever.errors",
     "InvalidInputError": "xmsearch.retriever.errors",
@@ -37,6 +39,7 @@ __all__ = [
     "CheckpointUnavailableError",
     "Encoder",
     "EncoderSettings",
+    "Hints",
     "InvalidInputError",
     "RetrieverSettings",
     "UnknownLanguageError",

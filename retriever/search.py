@@ -27,6 +27,7 @@ from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
+from xmsearch.retriever.model.langid import Hints
 from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import RetrieverSettings
 from xmsearch.retriever.switch import SwitchLock
@@ -118,10 +119,12 @@ class Retriever:
         language: str | None = None,
         filter: dict[str, Any] | None = None,
         scope: Sequence[Condition] = (),
+        hints: Hints | None = None,
         **paging: Unpack[Paging],
     ) -> SearchResult:
         """The k best documents (or, with group=False, chunks) for one query."""
-        return self.search_batch([query], k, None if language is None else [language], filter, scope, **paging)[0]
+        languages = None if language is None else [language]
+        return self.search_batch([query], k, languages, filter, scope, hints, **paging)[0]
 
     def search_batch(
         self,
@@ -130,13 +133,16 @@ class Retriever:
         languages: Languages = None,
         filter: dict[str, Any] | None = None,
         scope: Sequence[Condition] = (),
+        hints: Hints | None = None,
         **paging: Unpack[Paging],
     ) -> list[SearchResult]:
         """The k best documents (each its best chunk) for each query, one encoder pass and one store
         round trip. Paging: `offset` (skip the first), `score_threshold` (no hit scoring under it),
         `group=False` (single chunks), `chunks_per_document` (show each document's next best chunks).
 
-        `scope` is ANDed with the filter whatever it says (e.g. the tenant an API key is bound to)."""
+        `scope` is ANDed with the filter whatever it says (e.g. the tenant an API key is bound to).
+        `hints` tell the detection of queries given without a language what the caller knows: the
+        languages allowed, the preferred ones (a hint, Accept-Language) where detection is unsure."""
         page = Page(k, **paging)
         page.check(self.settings.max_k)
         conditions = [*parse_filter(filter), *scope]
@@ -145,13 +151,14 @@ class Retriever:
         queries = list(queries)
         self._follow()
         with self._switch.reading():  # one model and the version it built, for the whole search
-            return self._search(queries, languages, page, conditions)
+            return self._search(queries, languages, page, conditions, hints)
 
     def _search(
-        self, queries: list[str], languages: Languages, page: Page, conditions: list[Condition]
+        self, queries: list[str], languages: Languages, page: Page, conditions: list[Condition], hints: Hints | None
     ) -> list[SearchResult]:
         start = time.perf_counter()
-        prepared = self.encoder.prepare(queries, languages, "query", "query", self.settings.max_query_chars)
+        limit = self.settings.max_query_chars
+        prepared = self.encoder.prepare(queries, languages, "query", "query", limit, hints)
         self._check_lengths(prepared)
         with self.encoder.priority.search():  # indexing in this process waits (within its share)
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())

@@ -83,7 +83,12 @@ class EncoderSettings(EnvSettings):
     fallback_language: str = Field("en", description="Adapter used by the fallback policy.")
     detect_language: bool = Field(True, description="Detect the language of texts given without one.")
     langid_min_confidence: float = Field(
-        0.6, ge=0.0, le=1.0, description="Detections below this confidence follow the unknown-language policy."
+        0.6, ge=0.0, le=1.0, description="Detections below this confidence follow the routing policy."
+    )
+    langid_policy: Literal["plausible", "strict"] = Field(
+        "plausible",
+        description="An unsure detection: plausible = keep the best guess where its script agrees with the text's, "
+        "fall back only when nothing is plausible; strict = fall back below langid_min_confidence.",
     )
 
     @field_validator("device")

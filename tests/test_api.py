@@ -126,6 +126,31 @@ def test_search_batch_keeps_query_order(client: TestClient) -> None:
     assert [r["language"]["source"] for r in results] == ["given", "detected"]
 
 
+def test_language_hints_and_accept_language_reach_the_detection(client: TestClient) -> None:
+    """An unsure query takes the request's hint, else Accept-Language; a bad hint is a named 422."""
+    client.post("/documents?wait=true", json={"documents": DOCS}, headers=as_("admin"))
+    ask = {"query": "vacunas", "k": 1}
+    plain = client.post("/search", json=ask, headers=as_("admin")).json()["language"]
+    assert plain["source"] == "detected" and plain["code"] == "es" and plain["confidence"] < 0.6
+    hinted = client.post("/search", json={**ask, "language_hint": "fr"}, headers=as_("admin")).json()["language"]
+    assert (hinted["source"], hinted["adapter"]) == ("hint", "fr_XX")
+    browser = {**as_("admin"), "Accept-Language": "de-CH, fr;q=0.8"}  # German: not plausible for "vacunas"
+    accepted = client.post("/search", json=ask, headers=browser).json()["language"]
+    assert (accepted["source"], accepted["adapter"]) == ("hint", "fr_XX")
+    allowed = client.post("/search", json={**ask, "allowed_languages": ["fr"]}, headers=browser).json()["language"]
+    assert (allowed["adapter"], allowed["confidence"]) == ("fr_XX", 1.0)  # the only language it may be in
+    batch = {"queries": ["vacunas", "river bridge"], "languages": [None, "en"], "language_hint": "es"}
+    sources = [
+        r["language"]["source"]
+        for r in client.post("/search/batch", json=batch, headers=as_("admin")).json()["results"]
+    ]
+    assert sources == ["hint", "given"]
+    status, code, message = error(
+        client.post("/search", json={**ask, "language_hint": "klingon"}, headers=as_("admin"))
+    )[:3]
+    assert (status, code) == (422, "invalid_input") and "language_hint: 'klingon' is not a language code" in message
+
+
 def test_api_keys(client: TestClient) -> None:
     assert error(client.post("/search", json={"query": "x"}))[:2] == (401, "missing_api_key")
     assert error(client.post("/search", json={"query": "x"}, headers={"X-API-Key": "xms_wrong"}))[:2] == (

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from xmsearch.bench.encode import bench_langid
+from xmsearch.bench.langid import bench_langid_short
 from xmsearch.retriever import Encoder, UnknownLanguageError
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.model.langid import Hints, LanguageDetector, accepted_languages, text_script
+from xmsearch.retriever.model.languages import COLBERT_XM_LANGUAGES, LanguageResolver
 from xmsearch.settings import Settings
 
 
@@ -43,22 +47,95 @@ def test_given_languages_are_not_overridden(detecting: Encoder) -> None:
     assert got[1].confidence is None
 
 
-def test_detected_language_without_adapter_falls_back(detecting: Encoder, caplog: pytest.LogCaptureFixture) -> None:
+def test_detected_language_without_adapter_falls_back(tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fresh = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu"))  # its warnings not said yet
     with caplog.at_level("WARNING"):
-        got = detecting.resolve_languages(["Jinsi ya kufanya upya pasipoti kabla ya kusafiri nje ya nchi"])
+        got = fresh.resolve_languages(["Jinsi ya kufanya upya pasipoti kabla ya kusafiri nje ya nchi"])
     assert got[0].adapter == "en_XX" and got[0].fallback and got[0].requested == "sw"
     assert "detected language sw" in caplog.text
 
 
-def test_unsure_detection_follows_the_policy(tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unsure_detection_follows_the_strict_policy(tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """XMSEARCH_LANGID_POLICY=strict keeps the routing before: below the threshold, the fallback."""
     strict = Encoder.from_pretrained(
-        tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999, unknown_language="error")
+        tiny_checkpoint,
+        Settings(device="cpu", langid_min_confidence=0.999, unknown_language="error", langid_policy="strict"),
     )
     with pytest.raises(UnknownLanguageError, match="language detection is unsure"):
         strict.encode_queries(["ok ok"])
-    lenient = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999))
+    lenient = Encoder.from_pretrained(
+        tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999, langid_policy="strict")
+    )
     with caplog.at_level("WARNING"):
         got = [lenient.resolve_languages([text])[0] for text in ("ok ok", "hm ok", "ok")]
     assert all(r.fallback and r.reason and "detection is unsure" in r.reason for r in got)  # every answer says so
     assert all(r.confidence is not None and r.confidence < 0.999 for r in got)  # with the best guess's confidence
     assert caplog.text.count("language detection is unsure") == 1  # the log says it once per process
+
+
+def test_plausible_policy_keeps_an_unsure_guess_whose_script_agrees(tiny_checkpoint: Path) -> None:
+    """The default: a best guess below the threshold is kept where the text is written in its script;
+    only a text with nothing plausible (no letters) goes to the fallback."""
+    encoder = Encoder.from_pretrained(tiny_checkpoint, Settings(device="cpu", langid_min_confidence=0.999))
+    guessed, nothing = encoder.resolve_languages(["vacunas", "12345 !!"])  # es at 0.14
+    assert guessed.adapter == "es_XX" and not guessed.fallback and guessed.confidence is not None
+    assert guessed.confidence < 0.999  # unsure, and kept
+    assert nothing.fallback and nothing.reason and "detection is unsure" in nothing.reason
+
+
+def test_scripts_that_name_their_language_and_mixed_scripts() -> None:
+    resolver = LanguageResolver(COLBERT_XM_LANGUAGES)
+    detector = LanguageDetector(resolver, 0.6)
+    assert text_script("Καλημέρα") == "Grek" and text_script("東京タワーへ") == "Jpan" and text_script("42") is None
+    assert text_script("Не удалось открыть TreeView") == "Cyrl"  # identifiers in Latin do not make it Latin
+    for text, language in [("Καλημέρα", "el"), ("ສະບາຍດີ", "lo"), ("안녕하세요", "ko"), ("東京タワーへ", "ja")]:
+        found = detector.detect(text)
+        assert (found.language, found.confidence, found.plausible) == (language, 1.0, True)
+    assert detector.detect("臺灣的天氣").language == "zh-Hant" and detector.detect("台湾的天气").language == "zh-Hans"
+    russian = detector.detect("Не удалось открыть TreeView")
+    assert russian.language in {"ru", "bg", "uk", "mk", "sr", "be", "kk", "ky", "mn"}  # among Cyrillic's only
+
+
+def test_routing_on_short_real_texts_beats_the_routing_before() -> None:
+    """`xmsearch bench langid` on the held-out short texts: the default routing against the one before."""
+    figures = {f.name.split(":")[0]: f for f in bench_langid_short("heldout")}
+    default, before = figures["plausible (default)"], figures["before"]
+    assert default.accuracy["all"] >= 0.87 and default.accuracy["all"] >= before.accuracy["all"] + 0.1
+    assert default.accuracy["1-4"] >= 0.77 and default.accuracy["5-12"] >= 0.97
+    assert default.per_language["zh-Hans"] >= 0.95 and default.per_language["zh-Hant"] >= 0.85  # told apart
+
+
+def test_hints_and_what_wins_over_what() -> None:
+    """A given language wins (not a detection at all); allowed languages narrow the candidates; a
+    confident detection wins over a hint; an unsure one takes the request's hint, then Accept-Language,
+    where the text may be in them; an implausible hint is passed over."""
+    resolver = LanguageResolver(COLBERT_XM_LANGUAGES)
+    detector = LanguageDetector(resolver, 0.6)
+    assert detector.detect("vacunas").language == "es" and detector.detect("vacunas").confidence < 0.6
+    hinted = detector.detect("vacunas", Hints(preferred=("pt", "es")))
+    assert (hinted.language, hinted.hinted) == ("pt", True)  # unsure: the first preferred language it may be in
+    assert detector.resolve(hinted).source == "hint"
+    confident = detector.detect("¿dónde está la estación de tren?", Hints(preferred=("pt",)))
+    assert (confident.language, confident.hinted) == ("es", False)  # sure: the hint does not override
+    assert detector.detect("Καλημέρα", Hints(preferred=("fr",))).language == "el"  # the script says otherwise
+    only = detector.detect("vacunas", Hints(allowed=("ca", "gl")))
+    assert only.language in {"ca", "gl"}
+    assert detector.detect("vacunas", Hints(allowed=("gl",))).language == "gl"  # one allowed: that one
+    assert Hints.of("es", ["es", "pt"], "pt-BR,pt;q=0.9,en;q=0.8,*;q=0.5") == Hints(
+        allowed=("es", "pt"), preferred=("es", "pt-BR", "pt", "en")
+    )
+    assert accepted_languages("en;q=0.2, fr, xx-nonsense-!!, de;q=0, it;q=abc") == ["fr", "en"]
+    with pytest.raises(InvalidInputError, match="language_hint: 'klingon' is not a language code"):
+        Hints.of("klingon")
+    with pytest.raises(InvalidInputError, match="allowed_languages: '' is not a language code"):
+        Hints.of(None, [""])
+
+
+def test_search_says_how_the_language_was_chosen(detecting: Encoder) -> None:
+    given, detected, hinted = (
+        detecting.resolve_languages(["vacunas"], ["es"])[0],
+        detecting.resolve_languages(["wie spät ist es jetzt in Berlin"])[0],
+        detecting.resolve_languages(["vacunas"], None, Hints(preferred=("es",)))[0],
+    )
+    assert (given.source, detected.source, hinted.source) == ("given", "detected", "hint")
+    assert hinted.adapter == "es_XX" and hinted.confidence is not None and hinted.confidence < 0.6

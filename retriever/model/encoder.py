@@ -19,6 +19,7 @@ import torch
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.metrics import ENCODER_BATCH, ENCODER_SECONDS
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
+from xmsearch.retriever.model.langid import NO_HINTS, Hints, LanguageDetector
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device
 from xmsearch.retriever.model.priority import SearchPriority
@@ -77,7 +78,7 @@ class Encoder:
         self.model = loaded
         self.tokenizer = ColbertTokenizer(spec, settings.marker_convention)
         self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
-        self._detector: Callable[[list[str]], list[Resolution]] | None = None
+        self._detector: LanguageDetector | None = None
         self.priority = SearchPriority(settings.search_priority_share, settings.background_batch_size)
 
     @classmethod
@@ -106,13 +107,19 @@ class Encoder:
         return self.encode(self.prepare(texts, languages, "document"))
 
     def prepare(
-        self, texts: Sequence[str], languages: Languages, kind: Kind, what: str = "text", max_chars: int | None = None
+        self,
+        texts: Sequence[str],
+        languages: Languages,
+        kind: Kind,
+        what: str = "text",
+        max_chars: int | None = None,
+        hints: Hints | None = None,
     ) -> Prepared:
         """Check the texts (naming a bad one `what` i; refusing those over `max_chars`), tokenise them
-        and resolve their adapters, once: callers that need the lengths or the languages read them
-        here and hand the result to `encode`."""
+        and resolve their adapters (`hints` for those detected), once: callers that need the lengths
+        or the languages read them here and hand the result to `encode`."""
         texts = _check_texts(texts, what, max_chars)
-        return self.tokenize(texts, self.resolve_languages(texts, languages), kind)
+        return self.tokenize(texts, self.resolve_languages(texts, languages, hints), kind)
 
     def tokenize(self, texts: list[str], languages: list[Resolution], kind: Kind) -> Prepared:
         """Texts already checked, with the adapters already resolved (e.g. chunks whose languages
@@ -125,25 +132,26 @@ class Encoder:
         to_batch = self.tokenizer.query_batch if prepared.kind == "query" else self.tokenizer.document_batch
         return self._encode(prepared.rows, prepared.languages, to_batch, prepared.kind)
 
-    def resolve_languages(self, texts: Sequence[str], languages: Languages = None) -> list[Resolution]:
-        """The adapter of each text: given (resolved through the checkpoint's languages), else detected,
-        else the fallback adapter."""
+    def resolve_languages(
+        self, texts: Sequence[str], languages: Languages = None, hints: Hints | None = None
+    ) -> list[Resolution]:
+        """The adapter of each text: given (resolved through the checkpoint's languages), else detected
+        (with what the caller knows: `hints`), else the fallback adapter."""
         wanted = _per_text(languages, len(texts))
         out: list[Resolution | None] = [None if code is None else self.languages.resolve(code) for code in wanted]
         unknown = [i for i, r in enumerate(out) if r is None]
         if unknown:
-            for i, found in zip(unknown, self._detect([texts[i] for i in unknown]), strict=True):
+            for i, found in zip(unknown, self._detect([texts[i] for i in unknown], hints), strict=True):
                 out[i] = found
         return [r for r in out if r is not None]
 
-    def _detect(self, texts: list[str]) -> list[Resolution]:
+    def _detect(self, texts: list[str], hints: Hints | None) -> list[Resolution]:
         if not self.settings.detect_language:
-            return [Resolution("", self.languages.fallback, fallback=True) for _ in texts]
+            return [Resolution("", self.languages.fallback, fallback=True, source="fallback") for _ in texts]
         if self._detector is None:
-            from xmsearch.retriever.model.langid import LanguageDetector
-
-            self._detector = LanguageDetector(self.languages, self.settings.langid_min_confidence)
-        return self._detector(texts)
+            settings = self.settings
+            self._detector = LanguageDetector(self.languages, settings.langid_min_confidence, settings.langid_policy)
+        return self._detector(texts, hints or NO_HINTS)
 
     def _encode(
         self,

@@ -21,6 +21,7 @@ from xmsearch.retriever.errors import CheckpointError, UnknownLanguageError
 log = logging.getLogger(__name__)
 
 Policy = Literal["fallback", "error"]
+Source = Literal["given", "detected", "hint", "fallback"]  # how a text's adapter was chosen
 # Languages whose adapter goes by another code: Filipino/Tagalog, Norwegian Bokmål/Nynorsk.
 _ALIASES = {"fil": "tl", "nb": "no", "nn": "no"}
 
@@ -34,6 +35,9 @@ class Resolution:
     fallback: bool = False
     confidence: float | None = None  # set when the language was detected (the best guess's, when unsure)
     reason: str | None = None  # why the fallback adapter encoded the text
+    # how the language was chosen: given with the text; detected; by a hint where detection was unsure;
+    # none (fallback: detection unsure, or off). `fallback` says whether the fallback adapter encoded it
+    source: Source = "given"
 
     @property
     def code(self) -> str:
@@ -68,6 +72,17 @@ def _parse(code: str) -> _Tag | None:
 def _parse_adapter(code: str) -> _Tag | None:
     """An adapter code such as zh_TW, or eo_EO whose region is not a real one."""
     return _parse(code) or _parse(code.split("_")[0])
+
+
+def is_language(code: str) -> bool:
+    """Whether `code` names a language (ISO 639-1/639-3, BCP-47, an adapter code), adapter or not."""
+    return isinstance(code, str) and _parse(code) is not None
+
+
+def script_of(code: str) -> str | None:
+    """The script a language is written in, as ISO 15924 (Latn, Cyrl, Hans, Jpan...; None: unknown)."""
+    parsed = _parse(code) if code else None
+    return parsed.script if parsed is not None else None
 
 
 def base_language(code: str) -> str:
@@ -111,7 +126,9 @@ class LanguageResolver:
             )
         return self.no_adapter(code, f"language {code!r} has no adapter in this checkpoint")
 
-    def no_adapter(self, code: str, reason: str, confidence: float | None = None) -> Resolution:
+    def no_adapter(
+        self, code: str, reason: str, confidence: float | None = None, source: Source = "given"
+    ) -> Resolution:
         """Apply the policy: the fallback adapter (logged once per code and process; every answer
         carries the reason) or an error."""
         if self.policy == "error":
@@ -119,7 +136,7 @@ class LanguageResolver:
         if base_language(code) not in self._warned:  # sv and sv-SE: one warning
             self._warned.add(base_language(code))
             log.warning("%s; using the fallback adapter %s (said once per process)", reason, self.fallback)
-        return Resolution(code, self.fallback, fallback=True, confidence=confidence, reason=reason)
+        return Resolution(code, self.fallback, True, confidence, reason, source)
 
     def lookup(self, code: str) -> str | None:
         """The adapter for `code`, or None when the checkpoint has none (no policy applied)."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, Tag
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.job import JobStatus
 from xmsearch.retriever.index.schema import MAX_CHUNKS_PER_DOCUMENT, Hit, Paging, Point
+from xmsearch.retriever.model.langid import Hints
 
 if TYPE_CHECKING:
     from xmsearch.retriever.search import SearchResult
@@ -88,16 +89,35 @@ class PageIn(Strict):
         )
 
 
-class SearchIn(PageIn):
+class HintsIn(Strict):
+    """What the application knows of a query's language, for detection (the same on one search and a batch)."""
+
+    language_hint: str | None = Field(
+        None,
+        min_length=1,
+        max_length=35,
+        description="The language to take when detection is unsure and the query may be in it (its script "
+        "agrees); stronger than Accept-Language.",
+    )
+    allowed_languages: list[str] | None = Field(
+        None, max_length=100, description="The only languages the query may be in (detection chooses among them)."
+    )
+
+    def hints(self, accept_language: str | None) -> Hints:
+        """These hints, then the request's Accept-Language header (weakest); a bad code is a 422."""
+        return Hints.of(self.language_hint, self.allowed_languages, accept_language)
+
+
+class SearchIn(PageIn, HintsIn):
     query: str = Field(min_length=1, description="The query, in any language (limit: max_query_chars).")
     k: StrictInt = Field(10, ge=1, description="How many hits (limit: max_k).")
     language: str | None = Field(
-        None, min_length=1, max_length=35, description="The query's language; detected if absent."
+        None, min_length=1, max_length=35, description="The query's language; detected if absent (it wins over hints)."
     )
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
 
 
-class SearchBatchIn(PageIn):
+class SearchBatchIn(PageIn, HintsIn):
     queries: list[str] = Field(min_length=1, description="The queries (limit: api_max_queries).")
     k: StrictInt = Field(10, ge=1, description="Hits per query (limit: max_k).")
     languages: list[str | None] | None = Field(
@@ -112,8 +132,11 @@ class LanguageOut(BaseModel):
         "encoded it; the adapter's where none is known."
     )
     adapter: str = Field(description="The model's language adapter that encoded the query.")
-    source: Literal["given", "detected"] = Field(description="Given with the request, or detected.")
-    confidence: float | None = Field(None, description="The detector's confidence, when detected.")
+    source: Literal["given", "detected", "hint", "fallback"] = Field(
+        description="How the language was chosen: given with the request; detected; a hint (language_hint, "
+        "Accept-Language) where detection was unsure; none (fallback: detection unsure or off)."
+    )
+    confidence: float | None = Field(None, description="The detector's confidence, when detected (or hinted).")
     fallback: bool = Field(
         description="True when the fallback adapter encoded the query (no adapter, or detection unsure)."
     )
@@ -230,14 +253,14 @@ class SearchOut(BaseModel):
     timings_ms: dict[str, float] = Field(description="encode and search milliseconds (per query, for a batch).")
 
     @classmethod
-    def of(cls, result: SearchResult, given: bool) -> SearchOut:
+    def of(cls, result: SearchResult) -> SearchOut:
         lang = result.language
         return cls(
             query=result.query,
             language=LanguageOut(
                 code=lang.code,
                 adapter=lang.adapter,
-                source="given" if given else "detected",
+                source=lang.source,
                 confidence=lang.confidence,
                 fallback=lang.fallback,
                 reason=lang.reason,

@@ -264,8 +264,9 @@ def search(body: SearchIn, caller: Caller, request: Request) -> SearchOut:
     """The k best documents (each as its best chunk; or single chunks: group=chunk) for a query in any
     language, encoded with its language's adapter."""
     retriever = _service(request).retriever
-    result = retriever.search(body.query, body.k, body.language, body.filter, caller.scope, **body.paging())
-    return SearchOut.of(result, given=body.language is not None)
+    hints = body.hints(request.headers.get("accept-language"))
+    result = retriever.search(body.query, body.k, body.language, body.filter, caller.scope, hints, **body.paging())
+    return SearchOut.of(result)
 
 
 @router.post("/search/batch", responses=READ, tags=["search"])
@@ -277,11 +278,11 @@ def search_batch(body: SearchBatchIn, caller: Caller, request: Request) -> Searc
         raise ApiError(413, "too_many_queries", f"{len(body.queries)} queries; send at most {most}")
     if body.languages is not None and len(body.languages) != len(body.queries):
         raise ApiError(422, "invalid_input", f"{len(body.languages)} languages for {len(body.queries)} queries")
+    hints = body.hints(request.headers.get("accept-language"))
     results = service.retriever.search_batch(
-        body.queries, body.k, body.languages, body.filter, caller.scope, **body.paging()
+        body.queries, body.k, body.languages, body.filter, caller.scope, hints, **body.paging()
     )
-    given = body.languages or [None] * len(results)
-    return SearchBatchOut(results=[SearchOut.of(r, lang is not None) for r, lang in zip(results, given, strict=True)])
+    return SearchBatchOut(results=[SearchOut.of(r) for r in results])
 
 
 @router.get("/health", tags=["operations"])

@@ -280,20 +280,37 @@ def bench_reindex_cmd(
 @app.command("langid")
 def bench_langid_cmd(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the setting).")] = None,
+    split: Annotated[
+        str, typer.Option(help="Short texts: heldout (report), dev (tune rules and thresholds on it) or all.")
+    ] = "heldout",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Accuracy of language identification on the bundled set: 81 languages, queries and passages.
+    """Language routing on short real texts in the 81 XMOD languages (1-4 and 5-12 words, held out),
+    each routing and detector side by side; then the hand-written queries and passages.
 
-    Example: xmsearch bench langid --threshold 0.7
+    Example: xmsearch bench langid --split dev --threshold 0.7
     """
     from xmsearch.bench.encode import bench_langid
+    from xmsearch.bench.langid import BANDS, bench_langid_short
     from xmsearch.settings import get_settings
 
-    rows = bench_langid(get_settings().langid_min_confidence if threshold is None else threshold)
+    threshold = get_settings().langid_min_confidence if threshold is None else threshold
+    short = bench_langid_short(split, threshold)
+    rows = bench_langid(threshold)
     if as_json:
-        print(json.dumps([r.as_dict() for r in rows]))
+        print(json.dumps({"short": [f.as_dict() for f in short], "handwritten": [r.as_dict() for r in rows]}))
         return
-    table = Table(title="language identification (py3langid + hanzidentifier), 81 XMOD languages")
+    table = Table(title=f"short real texts ({split}): share routed to their own language's adapter")
+    for col in ("routing or detector", *(f"{band} words" for band in BANDS), "all", "ms/text", "most missed"):
+        table.add_column(col, justify="left" if col.startswith(("routing", "most")) else "right")
+    for f in short:
+        worst = sorted(f.per_language.items(), key=lambda kv: kv[1])[:5]
+        table.add_row(
+            f.name, *(f"{f.accuracy[band]:.3f}" for band in BANDS), f"{f.accuracy['all']:.3f}",
+            f"{f.ms_per_text:.3f}", ", ".join(f"{lang} {share:.2f}" for lang, share in worst),
+        )  # fmt: skip
+    console.print(table)
+    table = Table(title="hand-written queries and passages (py3langid + hanzidentifier, best guess), 81 languages")
     for col in ("kind", "texts", "accuracy", "threshold", "kept", "accuracy of kept", "most missed"):
         table.add_column(col, justify="right")
     for r in rows:

@@ -54,7 +54,7 @@ def demo(
     finally:
         ingestor.close()  # and the store the Retriever shares
     model_id = components.encoder.spec.model_id
-    answers = [SearchOut.of(r, given=True) for r in results]  # as POST /search answers
+    answers = [SearchOut.of(r) for r in results]  # as POST /search answers
     if as_json:
         out = [a.model_dump(mode="json") for a in answers]
         print(json.dumps({"model": model_id, "job": job_json(job), "results": out}))
@@ -163,6 +163,12 @@ def search(
     query: Annotated[str, typer.Argument(help="The query, in any language.")],
     k: Annotated[int, typer.Option("--k", help="How many documents (or chunks, with --chunks).")] = 10,
     lang: Annotated[str | None, typer.Option("--lang", help="The query's language (default: detected).")] = None,
+    lang_hint: Annotated[
+        str | None, typer.Option("--lang-hint", help="The language to take where detection is unsure.")
+    ] = None,
+    allowed: Annotated[
+        str | None, typer.Option("--allowed-langs", help="The only languages the query may be in, e.g. de,fr,it.")
+    ] = None,
     filter_: Annotated[str | None, typer.Option("--filter", help='JSON filter, e.g. {"language": "fr"}.')] = None,
     offset: Annotated[int, typer.Option(help="Skip this many results first (the next page).")] = 0,
     min_score: Annotated[float | None, typer.Option(help="No result scoring under this.")] = None,
@@ -176,6 +182,7 @@ def search(
       xmsearch search "how do vaccines work"
       xmsearch search "pain maison" --lang fr --k 3 --filter '{"metadata.topic": "cooking"}' --json
       xmsearch search "passport" --offset 10 --more 2
+      xmsearch search "vacunas" --lang-hint es --allowed-langs es,pt,ca --json
     """
     from xmsearch.api.models import SearchIn, SearchOut
     from xmsearch.ingestor import mode_for
@@ -190,6 +197,8 @@ def search(
         query=query,
         k=k,
         language=lang,
+        language_hint=lang_hint,
+        allowed_languages=[code.strip() for code in allowed.split(",") if code.strip()] if allowed else None,
         filter=flt,
         offset=offset,
         score_threshold=min_score,
@@ -207,10 +216,10 @@ def search(
 
         retriever = Retriever.from_settings(settings)
         try:
-            result = retriever.search(query, k, lang, flt, **request.paging())
+            result = retriever.search(query, k, lang, flt, (), request.hints(None), **request.paging())
         finally:
             retriever.close()
-        found = SearchOut.of(result, given=lang is not None)
+        found = SearchOut.of(result)
     if as_json:
         print(found.model_dump_json())
         return
