@@ -231,7 +231,7 @@ class Indexer:
         for plan in planned:
             chunks = plan.split(self.chunker)
             try:
-                langs = self.encoder.resolve_languages([c.text for c in chunks], plan.doc.language)
+                langs = self.encoder.document_languages(plan.doc.text, [c.text for c in chunks], plan.doc.language)
             except InvalidInputError as exc:
                 job.counts.failed += 1
                 failed += 1

@@ -139,3 +139,25 @@ def test_search_says_how_the_language_was_chosen(detecting: Encoder) -> None:
     )
     assert (given.source, detected.source, hinted.source) == ("given", "detected", "hint")
     assert hinted.adapter == "es_XX" and hinted.confidence is not None and hinted.confidence < 0.6
+
+
+def test_a_document_is_detected_whole_unless_it_really_changes_language(detecting: Encoder) -> None:
+    german = (
+        "Die Stadtbibliothek bleibt während der Sommerferien geöffnet, allerdings mit kürzeren Öffnungszeiten. "
+        "Kinder können an einem Lesewettbewerb teilnehmen und Bücher aus allen Abteilungen ausleihen. "
+        "Die Rückgabe ist rund um die Uhr über den Briefkasten am Haupteingang möglich. "
+        "Jeden Mittwochnachmittag gibt es außerdem eine Schreibwerkstatt für Jugendliche aus dem Viertel."
+    )
+    french = (
+        "La bibliothèque municipale reste ouverte pendant les vacances d'été, avec des horaires réduits. "
+        "Les enfants peuvent participer à un concours de lecture et emprunter des livres dans tous les rayons. "
+        "Les retours sont possibles à toute heure par la boîte aux lettres de l'entrée principale. "
+        "Un atelier d'écriture est proposé chaque mercredi après-midi aux adolescents du quartier."
+    )
+    short_tail = "Danke."  # alone, a guess of its own could be anything; it is the document's language
+    languages = detecting.document_languages(f"{german} {short_tail}", [german, short_tail], None)
+    assert [r.adapter for r in languages] == ["de_DE", "de_DE"] and languages[1].source == "detected"
+    changing = detecting.document_languages(f"{german} {french}", [german, french], None)
+    assert [r.adapter for r in changing] == ["de_DE", "fr_XX"]  # long and sure: the chunk's own language
+    given = detecting.document_languages(german, [german, short_tail], "fr")
+    assert [(r.adapter, r.source) for r in given] == [("fr_XX", "given")] * 2

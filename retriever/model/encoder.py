@@ -145,13 +145,23 @@ class Encoder:
                 out[i] = found
         return [r for r in out if r is not None]
 
+    def document_languages(self, text: str, chunks: Sequence[str], language: str | None) -> list[Resolution]:
+        """The adapters of a document's chunks: its given language's, else the language detected on
+        the whole document (a long chunk surely in another language keeps its own), else the fallback."""
+        if language is not None or not self.settings.detect_language:
+            return self.resolve_languages(chunks, language)
+        return self._language_detector().document(text, chunks)
+
     def _detect(self, texts: list[str], hints: Hints | None) -> list[Resolution]:
         if not self.settings.detect_language:
             return [Resolution("", self.languages.fallback, fallback=True, source="fallback") for _ in texts]
-        if self._detector is None:
+        return self._language_detector()(texts, hints or NO_HINTS)
+
+    def _language_detector(self) -> LanguageDetector:
+        if self._detector is None:  # its model loads on first use
             settings = self.settings
             self._detector = LanguageDetector(self.languages, settings.langid_min_confidence, settings.langid_policy)
-        return self._detector(texts, hints or NO_HINTS)
+        return self._detector
 
     def _encode(
         self,

@@ -50,6 +50,9 @@ _SCRIPTS = {
 OTHER_SCRIPT_SHARE = (
     0.1  # a tenth of a text in a script other than Latin puts it in that script (dev: 0.1 > 0.25 > 0.4)
 )
+DOCUMENT_CHARS = 20_000  # a document's language is detected on this much of its text
+OWN_LANGUAGE_CHARS = 300  # a chunk this long may be found in another language than its document's
+OWN_LANGUAGE_CONFIDENCE = 0.95  # and is, when detected in it this surely
 PRIOR_RATIO = 0.1  # an unsure text takes a preferred language this likely against the best guess (tuned on dev)
 _HAN = {"Hani", "Hans", "Hant"}  # Chinese characters: Chinese, unless kana say Japanese
 
@@ -186,6 +189,19 @@ class LanguageDetector:
 
     def __call__(self, texts: list[str], hints: Hints = NO_HINTS) -> list[Resolution]:
         return [self.resolve(self.detect(text, hints)) for text in texts]
+
+    def document(self, text: str, chunks: Sequence[str]) -> list[Resolution]:
+        """The adapters of a document's chunks: the language of the whole document (its first
+        DOCUMENT_CHARS characters), except for a chunk long enough to tell (OWN_LANGUAGE_CHARS) that
+        is confidently (OWN_LANGUAGE_CONFIDENCE) in another language: a document that changes
+        language. A short chunk (a document's last, a heading) never gets a guess of its own."""
+        whole = self.resolve(self.detect(text[:DOCUMENT_CHARS]))
+        out = []
+        for chunk in chunks:
+            own = self.detect(chunk) if len(chunk) >= OWN_LANGUAGE_CHARS else None
+            changes = own is not None and own.confidence >= OWN_LANGUAGE_CONFIDENCE and own.language != whole.requested
+            out.append(self.resolve(own) if changes and own is not None else whole)
+        return out
 
     def unsure(self, found: Detection) -> bool:
         """Whether the policy sends this detection to the fallback: below the threshold and not chosen
