@@ -8,7 +8,8 @@ verified: the same number of points and documents, and sample searches (exact, a
 centroid first stage where there is one) ranking the same passages with the same scores. It is
 resumable: after each page it records where the source's scroll got to, so a copy that was stopped
 goes on from there when run again (points have deterministic ids: a page written twice is written
-once). Writes to the source during a copy are not followed; the verification finds them.
+once). Writes to the source during a copy are not followed: the verification finds them, and the
+version is dropped, so that the next run starts afresh.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def copy_collection(
         if target.where == source.where and target.alias == source.alias:
             raise PermanentError(f"the source and the target are the same collection ({source.where})")
         state = _State.load(state_file)
+        if state and state.target == target.where and _unfinished(target, state) and state.source != origin:
+            target.drop(state.version)  # a copy of what the source searched before: started afresh
         if not (state and state.source == origin and state.target == target.where and _unfinished(target, state)):
             state = _State(origin, target.where, target.create_version(spec))
         resumed_at = state.copied
@@ -127,10 +130,18 @@ def copy_collection(
                     progress(state.copied, total)
                 if after is None:
                     break
-            compared = verify(source, view)
+            try:
+                compared, problem = verify(source, view), None
+            except CopyVerificationError as exc:
+                compared, problem = 0, exc
             points_in, documents_in = view.count(), view.count_documents()
         finally:
             view.close()
+        if problem is not None:  # what the version holds cannot be trusted: the next run starts afresh
+            target.drop(state.version)
+            if state_file is not None:
+                state_file.unlink(missing_ok=True)
+            raise problem
         replaced = target.current_version()
         target.swap(state.version, spec)
     finally:
