@@ -90,7 +90,7 @@ class Worker:
             self.process = subprocess.Popen(
                 [*CLI, "worker", *options], env=env, cwd=ROOT, stdout=out, stderr=out, start_new_session=True
             )
-        self._wait_for("ready", 90)
+        self._wait_for(" ready.", 90)  # Celery's "celery@host ready." (not "already", as in a warning)
 
     def _wait_for(self, text: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
