@@ -198,6 +198,8 @@ def test_copy_through_the_cli_names_its_mistakes(source_settings: Settings, tmp_
     assert "give one of --to WHERE" in str(both.exception)
     nothing = runner.invoke(app, ["collections", "copy", "--from", f"edge:{tmp_path / 'empty'}"], env=env)
     assert "has nothing to copy" in str(nothing.exception)
+    itself = runner.invoke(app, ["collections", "copy", "--to", f"edge:{source_settings.data_dir}"], env=env)
+    assert "the source and the target are the same collection" in str(itself.exception)
     done = runner.invoke(app, ["collections", "copy", "--to", f"local:{tmp_path / 'there'}"], env=env)
     assert done.exit_code == 0 and "as docs-v1" in done.stdout, done.output
 

@@ -106,9 +106,9 @@ def copy_collection(
     target = target_for(spec)
     origin = f"{source.where} {from_version}"
     try:
-        target.hold()
         if target.where == source.where and target.alias == source.alias:
             raise PermanentError(f"the source and the target are the same collection ({source.where})")
+        target.hold()
         state = _State.load(state_file)
         if state and state.target == target.where and _unfinished(target, state) and state.source != origin:
             target.drop(state.version)  # a copy of what the source searched before: started afresh
