@@ -118,7 +118,8 @@ def test_each_overlay_renders_with_kustomize_and_follows_the_schemas(overlay: st
     assert scaler["scaleTargetRef"]["name"] in by_kind["Deployment"]
     [trigger] = scaler["triggers"]
     assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == QUEUE
-    assert trigger["metadata"]["address"].split(":")[0] in by_kind["Service"]
+    service, namespace = trigger["metadata"]["address"].split(":")[0].split(".")[:2]  # dialled from KEDA's namespace
+    assert service in by_kind["Service"] and namespace == by_kind["Service"][service]["metadata"]["namespace"]
     auth = by_kind["TriggerAuthentication"][trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"][0]
     secret = by_kind["Secret"][auth["name"]]
     assert auth["key"] in secret["data"]
