@@ -25,6 +25,16 @@ DELIVERIES_TTL_S = 7 * 24 * 3600
 UNACKED = "unacked"  # kombu's Redis transport: where delivered, unacknowledged messages wait
 
 
+def broker_counts(client: redis.Redis) -> tuple[int, int]:
+    """The broker's tasks, in one round trip: waiting in the queue, and delivered to a worker but not
+    acknowledged yet (kombu keeps those in its `unacked` hash until the task ends)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(QUEUE)
+    pipe.hlen(UNACKED)
+    waiting, unacked = pipe.execute()
+    return int(waiting), int(unacked)
+
+
 @dataclass(frozen=True)
 class Requeued:
     """What `requeue` did: entries sent again, and those kept with the reason."""
@@ -157,11 +167,8 @@ class TaskQueue:
 
     def holds_tasks(self) -> bool:
         """Whether the broker holds any task: waiting in the queue, or delivered to a worker and not
-        acknowledged yet (kombu keeps those in its `unacked` hash until the task ends)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(QUEUE)
-        pipe.hlen(UNACKED)
-        return any(pipe.execute())
+        acknowledged yet."""
+        return any(broker_counts(self.redis))
 
     def depth(self) -> int:
         """Tasks waiting in the broker queue (-1: the broker did not answer)."""

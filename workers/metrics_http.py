@@ -35,17 +35,14 @@ class QueueCollector:
         import redis
         from prometheus_client.core import GaugeMetricFamily
 
-        from xmsearch.workers.app import QUEUE, redis_client
-        from xmsearch.workers.dispatch import UNACKED
+        from xmsearch.workers.app import redis_client
+        from xmsearch.workers.dispatch import broker_counts
         from xmsearch.workers.jobs import DeadLetters
 
         client = redis_client(self.settings, retries=0)
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.llen(QUEUE)
-            pipe.hlen(UNACKED)
-            pipe.llen(DeadLetters.key)
-            waiting, unacked, dead = (int(n) for n in pipe.execute())
+            waiting, unacked = broker_counts(client)
+            dead = int(client.llen(DeadLetters.key))
         except redis.RedisError:
             waiting = unacked = dead = -1
         finally:

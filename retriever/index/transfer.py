@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
+from xmsearch.retriever.index.codebook import Codebook
 from xmsearch.retriever.index.filters import Condition
 from xmsearch.retriever.index.schema import IndexSpec, Page
 from xmsearch.retriever.index.stores.base import SCROLL_PAGE, CollectionNotFoundError, Cursor, Store
@@ -110,9 +112,12 @@ def copy_collection(
             raise PermanentError(f"the source and the target are the same collection ({source.where})")
         target.hold()
         state = _State.load(state_file)
-        if state and state.target == target.where and _unfinished(target, state) and state.source != origin:
+        if state is not None and not (state.target == target.where and _unfinished(target, state)):
+            state = None  # its version is gone, searched, or in another store
+        if state is not None and state.source != origin:
             target.drop(state.version)  # a copy of what the source searched before: started afresh
-        if not (state and state.source == origin and state.target == target.where and _unfinished(target, state)):
+            state = None
+        if state is None:
             state = _State(origin, target.where, target.create_version(spec))
         resumed_at = state.copied
         view = target.version_store(state.version, spec)
@@ -131,7 +136,7 @@ def copy_collection(
                 if after is None:
                     break
             try:
-                compared, problem = verify(source, view), None
+                compared, problem = verify(source, view, codebook), None
             except CopyVerificationError as exc:
                 compared, problem = 0, exc
             points_in, documents_in = view.count(), view.count_documents()
@@ -160,11 +165,11 @@ def _unfinished(target: Store, state: _State) -> bool:
     return state.version in target.versions() and state.version != target.current_version()
 
 
-def verify(source: Store, copy: Store) -> int:
+def verify(source: Store, copy: Store, codebook: Codebook | None) -> int:
     """Check that `copy` holds what `source` holds: the same points and documents, and sample searches
     finding the same passages with the same scores: exact among the documents of a sample of points,
-    and through the centroid first stage over everything when the codebook is complete. How many
-    searches were compared; CopyVerificationError otherwise."""
+    and through the centroid first stage over everything when their codebook (the source's) is
+    complete. How many searches were compared; CopyVerificationError otherwise."""
     counts = (source.count(), source.count_documents()), (copy.count(), copy.count_documents())
     if counts[0] != counts[1]:
         raise CopyVerificationError(
@@ -178,7 +183,6 @@ def verify(source: Store, copy: Store) -> int:
     # exact MaxSim costs the whole collection per query: among the sampled documents only
     scope = (Condition("document_id", any_of=tuple({p.document_id for p in samples})),)
     compared = _compare(source.search(queries, page, scope), copy.search(queries, page, scope), "exact")
-    codebook = source.codebook()
     if codebook is not None and codebook.complete:
         first = [codebook.query(q, FIRST_STAGE_PROBE) for q in queries]
         ranked = [s.search(queries, page, first_stage=first, candidates=FIRST_STAGE_CANDIDATES) for s in (source, copy)]
@@ -223,25 +227,29 @@ def snapshot(source: Store, path: Path, progress: Progress | None = None) -> Cop
 def restore(path: Path, target_for: Callable[[IndexSpec], Store], progress: Progress | None = None) -> CopyReport:
     """Copy the collection a snapshot holds into a new version of the store `target_for` makes, verify
     it and point the store's alias at it (the version it pointed at before is kept)."""
-    from xmsearch.retriever.index.stores.edge import EdgeStore
+    from xmsearch.retriever.index.stores import open_as_built
+    from xmsearch.retriever.settings import StoreSettings
 
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".xmsearch-restore-") as scratch:
+        edge = Path(scratch) / "edge"  # a data folder's Edge stores, as XMSEARCH_DATA_DIR holds them
         try:
             with tarfile.open(path) as tar:
-                tar.extractall(scratch, filter="data")  # no member may land outside the scratch folder
+                tar.extractall(edge, filter="data")  # no member may land outside the scratch folder
         except (tarfile.TarError, OSError) as exc:
             reason = "not a tar archive, compressed or not" if isinstance(exc, tarfile.ReadError) else exc
             raise InvalidInputError(f"{path} is not a snapshot xmsearch can read ({reason})") from None
-        folders = [p for p in Path(scratch).iterdir() if p.is_dir()]
+        folders = [p for p in edge.iterdir() if p.is_dir()]
         if len(folders) != 1 or not (folders[0] / "CURRENT").is_file():
             raise InvalidInputError(f"{path} is not an xmsearch snapshot (one collection folder with its CURRENT)")
         alias = folders[0].name
-        source = EdgeStore(Path(scratch), alias, IndexSpec(model_id="", dim=1))
-        version = source.current_version()
-        recorded = source.recorded(version) if version else None
-        if recorded is None:
-            raise InvalidInputError(f"{path} holds no version record of collection {alias!r}")
-        source.spec = IndexSpec.from_record(recorded)
+        try:
+            settings = StoreSettings(store="edge", data_dir=Path(scratch), collection=alias)
+        except ValidationError:
+            raise InvalidInputError(f"{path} is not an xmsearch snapshot ({alias!r} is no collection name)") from None
+        try:
+            source = open_as_built(settings)
+        except CollectionNotFoundError:
+            raise InvalidInputError(f"{path} holds no version record of collection {alias!r}") from None
         try:
             report = copy_collection(source, target_for, progress=progress)
         finally:

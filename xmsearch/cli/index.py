@@ -215,16 +215,11 @@ def export(
     Examples: xmsearch export --output backup.jsonl    xmsearch export --tenant acme | gzip > acme.jsonl.gz
     """
     from xmsearch.ingest.export import Export
-    from xmsearch.ingestor import mode_for
     from xmsearch.retriever.components import index_store
-    from xmsearch.retriever.errors import PermanentError, XmsearchError
+    from xmsearch.retriever.errors import XmsearchError
     from xmsearch.retriever.index.filters import owned_by
-    from xmsearch.settings import get_settings
 
-    settings = get_settings()
-    if mode_for(settings) == "remote":
-        raise PermanentError("export reads the store itself: run it where the store is, without --url")
-    store = index_store(settings)
+    store = index_store(_on_the_store("export"))
     written = 0
     try:
         store.open(create=False)
@@ -245,14 +240,14 @@ def export(
 
 
 def _on_the_store(command: str) -> Any:
-    """The settings, refusing the remote mode: moving a collection reads and writes stores themselves."""
+    """The settings, refusing the remote mode: `command` reads (and writes) stores themselves."""
     from xmsearch.ingestor import mode_for
     from xmsearch.retriever.errors import PermanentError
     from xmsearch.settings import get_settings
 
     settings = get_settings()
     if mode_for(settings) == "remote":
-        raise PermanentError(f"collections {command} reads the store itself: run it where the store is, without --url")
+        raise PermanentError(f"{command} reads the store itself: run it where the store is, without --url")
     return settings
 
 
@@ -318,7 +313,7 @@ def collections_copy(
     from xmsearch.retriever.index.stores import make_store, open_as_built, settings_at
     from xmsearch.retriever.index.transfer import copy_collection
 
-    settings = _on_the_store("copy")
+    settings = _on_the_store("collections copy")
     if (to is None) == (source is None):
         raise InvalidInputError("give one of --to WHERE (copy there) or --from WHERE (copy from there)")
     there = settings_at(settings, to or source or "", qdrant_api_key)
@@ -351,7 +346,7 @@ def collections_snapshot(
     from xmsearch.retriever.index.stores import open_as_built
     from xmsearch.retriever.index.transfer import snapshot
 
-    settings = _on_the_store("snapshot")
+    settings = _on_the_store("collections snapshot")
 
     def move(progress: Callable[[int, int], None]) -> Any:
         store = open_as_built(settings)
@@ -378,5 +373,5 @@ def collections_restore(
     from xmsearch.retriever.index.stores import make_store
     from xmsearch.retriever.index.transfer import restore
 
-    settings = _on_the_store("restore")
+    settings = _on_the_store("collections restore")
     _moved(lambda progress: restore(archive, lambda spec: make_store(settings, spec), progress), "restore", as_json)

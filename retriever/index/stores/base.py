@@ -392,9 +392,7 @@ class Store(ABC):
                 out.setdefault(payload["document_id"], {})[int(payload["chunk"])] = payload.get("content_hash", "")
         return out
 
-    def _records(
-        self, conditions: Sequence[Condition], fields: Sequence[str] | None, vectors: Vectors
-    ) -> Iterator[Record]:
+    def _records(self, conditions: Sequence[Condition], fields: Fields, vectors: Vectors) -> Iterator[Record]:
         """Every point matching the conditions, read page by page as the caller iterates."""
         cursor: Cursor = None
         while True:
