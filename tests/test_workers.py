@@ -23,6 +23,7 @@ import redis
 
 from tests.conftest import ROOT
 from tests.helpers import CLI, PROBED_CLI, RedisServer, Worker, free_port
+from xmsearch.ingest.job import Job
 from xmsearch.ingestor import Ingestor
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.schema import IndexSpec
@@ -521,6 +522,43 @@ def test_a_batch_lost_with_its_worker_too_often_is_split_not_dead_lettered(
     tasks.index_documents.apply(args=["j", docs[:1]], task_id="t2")
     [letter] = queue.dead.entries()
     assert letter["documents"] == docs[:1] and "delivered 3 times" in letter["reason"]
+
+
+def test_a_split_that_runs_again_after_its_worker_was_lost_counts_each_task_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed inside a split (after counting a half, before sending it) leaves the batch
+    unacknowledged: it is delivered again and split again. The job must still end: each half is counted
+    sent once, and the batch done once, even after it had already been counted done."""
+    from xmsearch.workers import tasks
+
+    queue, _ = _unit_context(redis_server.url, object(), monkeypatch, max_redeliveries=2)
+    sent: list[str] = []
+
+    def killed_on_the_first_send(name: str, args: list[Any], task_id: str, **_: Any) -> None:
+        if not sent:
+            sent.append("killed")
+            raise SystemExit("SIGKILL")  # counted, never sent
+        sent.append(task_id)
+
+    monkeypatch.setattr(queue.app, "send_task", killed_on_the_first_send)
+    queue.jobs.create("j", "test")
+    queue.jobs.add("j", tasks_sent=1, accepted=4)
+    queue.jobs.finish_sending("j")
+    queue.finished(Job(id="j"), "t1")  # it had even written and counted itself done before
+    docs = [{"id": f"d{i}", "text": "t"} for i in range(4)]
+    for _ in range(2):
+        queue.delivered("t1", 0)
+    for _ in range(2):  # the split, killed; then its redelivery's
+        with contextlib.suppress(SystemExit):
+            tasks.index_documents.apply(args=["j", docs], task_id="t1", throw=True)
+    halves = sent[1:]
+    assert len(halves) == 2 and len(set(halves)) == 2
+    for half in halves:
+        queue.finished(Job(id="j"), half)
+        queue.finished(Job(id="j"), half)  # a half that ran twice
+    job = queue.jobs.get("j") or {}
+    assert (job["tasks_sent"], job["tasks_done"], job["status"]) == (3, 3, "done")
 
 
 def test_a_job_whose_tasks_vanished_is_failed_and_the_waiting_cli_says_what_was_lost(env: Env, tmp_path: Path) -> None:

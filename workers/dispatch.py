@@ -79,22 +79,30 @@ class TaskQueue:
         self.jobs.create(job_id, source, tenant)
         return job_id
 
-    def send_index(self, job_id: str, documents: list[dict[str, Any]], accepted: int = 0) -> None:
-        """Count one more task of the job (and `accepted` documents), then queue it."""
-        self.jobs.add(job_id, tasks_sent=1, accepted=accepted)
-        self.app.send_task(INDEX_TASK, args=[job_id, documents], retry=True, retry_policy=RETRY_POLICY)
+    def send_index(
+        self, job_id: str, documents: list[dict[str, Any]], accepted: int = 0, task_id: str | None = None
+    ) -> None:
+        """Count one more task of the job (and `accepted` documents), then queue it. A task sent again
+        under the same `task_id` (its sender ran again) is counted once."""
+        task_id = task_id or uuid.uuid4().hex
+        self.jobs.add(job_id, f"sent:{task_id}", tasks_sent=1, accepted=accepted)
+        self.app.send_task(INDEX_TASK, args=[job_id, documents], task_id=task_id, retry=True, retry_policy=RETRY_POLICY)
 
     def send_delete(self, job_id: str, document_ids: list[str], tenant: str | None) -> None:
-        self.jobs.add(job_id, tasks_sent=1)
-        self.app.send_task(DELETE_TASK, args=[job_id, document_ids, tenant], retry=True, retry_policy=RETRY_POLICY)
+        task_id = uuid.uuid4().hex
+        self.jobs.add(job_id, f"sent:{task_id}", tasks_sent=1)
+        self.app.send_task(
+            DELETE_TASK, args=[job_id, document_ids, tenant], task_id=task_id, retry=True, retry_policy=RETRY_POLICY
+        )
 
-    def split(self, job_id: str, documents: list[dict[str, Any]]) -> None:
-        """A batch that failed is sent again as two tasks of its job, halves; the failed one is done
-        after they are counted, so the job never looks done early."""
+    def split(self, job_id: str, documents: list[dict[str, Any]], task_id: str) -> None:
+        """Task `task_id`'s batch failed: it is sent again as two tasks of its job, halves, and counted
+        done after they are counted, so the job never looks done early. The halves' ids come from its
+        id: a split that runs again (its worker was lost in between) counts nothing twice."""
         half = len(documents) // 2
-        for part in (documents[:half], documents[half:]):
-            self.send_index(job_id, part)
-        self.jobs.add(job_id, tasks_done=1)
+        for i, part in enumerate((documents[:half], documents[half:])):
+            self.send_index(job_id, part, task_id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{task_id}/{i}")))
+        self.jobs.add(job_id, task_id, tasks_done=1)
 
     def delete(self, document_ids: list[str], tenant: str | None) -> str:
         """One delete job of one task (the workers own the store); its id."""
@@ -103,13 +111,14 @@ class TaskQueue:
         self.jobs.finish_sending(job_id)
         return job_id
 
-    def finished(self, job: Job, task_id: str | None = None) -> None:
-        """A task is done: add what it counted to its job (the producer counted the accepted documents),
-        once per task (one that ran again after its worker was lost before acknowledging is not)."""
+    def finished(self, job: Job, task_id: str) -> None:
+        """Task `task_id` is done: add what it counted to its job (the producer counted the accepted
+        documents). A task ends once in its job's counts, whichever way (done, split, failed), even when
+        it ran again after its worker was lost before acknowledging it."""
         counts = {name: value for name, value in asdict(job.counts).items() if name != "accepted"}
         self.jobs.add(job.id, task_id, **counts, tasks_done=1)
 
-    def fail(self, task: str, args: list[Any], reason: str) -> None:
+    def fail(self, task: str, task_id: str, args: list[Any], reason: str) -> None:
         """A task failed for good: dead-letter it with the reason, and count it done and failed."""
         job_id = args[0]
         if task == DELETE_TASK:
@@ -117,7 +126,7 @@ class TaskQueue:
         else:
             letter = DeadLetter(job_id, reason, "index", documents=args[1], task_failed=True)
         self.dead.push(letter)
-        self.jobs.add(job_id, failed=len(letter.documents), tasks_failed=1, tasks_done=1)
+        self.jobs.add(job_id, task_id, failed=len(letter.documents), tasks_failed=1, tasks_done=1)
 
     def delivered(self, task_id: str, retries: int) -> int:
         """Count one more delivery of this task (attempt); how many there were."""

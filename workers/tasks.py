@@ -98,16 +98,16 @@ class QueueTask(Task):  # type: ignore[misc]
         if queue.delivered(self.request.id, self.request.retries) > limit:  # its worker was lost each time
             if self.name == INDEX_TASK and len(args[1]) > 1:  # deploys and OOM kills too: halve, not dead-letter
                 log.warning("batch of %d lost with its worker %d times; splitting it", len(args[1]), limit + 1)
-                queue.split(args[0], args[1])
+                queue.split(args[0], args[1], self.request.id)
                 return None
             reason = f"delivered {limit + 1} times without finishing (its worker was lost each time)"
-            queue.fail(self.name, list(args), reason)  # a document that kills workers on its own
+            queue.fail(self.name, self.request.id, list(args), reason)  # a document that kills workers on its own
             return None
         return super().__call__(*args, **kwargs)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Out of retries, a lone poison document, or a permanent error: to the dead letters."""
-        context(self.app).queue.fail(self.name, list(args), f"{type(exc).__name__}: {exc}")
+        context(self.app).queue.fail(self.name, task_id, list(args), f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(base=QueueTask, bind=True, name=INDEX_TASK)
@@ -124,7 +124,7 @@ def index_documents(self: Task, job_id: str, documents: list[dict[str, Any]]) ->
         if len(documents) == 1:
             raise  # the poison document: on_failure dead-letters it
         log.exception("batch of %d failed; splitting it to isolate the cause", len(documents))
-        ctx.queue.split(job_id, documents)
+        ctx.queue.split(job_id, documents, self.request.id)
         return
     sent = {doc.key: raw for doc, raw in zip(docs, documents, strict=True)}
     for reject in refused:
