@@ -20,15 +20,12 @@ resumes it after a crash.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import ValidationError
 
 from xmsearch.ingest.concurrent_writes import ConcurrentWrites, NoWrites, ProcessWrites
 from xmsearch.ingest.documents import Document, Reject, limits
@@ -61,7 +58,7 @@ from xmsearch.retriever.index.schema import IndexSpec, Page
 from xmsearch.retriever.index.stores import Store, backend_for
 from xmsearch.retriever.metrics import REINDEX_DOCUMENTS, REINDEX_RUNNING
 from xmsearch.retriever.model.checkpoint import locate, read_spec
-from xmsearch.retriever.settings import RetrieverSettings
+from xmsearch.retriever.settings import RetrieverSettings, named_as_settings
 
 # What a reindex may change: each shapes the stored points (the rest of the settings do not).
 REINDEXABLE = (
@@ -130,24 +127,9 @@ class Live:
 
 
 def target_settings(settings: IndexerSettings, changes: dict[str, str]) -> IndexerSettings:
-    """The settings a reindex builds with: these, with `changes` (names as in the settings or their
-    variables, values as the environment gives them), each checked as the environment would be."""
-    changes = named_as_settings(changes)
-    unknown = sorted(set(changes) - set(REINDEXABLE))
-    if unknown:
-        raise InvalidInputError(f"a reindex cannot change {', '.join(unknown)}; it changes {', '.join(REINDEXABLE)}")
-    data = settings.model_dump()
-    for name, value in changes.items():
-        data[name] = json.loads(value) if name == "metadata_indexes" and isinstance(value, str) else value
-    try:
-        return type(settings).model_validate(data)
-    except (ValidationError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"reindex settings: {exc}") from None
-
-
-def named_as_settings(changes: dict[str, str]) -> dict[str, str]:
-    """`XMSEARCH_CHUNK_OVERLAP` or `chunk_overlap` -> `chunk_overlap`."""
-    return {name.strip().lower().removeprefix("xmsearch_"): value for name, value in changes.items()}
+    """The settings a reindex builds with: these, with `changes`, each checked as the environment
+    would be."""
+    return settings.with_changes(changes, REINDEXABLE, "a reindex")
 
 
 def _resumable(store: Store, spec: IndexSpec) -> str | None:

@@ -5,7 +5,9 @@ add theirs in their own packages, and `xmsearch.settings.Settings` joins them al
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -13,7 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from xmsearch.retriever.errors import PermanentError, plain
+from xmsearch.retriever.errors import InvalidInputError, PermanentError, plain
 
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -41,6 +43,27 @@ class EnvSettings(BaseSettings):
             field = name.group(1) if name else "?"
             raise SettingsError(cls._problem(field, f"not valid JSON ({exc.__cause__})", None)) from None
 
+    def with_changes(self, changes: Mapping[str, str], allowed: Collection[str] | None = None, who: str = "") -> Self:
+        """These settings with `changes` (names as in the settings or as their variables, values as the
+        environment gives them, JSON for lists and objects), each checked as the environment would be.
+        `allowed` limits the names that may change; `who` says who changes them, in the errors."""
+        named = named_as_settings(changes)
+        unknown = sorted(set(named) - set(type(self).model_fields if allowed is None else allowed))
+        if unknown:
+            choices = "" if allowed is None else f"; it changes {', '.join(allowed)}"
+            raise InvalidInputError(f"{who or 'the settings'} cannot change {', '.join(unknown)}{choices}")
+        data = self.model_dump()
+        try:
+            for name, value in named.items():
+                structured = isinstance(data[name], (dict, list)) and isinstance(value, str)
+                data[name] = json.loads(value) if structured else value
+            return type(self).model_validate(data)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{who or 'the settings'}: not valid JSON ({exc.msg})") from None
+        except ValidationError as exc:
+            problems = (self._problem(str(e["loc"][0]), e["msg"], e.get("input")) for e in exc.errors() if e["loc"])
+            raise InvalidInputError(f"{who or 'the settings'}: {'; '.join(problems)}") from None
+
     @classmethod
     def _problem(cls, field: str, message: str, value: object) -> str:
         info = cls.model_fields.get(field)
@@ -48,6 +71,11 @@ class EnvSettings(BaseSettings):
         given = "" if value is None else f"={value!r}"
         hint = f" (e.g. XMSEARCH_{field.upper()}={example})" if example not in (None, "", [], {}) else ""
         return f"XMSEARCH_{field.upper()}{given}: {plain(message)}{hint}"
+
+
+def named_as_settings(changes: Mapping[str, str]) -> dict[str, str]:
+    """`XMSEARCH_CHUNK_OVERLAP` or `chunk_overlap` -> `chunk_overlap`."""
+    return {name.strip().lower().removeprefix("xmsearch_"): value for name, value in changes.items()}
 
 
 class EncoderSettings(EnvSettings):

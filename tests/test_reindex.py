@@ -159,7 +159,7 @@ def test_the_cli_reindexes_then_rolls_back(tiny_checkpoint: Path, other_model: P
     for args, message in (
         (["reindex", "rollback"], "nothing to roll back to"),
         (["reindex", "start", "--set", "nonsense"], "--set takes KEY=VALUE"),
-        (["reindex", "start", "--set", "quantization=fuzzy"], "quantization"),
+        (["reindex", "start", "--set", "quantization=fuzzy"], "XMSEARCH_QUANTIZATION='fuzzy': Input should be"),
     ):
         refused = runner.invoke(app, args, env=old)
         assert refused.exit_code != 0 and message in str(refused.exception), (args, refused.exception)
