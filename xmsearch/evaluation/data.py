@@ -57,9 +57,6 @@ def load(folder: Path | None, limits: Limits, split: str = "test", language: str
             f"{folder}: neither a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{split}.tsv) nor mMARCO files "
             f"(collection.tsv, queries.{split}.tsv, qrels.{split}.tsv)"
         )
-    for needed in (queries_file, qrels_file):
-        if not needed.is_file():
-            raise InvalidInputError(f"{needed}: no such file")
     qrels = _qrels(qrels_file)
     corpus = [parse(record, corpus_file.name, where, limits) for where, record in read(corpus_file, language)]
     given = {where: record for where, record in read(queries_file, language)}
@@ -80,7 +77,10 @@ def _split_file(folder: Path, name: str, split: str) -> Path:
     return own if own.is_file() else folder / f"{name}.tsv"
 
 
-def _lines(path: Path) -> Iterator[tuple[str, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """The non-blank lines of a text file, each with where it is ("file.jsonl:12")."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
@@ -89,7 +89,7 @@ def _lines(path: Path) -> Iterator[tuple[str, str]]:
 
 def _beir(path: Path, language: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     """BEIR records: {"_id", "text", "title"?, "language"?} -> documents' fields (the title first)."""
-    for where, line in _lines(path):
+    for where, line in numbered_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -105,7 +105,7 @@ def _beir(path: Path, language: str | None) -> Iterator[tuple[str, dict[str, Any
 
 def _mmarco(path: Path, language: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
     """mMARCO (and MS MARCO) lines: id <tab> text."""
-    for where, line in _lines(path):
+    for where, line in numbered_lines(path):
         identifier, tab, text = line.partition("\t")
         if not tab:
             raise InvalidInputError(f"{where}: not 'id<TAB>text'")
@@ -115,7 +115,7 @@ def _mmarco(path: Path, language: str | None) -> Iterator[tuple[str, dict[str, A
 def _qrels(path: Path) -> dict[str, dict[str, int]]:
     """BEIR's 'query-id corpus-id score' (with a header) or TREC's 'query-id 0 doc-id grade'."""
     qrels: dict[str, dict[str, int]] = {}
-    for where, line in _lines(path):
+    for where, line in numbered_lines(path):
         parts = line.split()
         if len(parts) not in (3, 4):
             raise InvalidInputError(f"{where}: not 'query-id corpus-id score' nor 'query-id 0 doc-id grade'")
