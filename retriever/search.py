@@ -20,20 +20,23 @@ import numpy as np
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
-from xmsearch.retriever.index.filters import Condition, parse_filter
+from xmsearch.retriever.index.filters import Condition, owned_by, parse_filter, searched_tenant
 from xmsearch.retriever.index.first_stage import Vector
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
-from xmsearch.retriever.model.langid import Hints
+from xmsearch.retriever.model.langid import NO_HINTS, Hints
 from xmsearch.retriever.model.languages import Resolution
 from xmsearch.retriever.settings import RetrieverSettings
 from xmsearch.retriever.switch import SwitchLock
 
 log = logging.getLogger(__name__)
-COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto is trusted
+COUNT_TTL_S = 30.0  # how long the collection size behind first_stage=auto (and a tenant's languages) is trusted
+TENANT_PRIOR_SHARE = 0.05  # a tenant's language counts in its prior from this share of its documents
+TENANT_PRIOR_LANGUAGES = 5  # the most frequent of a tenant's document languages read for its prior
+TENANTS_CACHED = 4096
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Retriever:
         self.settings = components.settings
         self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
+        self._tenant_languages: dict[str, tuple[float, list[str]]] = {}  # tenant -> (read at, its documents' languages)
 
     def switch(self, components: Components, swap: Callable[[], None], pinned: tuple[str, Store] | None = None) -> None:
         """Search with `components` (another model, the version it built) from now on: `swap` moves
@@ -158,12 +162,14 @@ class Retriever:
     ) -> list[SearchResult]:
         start = time.perf_counter()
         limit = self.settings.max_query_chars
+        store = self._reader()
+        if _detects(languages):
+            hints = self._with_tenant_prior(hints or NO_HINTS, conditions, store)
         prepared = self.encoder.prepare(queries, languages, "query", "query", limit, hints)
         self._check_lengths(prepared)
         with self.encoder.priority.search():  # indexing in this process waits (within its share)
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
             encoded = time.perf_counter()
-            store = self._reader()
             prefetch = self._first_stage_vectors(vectors, store)
             candidates = 0
             if prefetch is not None and self.first_stage is not None:
@@ -173,6 +179,26 @@ class Retriever:
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)
         return [SearchResult(q, lang, h, timings) for q, lang, h in results]
+
+    def _with_tenant_prior(self, hints: Hints, conditions: Sequence[Condition], store: Store) -> Hints:
+        """The hints, with the languages of the one tenant the search is for (none: the hints as they
+        are): its default languages, then those of its documents (cached for COUNT_TTL_S)."""
+        tenant = searched_tenant(conditions)
+        if tenant is None:
+            return hints
+        prior = list(self.settings.tenant_languages.get(tenant, ()))
+        if self.settings.langid_tenant_prior:
+            now = time.monotonic()
+            cached = self._tenant_languages.get(tenant)
+            if cached is None or now - cached[0] > COUNT_TTL_S:
+                if len(self._tenant_languages) >= TENANTS_CACHED:
+                    self._tenant_languages.clear()
+                counts = store.document_languages([owned_by(tenant)], TENANT_PRIOR_LANGUAGES)
+                total = sum(counts.values())
+                cached = (now, [code for code, n in counts.items() if n >= TENANT_PRIOR_SHARE * total])
+                self._tenant_languages[tenant] = cached
+            prior.extend(cached[1])
+        return hints.with_prior(prior)
 
     def _check_lengths(self, prepared: Prepared) -> None:
         """A query longer than the model reads is refused, not cut (its end would be ignored)."""
@@ -232,6 +258,11 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _detects(languages: Languages) -> bool:
+    """Whether some query goes without a language (its language is detected)."""
+    return languages is None or (not isinstance(languages, str) and any(code is None for code in languages))
 
 
 __all__ = ["CollectionNotFoundError", "Retriever", "SearchResult"]

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, plain
+from xmsearch.retriever.model.languages import is_language
 
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -201,6 +202,27 @@ class SearchSettings(EnvSettings):
     )
     max_k: int = Field(1000, ge=1, description="The most hits one search may ask for.")
     max_query_chars: int = Field(2000, ge=1, description="Longest query text accepted (tokens: query_maxlen).")
+    tenant_languages: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Each tenant's usual languages, strongest first: a query searched for one tenant (its API key's, "
+        "or a filter on it) and given without a language takes them where detection is unsure, after the request's "
+        "own hints.",
+        examples=['{"acme": ["de", "fr"]}'],
+    )
+    langid_tenant_prior: bool = Field(
+        True,
+        description="A query searched for one tenant and given without a language takes the languages of the "
+        "tenant's documents (5% of them or more, most first) where detection is unsure, after its default languages.",
+    )
+
+    @field_validator("tenant_languages")
+    @classmethod
+    def _check_tenant_languages(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for tenant, codes in value.items():
+            for code in codes:
+                if not is_language(code):
+                    raise ValueError(f"{code!r} (tenant {tenant!r}) is not a language code (e.g. de, pt-BR)")
+        return value
 
 
 class RetrieverSettings(EncoderSettings, StoreSettings, SearchSettings):

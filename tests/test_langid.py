@@ -113,10 +113,15 @@ def test_hints_and_what_wins_over_what() -> None:
     detector = LanguageDetector(resolver, 0.6)
     assert detector.detect("vacunas").language == "es" and detector.detect("vacunas").confidence < 0.6
     hinted = detector.detect("vacunas", Hints(preferred=("pt", "es")))
-    assert (hinted.language, hinted.hinted) == ("pt", True)  # unsure: the first preferred language it may be in
+    assert (hinted.language, hinted.hinted) == ("pt", "hint")  # unsure: the first preferred language it may be in
     assert detector.resolve(hinted).source == "hint"
     confident = detector.detect("¿dónde está la estación de tren?", Hints(preferred=("pt",)))
-    assert (confident.language, confident.hinted) == ("es", False)  # sure: the hint does not override
+    assert (confident.language, confident.hinted) == ("es", None)  # sure: the hint does not override
+    tenant = detector.detect("vacunas", Hints(prior=("gl", "pt")))
+    assert (tenant.language, tenant.hinted, detector.resolve(tenant).source) == ("gl", "prior", "prior")
+    both = detector.detect("vacunas", Hints(preferred=("pt",), prior=("gl",)))
+    assert (both.language, both.hinted) == ("pt", "hint")  # the request's hint wins over the tenant's prior
+    assert detector.detect("Καλημέρα", Hints(prior=("fr",))).language == "el"
     assert detector.detect("Καλημέρα", Hints(preferred=("fr",))).language == "el"  # the script says otherwise
     only = detector.detect("vacunas", Hints(allowed=("ca", "gl")))
     assert only.language in {"ca", "gl"}

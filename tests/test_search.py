@@ -14,10 +14,12 @@ import pytest
 
 from tests.conftest import ROOT, as_stored
 from xmsearch.retriever import Encoder, InvalidInputError
+from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import MeanPooling
 from xmsearch.retriever.index.schema import IndexSpec, Point
 from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
+from xmsearch.retriever.model.langid import Hints
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
 
@@ -201,3 +203,47 @@ def test_server_that_accepts_but_never_replies_times_out() -> None:
         store = QdrantStore.server(url, "docs", IndexSpec(model_id="m@abc", dim=16), timeout=1.0, retries=1)
         with pytest.raises(StoreUnavailableError, match="did not answer after 2 attempts"):
             store.count()
+
+
+@pytest.mark.parametrize("store", ["local", "edge"])
+def test_a_tenants_searches_lean_on_its_languages_where_detection_is_unsure(
+    tmp_path: Path, detecting_encoder: Encoder, store: str
+) -> None:
+    """'hotel' could be in many languages: searched for a tenant whose documents are German, it takes
+    the German adapter (source "prior"); a tenant's configured languages come first; the request's own
+    hints and a given language win over both; without one tenant there is no prior."""
+    docs = [("acme", "de", "Das Hotel liegt am Fluss."), ("acme", "de", "Zimmer mit Blick auf die Brücke."),
+            ("acme", "en", "Rooms by the river."), ("globex", "fr", "L'hôtel est près du pont.")]  # fmt: skip
+    encoder = detecting_encoder
+    vectors = encoder.encode_documents([d[2] for d in docs], [d[1] for d in docs])
+    points = [
+        Point(f"d{i}", 0, v, text, lang, "h", encoder.spec.model_id, tenant=tenant)
+        for i, ((tenant, lang, text), v) in enumerate(zip(docs, vectors, strict=True))
+    ]
+    settings = _settings(tmp_path, store, first_stage="off", tenant_languages={"globex": ["es"]})
+    retriever = Retriever.from_settings(settings, encoder)
+    retriever.store.open(create=True)
+    retriever.store.upsert(points)
+    try:
+        assert retriever.store.document_languages([owned_by("acme")]) == {"de": 2, "en": 1}
+        acme = retriever.search("hotel", scope=[owned_by("acme")]).language
+        assert (acme.adapter, acme.source) == ("de_DE", "prior")
+        filtered = retriever.search("hotel", filter={"tenant": "acme"}).language
+        assert filtered.adapter == "de_DE"
+        globex = retriever.search("hotel", filter={"tenant": "globex"}).language
+        assert (globex.adapter, globex.source) == ("es_XX", "prior")  # its configured language before its documents'
+        hinted = retriever.search("hotel", scope=[owned_by("acme")], hints=Hints(preferred=("fr",))).language
+        assert (hinted.adapter, hinted.source) == ("fr_XX", "hint")
+        given = retriever.search("hotel", language="en", scope=[owned_by("acme")]).language
+        assert (given.adapter, given.source) == ("en_XX", "given")
+        anyone = retriever.search("hotel").language
+        assert anyone.source != "prior"
+        both = retriever.search("hotel", filter={"tenant": ["acme", "globex"]}).language
+        assert both.source != "prior"  # several tenants: no one's prior
+    finally:
+        retriever.close()
+    off = Retriever.from_settings(settings.model_copy(update={"langid_tenant_prior": False}), encoder)
+    try:
+        assert off.search("hotel", scope=[owned_by("acme")]).language.source != "prior"
+    finally:
+        off.close()

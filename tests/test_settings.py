@@ -61,6 +61,11 @@ def test_every_name_reaches_its_field_in_its_group_and_in_settings(
         ("XMSEARCH_API_KEYS", "not json", "XMSEARCH_API_KEYS: not valid JSON (Expecting value"),
         ("XMSEARCH_DEVICE", "gpu", "XMSEARCH_DEVICE='gpu': device must be auto, cpu, cuda or cuda:N, not 'gpu' (e.g. "),
         ("XMSEARCH_BATCH_SIZE", "0", "XMSEARCH_BATCH_SIZE='0': Input should be greater than or equal to 1 (e.g. "),
+        (
+            "XMSEARCH_TENANT_LANGUAGES",
+            '{"acme": ["de", "klingon"]}',
+            "XMSEARCH_TENANT_LANGUAGES={'acme': ['de', 'klingon']}: 'klingon' (tenant 'acme') is not a language code",
+        ),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_the_variable_and_a_good_value(

@@ -14,7 +14,7 @@ InvalidInputError that names the key.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,15 @@ class Condition:
 def owned_by(tenant: str | None) -> Condition:
     """The points of one tenant's namespace (None: the documents stored without a tenant)."""
     return Condition("tenant", equals=tenant) if tenant is not None else Condition("tenant", null=True)
+
+
+def searched_tenant(conditions: Sequence[Condition]) -> str | None:
+    """The one tenant these conditions keep a search to (a tenant-bound key's scope, or a filter on
+    one tenant), or None: any tenant, several, or the documents without one."""
+    tenants = {c.equals for c in conditions if c.key == "tenant" and isinstance(c.equals, str)}
+    if len(tenants) != 1 or any(c.key == "tenant" and c.equals is None for c in conditions):
+        return None
+    return tenants.pop()
 
 
 def parse_filter(raw: dict[str, Any] | None) -> list[Condition]:

@@ -38,6 +38,7 @@ from xmsearch.retriever.model.languages import (
 )
 
 RoutingPolicy = Literal["plausible", "strict"]
+Hinted = Literal["hint", "prior"]  # which hints settled an unsure detection
 # Unicode's name for a letter's script -> its ISO 15924 code, as langcodes gives a language's script
 _SCRIPTS = {
     "LATIN": "Latn", "CYRILLIC": "Cyrl", "ARABIC": "Arab", "DEVANAGARI": "Deva", "GREEK": "Grek",
@@ -81,12 +82,17 @@ def text_script(text: str) -> str | None:
 @dataclass(frozen=True)
 class Hints:
     """What the caller knows of a text's language besides the text (language codes, base languages
-    compared): `allowed`, the only languages it may be in (empty: any); `preferred`, the languages to
-    take when detection is unsure, strongest first (a request's language hint, then the languages of
-    its Accept-Language header)."""
+    compared), strongest first: `allowed`, the only languages it may be in (empty: any); `preferred`,
+    the languages to take when detection is unsure (a request's language hint, then the languages of
+    its Accept-Language header); `prior`, weaker still, those of the tenant searching (its default
+    languages, then the languages its documents are in, most documents first)."""
 
     allowed: tuple[str, ...] = ()
     preferred: tuple[str, ...] = ()
+    prior: tuple[str, ...] = ()
+
+    def with_prior(self, prior: Sequence[str]) -> Hints:
+        return Hints(self.allowed, self.preferred, tuple(dict.fromkeys((*self.prior, *prior))))
 
     @classmethod
     def of(
@@ -127,12 +133,12 @@ def accepted_languages(header: str | None) -> list[str]:
 class Detection:
     """A detected language as a BCP-47 tag (zh split into zh-Hans / zh-Hant), its confidence,
     whether the text's script agrees with it (a guess in another script is no plausible guess), and
-    whether a hint chose it (detection alone was unsure)."""
+    which hints chose it, if any (detection alone was unsure): a preferred language or the prior."""
 
     language: str
     confidence: float
     plausible: bool = True
-    hinted: bool = False
+    hinted: Hinted | None = None
 
 
 class LanguageDetector:
@@ -171,9 +177,11 @@ class LanguageDetector:
         language, p = within[0]
         if p / total < self.min_confidence:  # unsure: the first preferred language the text may be in
             probability = dict(within)
-            for preferred in (base_language(code) for code in hints.preferred):
-                if probability.get(preferred, -1.0) >= PRIOR_RATIO * p:  # not far below the best guess
-                    return self._named(preferred, float(probability[preferred] / total), text, hinted=True)
+            ordered: tuple[tuple[Hinted, tuple[str, ...]], ...] = (("hint", hints.preferred), ("prior", hints.prior))
+            for source, codes in ordered:
+                for preferred in (base_language(code) for code in codes):
+                    if probability.get(preferred, -1.0) >= PRIOR_RATIO * p:  # not far below the best guess
+                        return self._named(preferred, float(probability[preferred] / total), text, hinted=source)
         return self._named(language, float(p / total), text)
 
     def guess(self, text: str) -> Detection:
@@ -182,7 +190,13 @@ class LanguageDetector:
         return self._named(language, float(confidence), text)
 
     @staticmethod
-    def _named(language: str, confidence: float, text: str, plausible: bool = True, hinted: bool = False) -> Detection:
+    def _named(
+        language: str,
+        confidence: float,
+        text: str,
+        plausible: bool = True,
+        hinted: Hinted | None = None,
+    ) -> Detection:
         if language == "zh":
             language = "zh-Hant" if hanzidentifier.identify(text) == hanzidentifier.TRADITIONAL else "zh-Hans"
         return Detection(language, confidence, plausible, hinted)
@@ -206,7 +220,7 @@ class LanguageDetector:
     def unsure(self, found: Detection) -> bool:
         """Whether the policy sends this detection to the fallback: below the threshold and not chosen
         by a hint, and (strict) whatever the guess or (plausible) not even plausible."""
-        below = found.confidence < self.min_confidence and not found.hinted  # a hint settled it
+        below = found.confidence < self.min_confidence and found.hinted is None  # a hint settled it
         return below and (self.policy == "strict" or not found.plausible)
 
     def resolve(self, found: Detection) -> Resolution:
@@ -215,7 +229,7 @@ class LanguageDetector:
         if self.unsure(found):
             unsure = f"language detection is unsure (best guess {label}, below {self.min_confidence})"
             return self.resolver.no_adapter("und", unsure, found.confidence, "fallback")
-        source: Source = "hint" if found.hinted else "detected"
+        source: Source = found.hinted or "detected"
         adapter = self.resolver.lookup(found.language)
         if adapter is None:
             missing = f"detected language {label} has no adapter"

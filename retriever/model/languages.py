@@ -21,7 +21,7 @@ from xmsearch.retriever.errors import CheckpointError, UnknownLanguageError
 log = logging.getLogger(__name__)
 
 Policy = Literal["fallback", "error"]
-Source = Literal["given", "detected", "hint", "fallback"]  # how a text's adapter was chosen
+Source = Literal["given", "detected", "hint", "prior", "fallback"]  # how a text's adapter was chosen
 # Languages whose adapter goes by another code: Filipino/Tagalog, Norwegian Bokmål/Nynorsk.
 _ALIASES = {"fil": "tl", "nb": "no", "nn": "no"}
 

@@ -10,6 +10,7 @@ from xmsearch.ingest.documents import Document
 from xmsearch.ingest.job import JobStatus
 from xmsearch.retriever.index.schema import MAX_CHUNKS_PER_DOCUMENT, Hit, Paging, Point
 from xmsearch.retriever.model.langid import Hints
+from xmsearch.retriever.model.languages import Source
 
 if TYPE_CHECKING:
     from xmsearch.retriever.search import SearchResult
@@ -132,9 +133,11 @@ class LanguageOut(BaseModel):
         "encoded it; the adapter's where none is known."
     )
     adapter: str = Field(description="The model's language adapter that encoded the query.")
-    source: Literal["given", "detected", "hint", "fallback"] = Field(
+    source: Source = Field(
         description="How the language was chosen: given with the request; detected; a hint (language_hint, "
-        "Accept-Language) where detection was unsure; none (fallback: detection unsure or off)."
+        "Accept-Language) where detection was unsure; the prior of the tenant searching (its default languages, "
+        "the languages of its documents) where detection was unsure and no hint applied; none (fallback: "
+        "detection unsure or off)."
     )
     confidence: float | None = Field(None, description="The detector's confidence, when detected (or hinted).")
     fallback: bool = Field(

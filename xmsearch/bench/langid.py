@@ -7,6 +7,7 @@ be tuned on the held-out part: tune on `--split dev`."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def load(split: str) -> list[Item]:
     return [item for item in items if split == "all" or item.split == split]
 
 
+def _tenant_languages(item: Item, resolver: LanguageResolver) -> tuple[str, ...]:
+    """A multilingual tenant's document languages: the text's own and two others, drawn for the text
+    (the same every run), in a random order (the text's language is not always its most frequent)."""
+    rng = random.Random(item.text)
+    others = sorted({code.split("_")[0] for code in resolver.adapters} - {item.lang.split("-")[0]})
+    languages = [item.lang, *rng.sample(others, 2)]
+    rng.shuffle(languages)
+    return tuple(languages)
+
+
 def bench_langid_short(split: str = "heldout", threshold: float = 0.6) -> list[Figures]:
     """Every routing and detector on the chosen split: routed right = the adapter of the text's own
     language (a fallback to English is right only for English)."""
@@ -76,6 +87,9 @@ def bench_langid_short(split: str = "heldout", threshold: float = 0.6) -> list[F
         ),
         "plausible, Accept-Language en for every text (a wrong prior, but for English)": routed(
             plausible, lambda _: Hints(preferred=("en",))
+        ),
+        "plausible, a tenant's prior: its documents in the text's language and two others, in a random order": routed(
+            plausible, lambda item: Hints(prior=_tenant_languages(item, resolver))
         ),
         "detector: py3langid alone, its best guess": guessed(plausible.guess),
         "detector: script, then py3langid, its best guess": guessed(plausible.detect),

@@ -133,6 +133,15 @@ class Store(ABC):
         """Exact number of points matching the conditions."""
 
     @abstractmethod
+    def facet(self, key: str, conditions: Sequence[Condition] = (), limit: int = 10) -> dict[str, int]:
+        """The most frequent values of payload `key` among the points matching the conditions, with
+        their exact counts, most frequent first."""
+
+    def document_languages(self, conditions: Sequence[Condition] = (), limit: int = 10) -> dict[str, int]:
+        """Documents per language among those matching the conditions (their first chunks' languages)."""
+        return self.facet("language", (*conditions, FIRST_CHUNK), limit)
+
+    @abstractmethod
     def versions(self) -> list[str]:
         """The physical collections of this alias, oldest first."""
 

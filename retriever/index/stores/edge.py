@@ -368,6 +368,10 @@ class EdgeStore(Store):
         self.shard.update(q.UpdateOperation.update_vectors(vectors, translate((unchanged,), EDGE_FILTERS)))
         self._dirty = True
 
+    def facet(self, key: str, conditions: Sequence[Condition] = (), limit: int = 10) -> dict[str, int]:
+        request = q.FacetRequest(key, limit=limit, exact=True, filter=self._engine_filter(tuple(conditions)))
+        return {str(hit.value): int(hit.count) for hit in self.shard.facet(request).hits}
+
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return int(self.shard.count(q.CountRequest(exact=True, filter=self._engine_filter(tuple(conditions)))))
 

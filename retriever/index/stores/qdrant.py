@@ -323,6 +323,12 @@ class QdrantStore(Store):
         if self._call(self.client.collection_exists, version + CODEBOOK_SUFFIX):
             self._call(self.client.delete_collection, version + CODEBOOK_SUFFIX)
 
+    def facet(self, key: str, conditions: Sequence[Condition] = (), limit: int = 10) -> dict[str, int]:
+        found = self._call(
+            self.client.facet, self.collection, key, facet_filter=to_qdrant_filter(conditions), limit=limit, exact=True
+        )
+        return {str(hit.value): int(hit.count) for hit in found.hits}
+
     def count(self, conditions: Sequence[Condition] = ()) -> int:
         return self._call(
             self.client.count, self.collection, count_filter=to_qdrant_filter(conditions), exact=True
