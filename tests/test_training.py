@@ -233,3 +233,38 @@ def test_hard_negatives_come_from_the_collection_and_never_are_the_positive(
     broken.write_text('{"query": "q"}\n')
     with pytest.raises(InvalidInputError, match=r'broken.jsonl:1: needs a "query" and a "positive"'):
         read_pairs(broken)
+
+
+@pytest.mark.slow
+def test_colbert_ai_loads_what_training_writes(tmp_path: Path) -> None:
+    """The reference (colbert-ai 0.2.20, in its own environment: tests/golden/make_goldens.py says how
+    to make one) loads a fine-tuned checkpoint and one with an added adapter, and encodes every golden
+    case as the Encoder does."""
+    reference = os.environ.get("XMSEARCH_REFERENCE_PYTHON")
+    if not reference or not Path(reference).is_file():
+        pytest.skip(
+            "set XMSEARCH_REFERENCE_PYTHON to a python with colbert-ai 0.2.20 (see tests/golden/make_goldens.py)"
+        )
+    from tests.conftest import GOLDEN
+    from tests.test_golden import vectors_match
+    from xmsearch.training.adapter import AdapterArgs, add_adapter
+
+    base = GOLDEN / "checkpoint"
+    triples = learnable_triples(base, tmp_path / "triples.jsonl", 64)
+    tuned = tmp_path / "tuned"
+    finetune(_args(base, triples, tuned, steps=5, batch=8, micro_batch=8, lr=1e-3))
+    extended = tmp_path / "extended"
+    text = yoruba_like_text(base, tmp_path / "yo.txt", 100)
+    add_adapter(AdapterArgs(str(base), "yo", text, extended, steps=5, head_steps=5, lr=1e-2, device="cpu"))
+    for checkpoint in (tuned, extended):
+        out = tmp_path / f"{checkpoint.name}-reference"
+        script = Path(__file__).parent / "golden" / "make_goldens.py"
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+        made = subprocess.run(
+            [reference, str(script), str(checkpoint), str(out)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert made.returncode == 0, made.stderr[-2000:]
+        data = np.load(f"{out}.npz")
+        manifest = json.loads(str(data["manifest"]))
+        settings = Settings(device="cpu", precision="fp32", marker_convention="legacy", detect_language=False)
+        assert vectors_match(Encoder.from_pretrained(checkpoint, settings), manifest, data) >= 70
