@@ -170,6 +170,16 @@ class Indexer:
         job.counts.missing += len(missing)
         return missing
 
+    def resume(self) -> None:
+        """Go on with what writes start beside them and a stopped process left unfinished (a codebook
+        to train, points still without centroids), without waiting for the next write: a process that
+        owns writes calls it once it starts."""
+        if self.first_stage is not None:
+            with self.gate:
+                store = self._target()
+            self.first_stage.refresh(store, 0.0)  # the codebook a stopped process saved, if any
+            self.first_stage.maintain(store, self.components.settings.first_stage_min_points)
+
     def wait(self) -> None:
         """Until the work a write started beside the writes is done (e.g. the codebook's training)."""
         if self.first_stage is not None:

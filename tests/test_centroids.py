@@ -160,3 +160,31 @@ def test_one_process_backfills_at_a_time_and_a_dead_ones_claim_is_taken_over(
     assert store.codebook_record()["complete"] and not store.claim_backfill(codebook, "host:3")  # type: ignore[index]
     assert store.count((Condition(CENTROIDS, no_vector=True),)) == 0
     store.close()
+
+
+def test_a_backfill_that_stopped_with_its_process_goes_on_when_a_writer_starts(
+    centroid_settings: Settings, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process trained the codebook, claimed the backfill and died: the next process that owns
+    writes goes on at its start (no write needed), waiting until the dead claim is stale, with the
+    same codebook."""
+    from xmsearch.retriever.index import first_stage
+    from xmsearch.retriever.index.stores import base
+
+    before = Indexer.from_settings(centroid_settings.model_copy(update={"first_stage_min_points": 10**9}), encoder)
+    before.ingest(_documents(40))  # no codebook yet: no point has centroids
+    store = before.store
+    codebook = store.save_codebook(train(np.concatenate(list(store.token_vectors())), 32))
+    assert store.claim_backfill(codebook, "gone:1")  # then it died
+    before.close()
+    monkeypatch.setattr(first_stage, "CLAIM_RECHECK_S", 0.05)
+    monkeypatch.setattr(base, "BACKFILL_STALE_S", 0.5)
+    after = Indexer.from_settings(centroid_settings, encoder)
+    try:
+        after.resume()
+        after.wait()
+        record = after.store.codebook_record() or {}
+        assert record["complete"] and record["id"] == codebook.id and record["owner"] != "gone:1"
+        assert after.store.count((Condition(CENTROIDS, no_vector=True),)) == 0
+    finally:
+        after.close()

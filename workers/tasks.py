@@ -69,6 +69,7 @@ def _start(**_: Any) -> None:
     ready = context(current_app).indexer
     ready.store.open(create=True)  # the embedded store belongs to this process from now on
     ready.encoder.encode_documents(["warm up"], ready.encoder.spec.languages[0])  # pages the weights in
+    ready.resume()  # a codebook's training or backfill that stopped with its process
     left = last(settings)
     if left is not None and left.unfinished:  # this store's reindex, stopped with its worker
         log.warning("resuming the reindex of %s (%s) left %s", settings.collection, left.changes, left.step)

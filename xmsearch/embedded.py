@@ -58,6 +58,7 @@ class Embedded:
     def __init__(self, indexer: Indexer, max_jobs: int, optimize_after: int, journal: Journal) -> None:
         self.indexer = self.writer = indexer
         indexer.store.open(create=True)  # this process owns the embedded store from now on
+        indexer.resume()  # a codebook's training or backfill that stopped with the last process
         self.optimize_after = optimize_after
         self.unoptimized = 0  # points written or deleted since the store was last optimized
         self.max_jobs = max_jobs

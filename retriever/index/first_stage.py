@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Vector = np.ndarray | Sparse  # one passage's or query's first-stage vector
 WRITER_REFRESH_S = 2.0  # a writer without a codebook looks for one (another process's) this often
 RETRY_BUILD_S = 60  # after a failed training or backfill, the next write tries again this much later
+CLAIM_RECHECK_S = 20.0  # a process waiting on another's backfill looks at its claim this often
 
 
 class FirstStage(Protocol):
@@ -172,7 +173,7 @@ class Centroids:
         """Once the collection has `min_points` points: train its codebook and give every point stored
         before it its centroids, in a thread of this process, so that writes go on meanwhile (they take
         the codebook at their next write; a task never outlives its broker's visibility timeout). One
-        process backfills at a time; another takes over where it died."""
+        process backfills at a time; the others wait, and one takes over where it died."""
         if self.codebook is not None and self.codebook.complete:
             return
         with self._starting:
@@ -198,8 +199,14 @@ class Centroids:
             if self.codebook is None:
                 self.codebook = store.save_codebook(self._train(store, points))
             owner = f"{socket.gethostname()}:{os.getpid()}"
-            if not store.claim_backfill(self.codebook, owner):
-                return  # another process is giving the points their centroids
+            while not store.claim_backfill(self.codebook, owner):  # another process is giving the points centroids
+                time.sleep(CLAIM_RECHECK_S)  # until it is done, or has died and its claim can be taken over
+                record = store.codebook_record()
+                if record is None or record.get("id") != self.codebook.id:
+                    return  # its version was dropped meanwhile
+                if record.get("complete"):
+                    self.codebook = dataclasses.replace(self.codebook, complete=True)
+                    return
             started = time.perf_counter()
             # the last pass starts once every writer has the codebook: other processes (a server's) look
             # for it every WRITER_REFRESH_S; this process's writers have it at once, a write in flight lands
