@@ -162,14 +162,14 @@ class Retriever:
     ) -> list[SearchResult]:
         start = time.perf_counter()
         limit = self.settings.max_query_chars
-        store = self._reader()
         if _detects(languages):
-            hints = self._with_tenant_prior(hints or NO_HINTS, conditions, store)
+            hints = self._with_tenant_prior(hints or NO_HINTS, conditions)
         prepared = self.encoder.prepare(queries, languages, "query", "query", limit, hints)
         self._check_lengths(prepared)
         with self.encoder.priority.search():  # indexing in this process waits (within its share)
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
             encoded = time.perf_counter()
+            store = self._reader()
             prefetch = self._first_stage_vectors(vectors, store)
             candidates = 0
             if prefetch is not None and self.first_stage is not None:
@@ -180,7 +180,7 @@ class Retriever:
         results = zip(queries, prepared.languages, hits, strict=True)
         return [SearchResult(q, lang, h, timings) for q, lang, h in results]
 
-    def _with_tenant_prior(self, hints: Hints, conditions: Sequence[Condition], store: Store) -> Hints:
+    def _with_tenant_prior(self, hints: Hints, conditions: Sequence[Condition]) -> Hints:
         """The hints, with the languages of the one tenant the search is for (none: the hints as they
         are): its default languages, then those of its documents (cached for COUNT_TTL_S)."""
         tenant = searched_tenant(conditions)
@@ -193,7 +193,7 @@ class Retriever:
             if cached is None or now - cached[0] > COUNT_TTL_S:
                 if len(self._tenant_languages) >= TENANTS_CACHED:
                     self._tenant_languages.clear()
-                counts = store.document_languages([owned_by(tenant)], TENANT_PRIOR_LANGUAGES)
+                counts = self._reader().document_languages([owned_by(tenant)], TENANT_PRIOR_LANGUAGES)
                 total = sum(counts.values())
                 cached = (now, [code for code, n in counts.items() if n >= TENANT_PRIOR_SHARE * total])
                 self._tenant_languages[tenant] = cached

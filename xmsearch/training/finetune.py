@@ -72,8 +72,8 @@ def finetune(args: TrainArgs, on_progress: Callable[[Progress], None] = lambda p
         raise InvalidInputError(f"{args.triples}: no triple left to train on after holding {args.heldout:.0%} out")
     negatives = min(args.negatives, *(len(t.negatives) for t in train))
     model = TrainableColbert(args.model, args.device, shared_weight)
-    for triple in train[:1] + held[:1]:
-        model.adapter_index(triple.language)  # an unknown language fails now, not at step 1000
+    for language in sorted({t.language for t in train + held}):
+        model.adapter_index(language)  # an unknown language fails now, not at step 1000
     steps = args.steps or math.ceil(len(train) / args.batch)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     schedule = get_linear_schedule_with_warmup(optimizer, round(steps * args.warmup), steps)
@@ -90,6 +90,8 @@ def finetune(args: TrainArgs, on_progress: Callable[[Progress], None] = lambda p
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start, before, losses = state["step"], state["before"], state["losses"]
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])  # the same dropout as a run that never stopped
         if model.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], model.device)
@@ -125,7 +127,7 @@ def finetune(args: TrainArgs, on_progress: Callable[[Progress], None] = lambda p
         seconds = time.perf_counter() - began
         on_progress(Progress(step + 1, steps, total, examples / seconds, tokens / seconds))
         if (step + 1) % args.save_every == 0 and step + 1 < steps:
-            _save_state(state_file, args, model, optimizer, schedule, step + 1, before, losses)
+            _save_state(state_file, args, model, (optimizer, schedule, scaler), step + 1, before, losses)
     seconds = time.perf_counter() - began
     record = {
         "base_model": model.spec.model_id,
@@ -134,7 +136,7 @@ def finetune(args: TrainArgs, on_progress: Callable[[Progress], None] = lambda p
         "triples_sha256": digest(args.triples),
         "train_triples": len(train),
         "heldout_triples": len(held),
-        **{k: v for k, v in args.resumable().items() if k not in ("model", "triples")},
+        **{k: v for k, v in dataclasses.asdict(args).items() if k not in ("model", "triples", "out", "device")},
         "negatives_used": negatives,
         "steps": steps,
         "loss_first": losses[0] if losses else None,
@@ -220,18 +222,22 @@ def _save_state(
     path: Path,
     args: TrainArgs,
     model: TrainableColbert,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
+    optimizing: tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler | None],
     step: int,
     before: float | None,
     losses: list[float],
 ) -> None:
-    """The run so far, written whole or not at all."""
+    """The run so far (the trainable weights, the optimizer, schedule and scaler, the random state),
+    written whole or not at all."""
+    optimizer, schedule, scaler = optimizing
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    state = {"args": args.resumable(), "step": step, "before": before, "losses": losses, "rng": torch.get_rng_state()}
+    state: dict[str, Any] = {"args": args.resumable(), "step": step, "before": before, "losses": losses}
+    state["rng"] = torch.get_rng_state()
     if model.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(model.device)
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     state["model"] = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
     torch.save({**state, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, partial)
     partial.replace(path)
