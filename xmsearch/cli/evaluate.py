@@ -48,7 +48,7 @@ def evaluate(
     """nDCG@10, MRR@10 and Recall@100 of each configuration, overall and per query language, and each
     configuration against the first with a paired t-test.
 
-    Examples: xmsearch eval; xmsearch eval ./scifact -c centroids -c exact:first_stage=off;
+    Examples: xmsearch eval; xmsearch eval ./scifact -c centroids:first_stage=on -c exact:first_stage=off;
     xmsearch eval ./mmarco-fr --split dev --language fr -c routed -c forced:language=fr
     """
     from xmsearch.evaluation.data import load
