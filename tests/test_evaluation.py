@@ -133,6 +133,8 @@ def test_configurations_parse_or_say_what_is_wrong() -> None:
         Config.parse("x:first_stage")
     with pytest.raises(InvalidInputError, match="give it a name first"):
         Config.parse(":first_stage=off")
+    with pytest.raises(InvalidInputError, match="give it a name first, of letters"):
+        Config.parse("../x:first_stage=off")
 
 
 def test_eval_on_the_bundled_set(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -54,8 +55,11 @@ class Config:
             if not equals or not key.strip():
                 raise InvalidInputError(f"configuration {text!r}: {part!r} is not KEY=VALUE")
             changes[key.strip()] = value.strip()
-        if not name.strip():
-            raise InvalidInputError(f"configuration {text!r}: give it a name first (NAME:KEY=VALUE,...)")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name.strip()) or name.strip() in (".", ".."):
+            raise InvalidInputError(
+                f"configuration {text!r}: give it a name first, of letters, digits, '.', '_' and '-' (its run is "
+                "written as NAME.trec): NAME:KEY=VALUE,..."
+            )
         language = changes.pop("language", "given")
         return cls(name.strip(), changes, language)
 

@@ -78,10 +78,14 @@ def add_adapter(
         collator(_encode(model, held[i : i + EVAL_BATCH], args.max_tokens)) for i in range(0, len(held), EVAL_BATCH)
     ]
     run = _Run(model, head, collator, train, new_index, args)
+    adapter = [p for layer in model.backbone.encoder.layer for p in layer.output.adapter_modules[code].parameters()]
+    for parameter in adapter:
+        parameter.requires_grad_(False)  # the head learns alone first, on the starting adapter
     run.train("head", head.parameters(), args.head_steps, args.head_lr, on_progress)
     head.requires_grad_(False)
     before = run.loss(heldout_batches)
-    adapter = [p for layer in model.backbone.encoder.layer for p in layer.output.adapter_modules[code].parameters()]
+    for parameter in adapter:
+        parameter.requires_grad_(True)
     losses = run.train("adapter", adapter, args.steps, args.lr, on_progress)
     after = run.loss(heldout_batches)
     config = dict(model.spec.config)
@@ -134,12 +138,12 @@ def _starting_adapter(model: TrainableColbert, init: str) -> str | None:
 
 
 def _started(adapters: torch.nn.ModuleDict, source: str | None) -> torch.nn.Module:
-    """A trainable copy of `source`'s adapter, or of the first one with every weight the mean of all."""
+    """A copy of `source`'s adapter, or of the first one with every weight the mean of all."""
     new = copy.deepcopy(adapters[source] if source is not None else next(iter(adapters.values())))
     if source is None:
         states = [module.state_dict() for module in adapters.values()]
         new.load_state_dict({k: torch.stack([s[k] for s in states]).mean(dim=0) for k in states[0]})
-    return new.requires_grad_(True)
+    return new
 
 
 def _head(model: TrainableColbert) -> XmodLMHead:

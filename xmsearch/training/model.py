@@ -101,10 +101,11 @@ def save(model: TrainableColbert, out: Path, record: dict[str, Any], config: dic
         if file.is_file() and file.name not in (WEIGHTS_FILE, RECORD_FILE):
             shutil.copyfile(file, out / file.name)
     tensors = load_file(str(source / WEIGHTS_FILE))
+    stored = tensors[PROJECTION_KEY].dtype  # a new tensor is stored as the checkpoint stores its own
     for name, parameter in model.backbone.named_parameters():
         key = BACKBONE_PREFIX + name
         if parameter.requires_grad or key not in tensors:
-            dtype = tensors[key].dtype if key in tensors else torch.float32
+            dtype = tensors[key].dtype if key in tensors else stored
             tensors[key] = parameter.detach().to("cpu", dtype).contiguous()
     tensors[PROJECTION_KEY] = model.projection.detach().to("cpu", tensors[PROJECTION_KEY].dtype).contiguous()
     partial = out / f".{WEIGHTS_FILE}.partial"
