@@ -7,6 +7,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import ir_measures
@@ -17,7 +18,7 @@ from xmsearch.evaluation.data import BUNDLED, load
 from xmsearch.evaluation.runs import Config, evaluate
 from xmsearch.evaluation.scores import compare, score
 from xmsearch.ingest.documents import Document, Reject, limits
-from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.settings import Settings
 
 LIMITS = limits(Settings())
@@ -172,3 +173,20 @@ def test_eval_on_the_bundled_set(tiny_checkpoint: Path, tmp_path: Path) -> None:
         and len(wrong.stderr.strip().splitlines()) == 1
         and "XMSEARCH_FIRST_STAGE='maybe'" in wrong.stderr
     )
+
+
+def test_the_plot_draws_each_configuration_per_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmsearch.evaluation.report import plot
+
+    result = {
+        "set": "s",
+        "configs": [
+            {"name": "a", "languages": {"en": {"nDCG@10": 0.5}, "fr": {"nDCG@10": 0.25}}},
+            {"name": "b", "languages": {"en": {"nDCG@10": 0.75}}},
+        ],
+    }
+    plot(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as where it is not installed
+    with pytest.raises(PermanentError, match=r"--plot needs matplotlib: pip install 'xmsearch\[plot\]'"):
+        plot(result, tmp_path / "again.png")
