@@ -32,6 +32,7 @@ from xmsearch.retriever.index.schema import Point, Source
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.metrics import CHUNKS_ENCODED, DOCUMENTS
 from xmsearch.retriever.model.encoder import Encoder
+from xmsearch.retriever.model.langid import NO_HINTS, Hints
 from xmsearch.retriever.model.languages import Resolution
 
 
@@ -222,6 +223,12 @@ class Indexer:
         for watcher in self.watchers:
             watcher(touched)
 
+    def _hints(self, doc: Document) -> Hints:
+        """What is known of an unsure document's language: its tenant's configured languages (never the
+        languages of what is stored, which would make a document's adapter depend on what came before)."""
+        languages = self.components.settings.tenant_languages.get(doc.tenant or "", [])
+        return Hints(prior=tuple(languages)) if languages else NO_HINTS
+
     def _write(self, planned: list[_Planned], job: Job, on_reject: Callable[[Reject], None]) -> None:
         with self.gate:
             self._before()
@@ -241,7 +248,8 @@ class Indexer:
         for plan in planned:
             chunks = plan.split(self.chunker)
             try:
-                langs = self.encoder.document_languages(plan.doc.text, [c.text for c in chunks], plan.doc.language)
+                texts = [c.text for c in chunks]
+                langs = self.encoder.document_languages(plan.doc.text, texts, plan.doc.language, self._hints(plan.doc))
             except InvalidInputError as exc:
                 job.counts.failed += 1
                 failed += 1

@@ -205,8 +205,8 @@ class SearchSettings(EnvSettings):
     tenant_languages: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Each tenant's usual languages, strongest first: a query searched for one tenant (its API key's, "
-        "or a filter on it) and given without a language takes them where detection is unsure, after the request's "
-        "own hints.",
+        "or a filter on it), or a document of it, given without a language takes them where detection is unsure, "
+        "after the request's own hints.",
         examples=['{"acme": ["de", "fr"]}'],
     )
     langid_tenant_prior: bool = Field(

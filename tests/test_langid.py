@@ -166,3 +166,33 @@ def test_a_document_is_detected_whole_unless_it_really_changes_language(detectin
     assert [r.adapter for r in changing] == ["de_DE", "fr_XX"]  # long and sure: the chunk's own language
     given = detecting.document_languages(german, [german, short_tail], "fr")
     assert [(r.adapter, r.source) for r in given] == [("fr_XX", "given")] * 2
+
+
+def test_a_short_document_of_a_tenant_takes_its_configured_languages_where_unsure(
+    detecting: Encoder, tmp_path: Path
+) -> None:
+    """'Hotel' alone could be many languages: stored for a tenant configured as German-speaking, it
+    gets the German adapter; another tenant's copy does not, and a given language wins."""
+    from xmsearch.ingest.documents import Document
+    from xmsearch.ingest.pipeline import Indexer
+
+    assert detecting.document_languages("Hotel", ["Hotel"], None, Hints(prior=("de",)))[0].source == "prior"
+    settings = Settings(
+        device="cpu", data_dir=tmp_path, first_stage="off", langid_min_confidence=0.6, tenant_languages={"acme": ["de"]}
+    )
+    indexer = Indexer.from_settings(settings, detecting)
+    try:
+        indexer.ingest(
+            [
+                Document(id="a", text="Hotel", tenant="acme"),
+                Document(id="b", text="Hotel", tenant="globex"),
+                Document(id="c", text="Hotel", tenant="acme", language="fr"),
+            ]
+        )
+        stored = {
+            p.document_id: p.language for p in indexer.store.fetch("a", "acme") + indexer.store.fetch("c", "acme")
+        }
+        other = indexer.store.fetch("b", "globex")[0].language
+    finally:
+        indexer.close()
+    assert stored == {"a": "de", "c": "fr"} and other != "de"

@@ -145,12 +145,15 @@ class Encoder:
                 out[i] = found
         return [r for r in out if r is not None]
 
-    def document_languages(self, text: str, chunks: Sequence[str], language: str | None) -> list[Resolution]:
+    def document_languages(
+        self, text: str, chunks: Sequence[str], language: str | None, hints: Hints = NO_HINTS
+    ) -> list[Resolution]:
         """The adapters of a document's chunks: its given language's, else the language detected on
-        the whole document (a long chunk surely in another language keeps its own), else the fallback."""
+        the whole document (`hints` where that is unsure; a long chunk surely in another language keeps
+        its own), else the fallback."""
         if language is not None or not self.settings.detect_language:
             return self.resolve_languages(chunks, language)
-        return self._language_detector().document(text, chunks)
+        return self._language_detector().document(text, chunks, hints)
 
     def _detect(self, texts: list[str], hints: Hints | None) -> list[Resolution]:
         if not self.settings.detect_language:

@@ -204,12 +204,13 @@ class LanguageDetector:
     def __call__(self, texts: list[str], hints: Hints = NO_HINTS) -> list[Resolution]:
         return [self.resolve(self.detect(text, hints)) for text in texts]
 
-    def document(self, text: str, chunks: Sequence[str]) -> list[Resolution]:
+    def document(self, text: str, chunks: Sequence[str], hints: Hints = NO_HINTS) -> list[Resolution]:
         """The adapters of a document's chunks: the language of the whole document (its first
-        DOCUMENT_CHARS characters), except for a chunk long enough to tell (OWN_LANGUAGE_CHARS) that
-        is confidently (OWN_LANGUAGE_CONFIDENCE) in another language: a document that changes
-        language. A short chunk (a document's last, a heading) never gets a guess of its own."""
-        whole = self.resolve(self.detect(text[:DOCUMENT_CHARS]))
+        DOCUMENT_CHARS characters; `hints` where that is unsure), except for a chunk long enough to
+        tell (OWN_LANGUAGE_CHARS) that is confidently (OWN_LANGUAGE_CONFIDENCE) in another language: a
+        document that changes language. A short chunk (a document's last, a heading) never gets a
+        guess of its own."""
+        whole = self.resolve(self.detect(text[:DOCUMENT_CHARS], hints))
         out = []
         for chunk in chunks:
             own = self.detect(chunk) if len(chunk) >= OWN_LANGUAGE_CHARS else None
