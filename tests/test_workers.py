@@ -529,7 +529,8 @@ def test_a_split_that_runs_again_after_its_worker_was_lost_counts_each_task_once
 ) -> None:
     """A worker killed inside a split (after counting a half, before sending it) leaves the batch
     unacknowledged: it is delivered again and split again. The job must still end: each half is counted
-    sent once, and the batch done once, even after it had already been counted done."""
+    sent once, and the batch done once. A batch that had ended before its worker was lost (written and
+    counted) is neither split nor dead-lettered when delivered too often: there is nothing to redo."""
     from xmsearch.workers import tasks
 
     queue, _ = _unit_context(redis_server.url, object(), monkeypatch, max_redeliveries=2)
@@ -545,7 +546,6 @@ def test_a_split_that_runs_again_after_its_worker_was_lost_counts_each_task_once
     queue.jobs.create("j", "test")
     queue.jobs.add("j", tasks_sent=1, accepted=4)
     queue.jobs.finish_sending("j")
-    queue.finished(Job(id="j"), "t1")  # it had even written and counted itself done before
     docs = [{"id": f"d{i}", "text": "t"} for i in range(4)]
     for _ in range(2):
         queue.delivered("t1", 0)
@@ -559,6 +559,18 @@ def test_a_split_that_runs_again_after_its_worker_was_lost_counts_each_task_once
         queue.finished(Job(id="j"), half)  # a half that ran twice
     job = queue.jobs.get("j") or {}
     assert (job["tasks_sent"], job["tasks_done"], job["status"]) == (3, 3, "done")
+    queue.jobs.create("k", "test")
+    queue.jobs.add("k", tasks_sent=2, accepted=5)
+    queue.jobs.finish_sending("k")
+    queue.finished(Job(id="k"), "t2")
+    queue.finished(Job(id="k"), "t3")
+    for task_id, batch in (("t2", docs), ("t3", docs[:1])):  # ended, then lost with their workers 3 times
+        for _ in range(2):
+            queue.delivered(task_id, 0)
+        tasks.index_documents.apply(args=["k", batch], task_id=task_id, throw=True)
+    assert len(sent) == 3 and queue.dead.entries() == []  # no split sent, no dead letter
+    job = queue.jobs.get("k") or {}
+    assert (job["tasks_sent"], job["tasks_done"], job["tasks_failed"], job["status"]) == (2, 2, 0, "done")
 
 
 def test_a_job_whose_tasks_vanished_is_failed_and_the_waiting_cli_says_what_was_lost(env: Env, tmp_path: Path) -> None:

@@ -99,6 +99,8 @@ class TaskQueue:
         """Task `task_id`'s batch failed: it is sent again as two tasks of its job, halves, and counted
         done after they are counted, so the job never looks done early. The halves' ids come from its
         id: a split that runs again (its worker was lost in between) counts nothing twice."""
+        if self.jobs.counted(job_id, task_id):
+            return  # it had ended (its documents written) before its worker was lost: nothing to redo
         half = len(documents) // 2
         for i, part in enumerate((documents[:half], documents[half:])):
             self.send_index(job_id, part, task_id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{task_id}/{i}")))
@@ -119,8 +121,11 @@ class TaskQueue:
         self.jobs.add(job.id, task_id, **counts, tasks_done=1)
 
     def fail(self, task: str, task_id: str, args: list[Any], reason: str) -> None:
-        """A task failed for good: dead-letter it with the reason, and count it done and failed."""
+        """A task failed for good: dead-letter it with the reason, and count it done and failed (unless it
+        had ended already, before its worker was lost: then there is nothing to dead-letter)."""
         job_id = args[0]
+        if self.jobs.counted(job_id, task_id):
+            return
         if task == DELETE_TASK:
             letter = DeadLetter(job_id, reason, "delete", document_ids=args[1], tenant=args[2], task_failed=True)
         else:

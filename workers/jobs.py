@@ -62,6 +62,10 @@ class JobStore:
             keys = [self._key(job_id), f"{self._key(job_id)}:ops"]
             self._add_once(keys=keys, args=[op or uuid.uuid4().hex, JOB_TTL_S, *changes])
 
+    def counted(self, job_id: str, op: str) -> bool:
+        """Whether operation `op` (e.g. a task's end) was already added to the job's counts."""
+        return bool(self.redis.sismember(f"{self._key(job_id)}:ops", op))
+
     def finish_sending(self, job_id: str) -> None:
         self.redis.hset(self._key(job_id), "sending", "done")
 
