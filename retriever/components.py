@@ -142,5 +142,11 @@ def index_store(settings: RetrieverSettings) -> Store:
     """The store the settings name, for the checkpoint they name, read without loading its weights:
     for the commands that read the index and encode nothing (they never import torch)."""
     settings = following(settings)
+    return make_store(settings, spec_of(settings))
+
+
+def spec_of(settings: RetrieverSettings) -> IndexSpec:
+    """The collection the settings' checkpoint and index settings build, read without loading its
+    weights."""
     checkpoint = read_spec(locate(settings.model), settings.model)
-    return make_store(settings, index_spec(checkpoint, settings, make_first_stage(checkpoint.dim, settings)))
+    return index_spec(checkpoint, settings, make_first_stage(checkpoint.dim, settings))

@@ -22,10 +22,10 @@ import numpy as np
 from xmsearch.evaluation.data import EvalSet, Query
 from xmsearch.ingest.documents import Reject
 from xmsearch.ingest.pipeline import Indexer
-from xmsearch.retriever.components import Components, encoder_for, index_spec
+from xmsearch.retriever.components import Components, encoder_for, spec_of
 from xmsearch.retriever.errors import InvalidInputError
-from xmsearch.retriever.index.first_stage import Centroids, make_first_stage
-from xmsearch.retriever.model.checkpoint import locate, read_spec
+from xmsearch.retriever.index.first_stage import Centroids
+from xmsearch.retriever.model.languages import is_language
 from xmsearch.retriever.search import Retriever
 from xmsearch.settings import Settings
 
@@ -112,7 +112,7 @@ def evaluate(
 
 def _settings(settings: Settings, config: Config) -> Settings:
     """The settings a configuration searches with, in a folder of the evaluation's own."""
-    if config.language not in ROUTINGS and not config.language.replace("-", "").isalnum():
+    if config.language not in ROUTINGS and not is_language(config.language):
         raise InvalidInputError(
             f"configuration {config.name}: language={config.language!r} is not given, detect or a code"
         )
@@ -125,9 +125,7 @@ def _settings(settings: Settings, config: Config) -> Settings:
 
 def _index_key(evalset: EvalSet, settings: Settings) -> str:
     """What an index is built from: the corpus, the store, and how its points are made."""
-    checkpoint = read_spec(locate(settings.model), settings.model)
-    spec = index_spec(checkpoint, settings, make_first_stage(checkpoint.dim, settings))
-    shaped = {"corpus": evalset.digest, "store": settings.store, "spec": spec.record()}
+    shaped = {"corpus": evalset.digest, "store": settings.store, "spec": spec_of(settings).record()}
     return hashlib.sha256(json.dumps(shaped, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
