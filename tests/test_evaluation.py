@@ -39,6 +39,16 @@ def test_the_measures_match_hand_computed_values() -> None:
     assert scores.queries_per_language == {"en": 1, "fr": 2}
 
 
+def test_the_measures_match_the_librarys_own_example() -> None:
+    """The example of ir-measures' README: nDCG@10 0.8155 and RR 0.75 over its two queries."""
+    qrels = {"Q0": {"D0": 0, "D1": 1}, "Q1": {"D0": 0, "D3": 2}}
+    ranking = {"Q0": {"D0": 1.2, "D1": 1.0}, "Q1": {"D0": 2.4, "D3": 3.6}}
+    scores = score(qrels, ranking, {})
+    assert scores.overall["nDCG@10"] == pytest.approx(0.8154648767857288)
+    assert scores.overall["MRR@10"] == pytest.approx(0.75)
+    assert scores.per_query["nDCG@10"] == pytest.approx({"Q0": 0.6309297535714575, "Q1": 1.0})
+
+
 def test_a_comparison_is_paired_and_says_when_nothing_changed() -> None:
     qrels = {f"q{i}": {"right": 1} for i in range(8)}
     good = {q: {"right": 2.0, "wrong": 1.0} for q in qrels}
