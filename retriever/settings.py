@@ -89,6 +89,12 @@ class EncoderSettings(EnvSettings):
         description="auto = fp16 on CUDA (as the reference encodes documents); on a CPU fp32 or bf16, whichever "
         "measured faster on this CPU for this model (once, cached in ~/.cache/xmsearch/precision.json).",
     )
+    query_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="What runs query forwards on a CPU: torch (as documents), onnx = ONNX Runtime in fp32 (torch "
+        "fp32's vectors), onnx-int8 = ONNX Runtime with int8 linear layers (fastest; measured agreement in the "
+        "README). The model is exported once (extra `onnx`), cached in ~/.cache/xmsearch/onnx.",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
     search_priority_share: float = Field(
         0.25,

@@ -22,6 +22,7 @@ from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spe
 from xmsearch.retriever.model.langid import NO_HINTS, Hints, LanguageDetector
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device
+from xmsearch.retriever.model.onnx_query import OnnxQueries
 from xmsearch.retriever.model.priority import SearchPriority
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
 from xmsearch.retriever.settings import EncoderSettings
@@ -80,6 +81,11 @@ class Encoder:
         self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
         self._detector: LanguageDetector | None = None
         self.priority = SearchPriority(settings.search_priority_share, settings.background_batch_size)
+        self.onnx_queries = (
+            None
+            if settings.query_runtime == "torch"
+            else OnnxQueries(spec, loaded, settings.query_runtime, settings.threads)
+        )
 
     @classmethod
     def from_pretrained(
@@ -183,23 +189,26 @@ class Encoder:
             chunk, done = order[done : done + size], done + size
             ENCODER_BATCH.labels(kind).observe(len(chunk))
             with self.priority.background() if background else nullcontext(), ENCODER_SECONDS.labels(kind).time():
-                vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk])
+                vectors = self._forward(to_batch([rows[i] for i in chunk]), lang_ids[chunk], kind)
             for i, v in zip(chunk, vectors, strict=True):
                 out[i] = v
         return out
 
     @torch.inference_mode()
-    def _forward(self, batch: TokenBatch, lang_ids: np.ndarray) -> list[np.ndarray]:
-        device = self.model.device
-        hidden = self.model.backbone(
-            input_ids=torch.from_numpy(batch.input_ids).to(device),
-            attention_mask=torch.from_numpy(batch.attention_mask).to(device),
-            lang_ids=torch.from_numpy(lang_ids).to(device),
-        ).last_hidden_state
-        keep = torch.from_numpy(batch.keep).to(device)
-        vectors = (hidden.float() @ self.model.projection.T) * keep.unsqueeze(-1)
-        vectors = torch.nn.functional.normalize(vectors, p=2, dim=2).cpu().numpy()
-        return [v[k] for v, k in zip(vectors, batch.keep, strict=True)]
+    def _forward(self, batch: TokenBatch, lang_ids: np.ndarray, kind: str) -> list[np.ndarray]:
+        if kind == "query" and self.onnx_queries is not None:  # projected and normalised in its graph
+            unit = self.onnx_queries(batch.input_ids, batch.attention_mask, lang_ids)
+        else:
+            device = self.model.device
+            hidden = self.model.backbone(
+                input_ids=torch.from_numpy(batch.input_ids).to(device),
+                attention_mask=torch.from_numpy(batch.attention_mask).to(device),
+                lang_ids=torch.from_numpy(lang_ids).to(device),
+            ).last_hidden_state
+            keep = torch.from_numpy(batch.keep).to(device)
+            vectors = (hidden.float() @ self.model.projection.T) * keep.unsqueeze(-1)
+            unit = torch.nn.functional.normalize(vectors, p=2, dim=2).cpu().numpy()
+        return [v[k] for v, k in zip(unit, batch.keep, strict=True)]
 
 
 def _check_texts(texts: Sequence[str], what: str, max_chars: int | None) -> list[str]:

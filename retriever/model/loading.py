@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,17 +55,7 @@ def load_model(spec: CheckpointSpec, device: torch.device, precision: str) -> Lo
     """Load the backbone (prefix `roberta.` stripped by transformers) and the projection, in the
     precision asked for (auto on a CPU: fp32 or bf16, whichever measured faster here)."""
     dtype = pick_dtype(precision, device)
-    config = XmodConfig.from_pretrained(spec.path)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the unused `linear.weight` is expected, not worth a warning
-    hf_logging.disable_progress_bar()
-    try:
-        backbone = XmodModel.from_pretrained(spec.path, config=config, dtype=dtype, attn_implementation="sdpa")
-    except Exception as exc:
-        raise CheckpointError(f"cannot load the XMOD backbone from {spec.path}: {exc}") from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+    backbone = load_backbone(spec, dtype)
     with safe_open(spec.path / WEIGHTS_FILE, framework="pt") as weights:
         projection = weights.get_tensor(PROJECTION_KEY).to(device=device, dtype=torch.float32)
     backbone.to(device=device).eval()  # type: ignore[call-arg]  # transformers wraps .to in a decorator mypy misreads
@@ -77,6 +68,21 @@ def load_model(spec: CheckpointSpec, device: torch.device, precision: str) -> Lo
             dtype = torch.bfloat16
     log.info("loaded %s on %s in %s", spec.model_id, device, str(dtype).removeprefix("torch."))
     return LoadedModel(backbone, projection, device, dtype)
+
+
+def load_backbone(spec: CheckpointSpec, dtype: torch.dtype, attention: str = "sdpa") -> XmodModel:
+    """The XMOD backbone of a checkpoint, on the CPU, in `dtype`."""
+    config = XmodConfig.from_pretrained(spec.path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the unused `linear.weight` is expected, not worth a warning
+    hf_logging.disable_progress_bar()
+    try:
+        return XmodModel.from_pretrained(spec.path, config=config, dtype=dtype, attn_implementation=attention)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load the XMOD backbone from {spec.path}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def set_adapter_routing(backbone: XmodModel, on: bool) -> None:
@@ -97,22 +103,32 @@ def set_adapter_routing(backbone: XmodModel, on: bool) -> None:
 
 
 def _present_adapters_only(self: Any, lang_ids: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-    """XmodOutput.lang_adapter (same layer norm and residual rules), visiting only present languages."""
-    if not self.ln_before_adapter:
-        residual = hidden_states
-    if self.adapter_layer_norm is not None:
-        hidden_states = self.adapter_layer_norm(hidden_states)
-    elif self.adapter_reuse_layer_norm:
-        hidden_states = self.LayerNorm(hidden_states)
-    if self.ln_before_adapter:
-        residual = hidden_states
+    """XmodOutput.lang_adapter, visiting only present languages."""
     adapters = list(self.adapter_modules.values())
     present = torch.unique(lang_ids).tolist()
-    if len(present) == 1:
-        adapted = adapters[int(present[0])](hidden_states)
-    else:
-        adapted = torch.zeros_like(hidden_states)
+
+    def adapt(hidden: torch.Tensor) -> torch.Tensor:
+        if len(present) == 1:
+            return adapters[int(present[0])](hidden)
+        adapted = torch.zeros_like(hidden)
         for index in present:
             selected = lang_ids == index
-            adapted[selected] = adapters[int(index)](hidden_states[selected])
-    return self.dropout(adapted) + residual
+            adapted[selected] = adapters[int(index)](hidden[selected])
+        return adapted
+
+    return adapter_residual(self, hidden_states, adapt)
+
+
+def adapter_residual(
+    output: Any, hidden_states: torch.Tensor, adapt: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """XmodOutput.lang_adapter's layer norm and residual rules around an adapter function."""
+    if not output.ln_before_adapter:
+        residual = hidden_states
+    if output.adapter_layer_norm is not None:
+        hidden_states = output.adapter_layer_norm(hidden_states)
+    elif output.adapter_reuse_layer_norm:
+        hidden_states = output.LayerNorm(hidden_states)
+    if output.ln_before_adapter:
+        residual = hidden_states
+    return output.dropout(adapt(hidden_states)) + residual

@@ -22,32 +22,47 @@ def bench_encode(
     queries: Annotated[int, typer.Option(help="Single queries to time.")] = 64,
     repeats: Annotated[int, typer.Option(help="Timed repeats (the best is kept).")] = 3,
     precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, bf16, fp16.")] = "fp32,bf16",
+    query_runtimes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated query runtimes besides torch, each with the first precision: onnx, onnx-int8."
+        ),
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Documents/s, tokens/s and query latency of the encoder next to the bare XmodModel forward.
 
-    Example: xmsearch bench encode --model ./base-random --docs 128
+    Each row after the first is compared with it: the cosine of its vectors (a query runtime changes
+    only the queries, so its queries' vectors are compared) and recall@10 of each query's exact top-10.
+
+    Example: xmsearch bench encode --model ./base-random --docs 128 --query-runtimes onnx,onnx-int8
     """
     from xmsearch.bench.encode import agreement, bench_encoder, ranking_agreement, sample_texts, top10
     from xmsearch.retriever import Encoder
     from xmsearch.settings import get_settings
 
     texts, qs = sample_texts(docs, queries)
-    rows, reference, ranked = [], None, None
-    for precision in precisions.split(","):
-        settings = get_settings().model_copy(update={"precision": precision.strip()})
-        with console.status(f"benchmarking {precision}", spinner="dots"):
+    names = [p.strip() for p in precisions.split(",")]
+    configurations = [(p, "torch") for p in names] + [
+        (names[0], r.strip()) for r in query_runtimes.split(",") if r.strip()
+    ]
+    rows, first = [], None
+    for precision, runtime in configurations:
+        label = precision if runtime == "torch" else f"{precision}, {runtime} queries"
+        settings = get_settings().model_copy(update={"precision": precision, "query_runtime": runtime})
+        with console.status(f"benchmarking {label}", spinner="dots"):
             encoder = Encoder.from_pretrained(model, settings)
-            figures = bench_encoder(encoder, texts, qs, repeats)
-            vectors = encoder.encode_documents(texts, "en")
-            rankings = top10(vectors, encoder.encode_queries(qs, "en"))
-        if reference is None or ranked is None:
-            reference, ranked = vectors, rankings
+            figures = dataclasses.replace(bench_encoder(encoder, texts, qs, repeats), precision=label)
+            vectors = encoder.encode_documents(texts, "en"), encoder.encode_queries(qs, "en")
+            rankings = top10(*vectors)
+        if first is None:
+            first = vectors, rankings
         else:
-            mean, worst = agreement(reference, vectors)
+            changed = 1 if runtime != "torch" else 0  # a query runtime changes only the queries' vectors
+            mean, worst = agreement(first[0][changed], vectors[changed])
             figures = dataclasses.replace(
                 figures, mean_cosine_vs_fp32=mean, worst_cosine_vs_fp32=worst,
-                recall_at_10_vs_fp32=ranking_agreement(ranked, rankings),
+                recall_at_10_vs_fp32=ranking_agreement(first[1], rankings),
             )  # fmt: skip
         rows.append(figures)
         del encoder

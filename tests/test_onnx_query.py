@@ -1,0 +1,108 @@
+"""Queries on ONNX Runtime: fp32 gives the reference's vectors, int8 keeps the stated agreement, the
+export is made once, and mistakes are one line."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import GOLDEN
+from tests.test_golden import _load, vectors_match
+from xmsearch.bench.encode import agreement, ranking_agreement, top10
+from xmsearch.retriever import Encoder
+from xmsearch.retriever.errors import InvalidInputError
+from xmsearch.retriever.model import onnx_query
+from xmsearch.retriever.model.checkpoint import read_spec
+from xmsearch.settings import Settings
+
+pytest.importorskip("onnxruntime", reason="the extra `onnx` (a test dependency) is not installed")
+
+QUERIES = ["wie alt ist der Eiffelturm", "capital of france", "le chat noir", "hotel", "база данных"]
+LANGS = ["de", "en", "fr", "en", "ru"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private cache, so that exports are made (and counted) by these tests."""
+    home = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(home))
+        yield home / "xmsearch" / "onnx"
+
+
+def _encoder(path: Path, runtime: str, precision: str = "fp32") -> Encoder:
+    settings = Settings(device="cpu", precision=precision, query_runtime=runtime, detect_language=False)
+    return Encoder.from_pretrained(path, settings)
+
+
+def test_onnx_queries_match_colbert_ai(cache: Path) -> None:
+    """The reference's goldens (queries on ONNX Runtime, documents on torch) within 1e-4."""
+    manifest, data = _load("legacy")
+    assert vectors_match(_encoder(GOLDEN / "checkpoint", "onnx"), manifest, data) >= 70
+
+
+def test_onnx_gives_torch_fp32_vectors_for_mixed_languages_and_a_bf16_backbone(
+    cache: Path, encoder: Encoder, tiny_checkpoint: Path
+) -> None:
+    want = encoder.encode_queries(QUERIES, LANGS)
+    for precision in ("fp32", "bf16"):  # the graph's inputs come from the checkpoint, not the backbone
+        got = _encoder(tiny_checkpoint, "onnx", precision).encode_queries(QUERIES, LANGS)
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_int8_queries_keep_the_stated_agreement_and_ignore_their_batch(
+    cache: Path, encoder: Encoder, tiny_checkpoint: Path
+) -> None:
+    """Mean cosine of at least 0.999 to fp32's query vectors and at least 0.9 of each query's exact
+    top-10 (the bar bf16 is held to); a query's vectors are the same alone or batched."""
+    int8 = _encoder(tiny_checkpoint, "onnx-int8")
+    mean, worst = agreement(encoder.encode_queries(QUERIES, LANGS), int8.encode_queries(QUERIES, LANGS))
+    assert mean >= 0.999 and worst >= 0.99
+    rng = np.random.default_rng(0)
+    words = [*" ".join(QUERIES[:3]).split(), "tower", "paris", "cat", "old", "city", "river"]
+    docs = encoder.encode_documents([" ".join(rng.choice(words, size=int(rng.integers(4, 15)))) for _ in range(60)])
+    queries = [" ".join(rng.choice(words, size=3)) for _ in range(20)]
+    ranked = top10(docs, encoder.encode_queries(queries, "en"))
+    assert ranking_agreement(ranked, top10(docs, int8.encode_queries(queries, "en"))) >= 0.9
+    together = int8.encode_queries(QUERIES, LANGS)
+    for query, lang, batched in zip(QUERIES, LANGS, together, strict=True):
+        np.testing.assert_array_equal(int8.encode_queries([query], [lang])[0], batched)
+
+
+def test_the_export_is_made_once_per_model_and_variant(
+    cache: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _encoder(tiny_checkpoint, "onnx-int8")
+    path = onnx_query.exported_path(read_spec(tiny_checkpoint), "onnx-int8")
+    assert path.parent == cache and path.is_file()
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_query, "export", refuse)
+    assert _encoder(tiny_checkpoint, "onnx-int8").encode_queries(["hotel"], "en")[0].shape[1] == 16
+
+
+def test_missing_onnxruntime_and_a_bad_runtime_are_one_line(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name))
+    with pytest.raises(InvalidInputError, match=r"needs the package onnxruntime: pip install 'xmsearch\[onnx\]'"):
+        _encoder(tiny_checkpoint, "onnx")
+    with pytest.raises(ValueError, match="query_runtime"):
+        Settings(query_runtime="tensorrt")
+
+
+def test_positions_are_transformers_own() -> None:
+    from transformers.models.xmod.modeling_xmod import XmodEmbeddings
+
+    ids = np.array([[0, 5, 6, 1, 1], [0, 7, 1, 8, 2]])  # padding (1) in the middle and at the end
+    want = XmodEmbeddings.create_position_ids_from_input_ids(torch.from_numpy(ids), 1).numpy()
+    np.testing.assert_array_equal(onnx_query._positions(ids, 1), want)
