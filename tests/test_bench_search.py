@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from xmsearch.bench.search import (
     DIM,
     SearchFigures,
+    WholeSearch,
     encoded,
     extrapolate,
     measure_size,
@@ -40,6 +43,32 @@ def test_every_method_with_every_point_a_candidate_is_exact(backend: str) -> Non
     assert codebook.size == 16 and codebook.complete
     again, _, same = measure_size(docs[:30], queries, [30], [4], codebook, backend=backend)  # type: ignore[arg-type]
     assert same is codebook and all(r.recall_at_10 == 1.0 for r in again)
+
+
+def test_whole_searches_time_encoding_and_search_per_runtime_and_candidates() -> None:
+    docs = _docs(40)
+    calls: list[str] = []
+
+    def encoder(label: str) -> Callable[[str], np.ndarray]:
+        def encode(text: str) -> np.ndarray:
+            calls.append(label)
+            return _docs(1, seed=len(text))[0]
+
+        return encode
+
+    whole = WholeSearch({"a": encoder("a"), "b": encoder("b")}, ["one query", "another", "a third one", "four"])
+    queries = [d[:4] for d in _docs(3, seed=1)]
+    rows, _, _ = measure_size(docs, queries, [10, 40], [4], centroids=8, whole=whole)
+    timed = [r for r in rows if r.method.startswith("whole search")]
+    assert [(r.method, r.candidates) for r in timed] == [
+        ("whole search, a", 10), ("whole search, a", 40), ("whole search, b", 10), ("whole search, b", 40)
+    ]  # fmt: skip
+    assert all(r.size == 40 and r.recall_at_10 is None and r.p50_ms and r.p50_ms > 0 for r in timed)
+    assert all("latency only; encode p50" in r.note for r in timed)
+    assert calls.count("a") == calls.count("b") == 3 + 2 * 4  # warm-up, then every text per candidates
+    assert all(
+        not r.method.startswith("whole") for r in extrapolate(rows + [dataclasses.replace(r, size=80) for r in rows])
+    )
 
 
 def test_extrapolation_fits_the_loss_per_doubling() -> None:

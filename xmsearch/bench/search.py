@@ -219,11 +219,13 @@ def measure_size(
     backend: Literal["edge", "local"] = "edge",
     centroids: int = 0,
     log: Callable[[str], None] = lambda line: None,
+    whole: WholeSearch | None = None,
 ) -> tuple[list[SearchFigures], list[list[str]], Codebook]:
     """One collection of these passages, with both first stages: mean-pooled HNSW vectors, and
     centroids of `codebook` (None: one trained on this collection as the write path trains it when
     a collection reaches the threshold), given to every point by the backfill. Every method measured
-    on it: the rows, the exact top-10 of each query, and the codebook."""
+    on it: the rows, the exact top-10 of each query, and the codebook. `whole`: also whole searches
+    (the query encoded by a model, then the centroid first stage and the rerank) on this collection."""
     size, tokens = len(vectors), sum(len(v) for v in vectors)
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
         store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True))
@@ -259,8 +261,46 @@ def measure_size(
                 rows.append(
                     SearchFigures(size, f"centroids/{probe}", c, _recall(found, exact), *_percentiles(ms), note=note)
                 )
+        if whole is not None:
+            rows += whole.measure(store, codebook, probes[0], candidates)
         store.close()
     return rows, exact, codebook
+
+
+@dataclass(frozen=True)
+class WholeSearch:
+    """Whole searches as the retriever makes them: each query text encoded by a model (its language
+    detected), then the centroid first stage and the exact rerank in one store query; one row per
+    query runtime and number of candidates. Latency only: the model's query vectors live in its own
+    token space, not in the collection's, so no recall is reported; the work per query (32 query
+    tokens with a ColBERT-XM model, the candidates reranked) is a real search's."""
+
+    encoders: dict[str, Callable[[str], np.ndarray]]  # label (query runtime) -> encode one query text
+    texts: list[str]
+
+    def measure(self, store: Store, codebook: Codebook, probe: int, candidates: list[int]) -> list[SearchFigures]:
+        size = store.count()
+        rows = []
+        for label, encode in self.encoders.items():
+            for text in self.texts[:3]:  # warm-up
+                encode(text)
+            for c in candidates:
+                encoding, searching, whole = [], [], []
+                for text in self.texts:
+                    start = time.perf_counter()
+                    q = encode(text)
+                    encoded = time.perf_counter()
+                    store.search([q], Page(K, group=False), first_stage=[codebook.query(q, probe)], candidates=c)
+                    end = time.perf_counter()
+                    encoding.append((encoded - start) * 1000)
+                    searching.append((end - encoded) * 1000)
+                    whole.append((end - start) * 1000)
+                note = (
+                    f"latency only; encode p50 {statistics.median(encoding):.1f} ms + first stage and rerank p50 "
+                    f"{statistics.median(searching):.1f} ms ({len(q)} query tokens)"
+                )
+                rows.append(SearchFigures(size, f"whole search, {label}", c, None, *_percentiles(whole), note=note))
+        return rows
 
 
 VARIANTS = (("int8", 1), ("binary", 1), ("none", 2), ("int8", 2))  # (quantization, token pool factor)
@@ -321,25 +361,6 @@ def extrapolate(rows: list[SearchFigures], to: int = EXTRAPOLATE_TO) -> list[Sea
         note = "extrapolated: linear in size"
         out.insert(0, SearchFigures(to, "exact", None, 1.0, intercept + slope * to, None, note=note))
     return out
-    keys = dict.fromkeys((r.method, r.candidates) for r in rows if r.recall_at_10 is not None and r.method != "exact")
-    for method, c in keys:
-        points = [(math.log2(r.size), r.recall_at_10) for r in rows if (r.method, r.candidates) == (method, c)]
-        if len(points) < 2:
-            continue
-        slope, intercept = np.polyfit(*zip(*points, strict=True), 1)
-        loss = -slope
-        out.append(SearchFigures(to, method, c, float(intercept + slope * math.log2(to)), None, None,
-                                 note=f"extrapolated: {loss:.4f} recall lost per doubling"))  # fmt: skip
-    exact = [(r.size, r.p50_ms) for r in rows if r.method == "exact" and r.p50_ms is not None]
-    if len(exact) >= 2:
-        slope, intercept = np.polyfit(*zip(*exact, strict=True), 1)
-        out.insert(
-            0,
-            SearchFigures(
-                to, "exact", None, 1.0, float(intercept + slope * to), None, note="extrapolated: linear in size"
-            ),
-        )
-    return out
 
 
 def run(
@@ -351,9 +372,11 @@ def run(
     queries: Path | None = None,
     smaller: bool = True,
     log: Callable[[str], None] = lambda line: None,
+    encoders: dict[str, Callable[[str], np.ndarray]] | None = None,
 ) -> list[SearchFigures]:
     """The whole benchmark: every size (the first passages of the corpus), the smaller indexes
-    (quantized, pooled) at the largest, and the extrapolation to 1M."""
+    (quantized, pooled) and the whole searches with `encoders` (if any) at the largest, and the
+    extrapolation to 1M."""
     docs, questions = texts(passages, queries, max(sizes), n_queries)
     encode = MiniLMTokens()
     log(f"encoding {len(docs):,} passages and {len(questions)} queries (cached after the first run)")
@@ -362,8 +385,12 @@ def run(
     rows: list[SearchFigures] = []
     exact: list[list[str]] = []
     codebook = None  # trained at the first size, then kept as the collection grows (as the index does)
-    for size in sorted(set(min(s, len(vectors)) for s in sizes)):
-        measured, exact, codebook = measure_size(vectors[:size], query_vectors, candidates, probes, codebook, log=log)
+    measured_sizes = sorted(set(min(s, len(vectors)) for s in sizes))
+    for size in measured_sizes:
+        whole = WholeSearch(encoders, questions) if encoders and size == measured_sizes[-1] else None
+        measured, exact, codebook = measure_size(
+            vectors[:size], query_vectors, candidates, probes, codebook, log=log, whole=whole
+        )
         rows += measured
     if smaller:
         rows += measure_variants(vectors[: max(r.size for r in rows)], query_vectors, exact)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from xmsearch.cli.output import console, stderr
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xmsearch.retriever import Encoder
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (ratios measured side by side).")
 
@@ -111,23 +117,37 @@ def bench_search_cmd(
     smaller: Annotated[
         bool, typer.Option(help="Also measure int8/binary copies and pooled tokens at the largest size.")
     ] = True,
+    model: Annotated[
+        str | None, typer.Option(help="Also time whole searches at the largest size: queries encoded by this model.")
+    ] = None,
+    query_runtimes: Annotated[
+        str, typer.Option(help="With --model: the query runtimes to time (comma-separated: torch, onnx, onnx-int8).")
+    ] = "torch,onnx-int8",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every first stage side by side on real token vectors at each size: recall@10 against exact
     MaxSim, p50/p95 of the store's query, bytes per token in RAM and on disk, and an extrapolation to
-    1M passages (labelled). Needs the bench extra (pip install 'xmsearch[bench]').
+    1M passages (labelled). With --model, whole searches too (encode the query, first stage,
+    rerank), at the largest size, for each query runtime (the precision from XMSEARCH_PRECISION).
+    Needs the bench extra (pip install 'xmsearch[bench]').
 
-    Example: xmsearch bench search --passages passages.json.xz --queries queries.json.xz
+    Example: xmsearch bench search --passages passages.json.xz --queries queries.json.xz --model ./m
     """
     from xmsearch.bench.search import run
+    from xmsearch.retriever import Encoder
+    from xmsearch.settings import get_settings
 
     def ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
 
+    encoders: dict[str, Callable[[str], np.ndarray]] = {}
+    for runtime in (r.strip() for r in query_runtimes.split(",")) if model else ():
+        encoder = Encoder.from_pretrained(model, get_settings().model_copy(update={"query_runtime": runtime}))
+        encoders[f"{str(encoder.model.dtype).removeprefix('torch.')}, {runtime} queries"] = _one_query(encoder)
     with stderr.status("benchmarking search (minutes)", spinner="dots"):
         rows = run(
             ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, smaller,
-            log=lambda line: stderr.log(line),
+            log=lambda line: stderr.log(line), encoders=encoders,
         )  # fmt: skip
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))
@@ -145,6 +165,11 @@ def bench_search_cmd(
             fmt(r.p95_ms, ".1f"), fmt(r.ram_bytes_per_token, ".0f"), fmt(r.disk_bytes_per_token, ".0f"), r.note,
         )  # fmt: skip
     console.print(table)
+
+
+def _one_query(encoder: Encoder) -> Callable[[str], np.ndarray]:
+    """Encode one query text as a search does (its language detected)."""
+    return lambda text: encoder.encode_queries([text])[0]
 
 
 @app.command("ingest")
