@@ -103,6 +103,9 @@ def test_routing_on_short_real_texts_beats_the_routing_before() -> None:
     assert default.accuracy["all"] >= 0.87 and default.accuracy["all"] >= before.accuracy["all"] + 0.1
     assert default.accuracy["1-4"] >= 0.77 and default.accuracy["5-12"] >= 0.97
     assert default.per_language["zh-Hans"] >= 0.95 and default.per_language["zh-Hant"] >= 0.85  # told apart
+    # the conversational genre: real questions and replies, as the issue measured routing on
+    assert default.accuracy["conversation 1-4"] >= before.accuracy["conversation 1-4"] + 0.1
+    assert default.accuracy["conversation 1-4"] >= 0.8 and default.accuracy["conversation 5-12"] >= 0.97
 
 
 def test_hints_and_what_wins_over_what() -> None:

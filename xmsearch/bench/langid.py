@@ -1,8 +1,11 @@
 """`xmsearch bench langid`: how often a short text reaches its own language's adapter, on the
-held-out part of the short-text set (`data/langid_short.jsonl`: real translated texts of 1-4 and 5-12
-words in the 81 XMOD languages, built by scripts/make-langid-eval), per length band and per
-language; each routing and each single detector side by side in one run. No threshold or rule may
-be tuned on the held-out part: tune on `--split dev`."""
+held-out part of the short-text sets, per genre, per length band (1-4 and 5-12 words) and per
+language; each routing and each single detector side by side in one run. Two genres:
+- interface (`data/langid_short.jsonl`): real translated texts in the 81 XMOD languages, from the
+  message catalogues of Debian packages (built by scripts/make-langid-eval);
+- conversation (`data/langid_conversation.jsonl`): questions and replies of real dialogues in 26
+  languages, from chatterbot-corpus (BSD-3-Clause; scripts/make-langid-eval --conversation).
+No threshold or rule may be tuned on the held-out part: tune on `--split dev`."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from xmsearch.retriever.model.langid import NO_HINTS, Detection, Hints, Language
 from xmsearch.retriever.model.languages import COLBERT_XM_LANGUAGES, LanguageResolver
 
 BANDS = ("1-4", "5-12")
+SETS = {"interface": "data/langid_short.jsonl", "conversation": "data/langid_conversation.jsonl"}
+GENRES = tuple(SETS)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Item:
     split: str
     text: str
     source: str
+    genre: str = "interface"
 
 
 Route = Callable[[Item], str]  # a text -> the adapter it is routed to
@@ -37,7 +43,8 @@ class Figures:
     """One routing or detector: the share of texts routed to the right adapter, per band and language."""
 
     name: str
-    accuracy: dict[str, float] = field(default_factory=dict)  # band -> share right ("all": every text)
+    # share right per band and per genre and band ("1-4", "conversation 1-4", "conversation", "all", ...)
+    accuracy: dict[str, float] = field(default_factory=dict)
     per_language: dict[str, float] = field(default_factory=dict)  # language -> share right (both bands)
     ms_per_text: float = 0.0
 
@@ -46,8 +53,11 @@ class Figures:
 
 
 def load(split: str) -> list[Item]:
-    raw = resources.files("xmsearch.bench").joinpath("data/langid_short.jsonl").read_text(encoding="utf-8")
-    items = [Item(**json.loads(line)) for line in raw.splitlines() if line.strip()]
+    """The texts of every genre in the split (dev, heldout or all)."""
+    items = []
+    for genre, path in SETS.items():
+        raw = resources.files("xmsearch.bench").joinpath(path).read_text(encoding="utf-8")
+        items += [Item(**json.loads(line), genre=genre) for line in raw.splitlines() if line.strip()]
     return [item for item in items if split == "all" or item.split == split]
 
 
@@ -102,14 +112,14 @@ def bench_langid_short(split: str = "heldout", threshold: float = 0.6) -> list[F
         start = time.perf_counter()
         for item in items:
             ok = route(item) == resolver.lookup(item.lang)
-            right[item.band].append(ok)
-            right["all"].append(ok)
+            for key in (item.band, f"{item.genre} {item.band}", item.genre, "all"):
+                right[key].append(ok)
             by_language[item.lang].append(ok)
         elapsed = time.perf_counter() - start
         out.append(
             Figures(
                 name=name,
-                accuracy={band: sum(v) / len(v) for band, v in sorted(right.items()) if v},
+                accuracy={key: sum(v) / len(v) for key, v in sorted(right.items()) if v},
                 per_language={lang: sum(v) / len(v) for lang, v in sorted(by_language.items())},
                 ms_per_text=1000 * elapsed / max(len(items), 1),
             )

@@ -325,13 +325,14 @@ def bench_langid_cmd(
     ] = "heldout",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Language routing on short real texts in the 81 XMOD languages (1-4 and 5-12 words, held out),
-    each routing and detector side by side; then the hand-written queries and passages.
+    """Language routing on short real texts (held out), per genre (interface texts in the 81 XMOD
+    languages, conversational questions and replies in 26) and length band (1-4 and 5-12 words), each
+    routing and detector side by side; then the hand-written queries and passages.
 
     Example: xmsearch bench langid --split dev --threshold 0.7
     """
     from xmsearch.bench.encode import bench_langid
-    from xmsearch.bench.langid import BANDS, bench_langid_short
+    from xmsearch.bench.langid import BANDS, GENRES, bench_langid_short
     from xmsearch.settings import get_settings
 
     threshold = get_settings().langid_min_confidence if threshold is None else threshold
@@ -341,12 +342,13 @@ def bench_langid_cmd(
         print(json.dumps({"short": [f.as_dict() for f in short], "handwritten": [r.as_dict() for r in rows]}))
         return
     table = Table(title=f"short real texts ({split}): share routed to their own language's adapter")
-    for col in ("routing or detector", *(f"{band} words" for band in BANDS), "all", "ms/text", "most missed"):
+    columns = [f"{genre} {band}" for genre in GENRES for band in BANDS]
+    for col in ("routing or detector", *(f"{c} words" for c in columns), "all", "ms/text", "most missed"):
         table.add_column(col, justify="left" if col.startswith(("routing", "most")) else "right")
     for f in short:
         worst = sorted(f.per_language.items(), key=lambda kv: kv[1])[:5]
         table.add_row(
-            f.name, *(f"{f.accuracy[band]:.3f}" for band in BANDS), f"{f.accuracy['all']:.3f}",
+            f.name, *(f"{f.accuracy[c]:.3f}" for c in columns), f"{f.accuracy['all']:.3f}",
             f"{f.ms_per_text:.3f}", ", ".join(f"{lang} {share:.2f}" for lang, share in worst),
         )  # fmt: skip
     console.print(table)
