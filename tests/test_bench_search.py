@@ -15,6 +15,7 @@ from xmsearch.bench.search import (
     WholeSearch,
     encoded,
     extrapolate,
+    measure_muvera,
     measure_size,
     measure_variants,
     python_doc_passages,
@@ -69,6 +70,17 @@ def test_whole_searches_time_encoding_and_search_per_runtime_and_candidates() ->
     assert all(
         not r.method.startswith("whole") for r in extrapolate(rows + [dataclasses.replace(r, size=80) for r in rows])
     )
+
+
+def test_muvera_with_every_point_a_candidate_is_exact() -> None:
+    pytest.importorskip("fastembed", reason="MUVERA needs the extra muvera (a test dependency)")
+    docs = _docs(40)
+    queries = [d[:4] for d in _docs(3, seed=1)]
+    _, exact, _ = measure_size(docs, queries, [40], [4], centroids=8)
+    rows = measure_muvera(docs, queries, exact, [5, 40])
+    assert [(r.method, r.candidates) for r in rows] == [("muvera", 5), ("muvera", 40)]
+    assert rows[1].recall_at_10 == 1.0 and rows[0].recall_at_10 is not None and rows[0].recall_at_10 < 1.0
+    assert "10,240 dims" in rows[0].note
 
 
 def test_extrapolation_fits_the_loss_per_doubling() -> None:

@@ -46,7 +46,7 @@ def _index(retriever: Retriever) -> dict[str, np.ndarray]:
     enc = retriever.encoder
     texts = [d[3] for d in DOCS]
     vectors = enc.encode_documents(texts, [d[1] for d in DOCS])
-    first = MeanPooling(enc.dim).documents(vectors)
+    first = (retriever.first_stage or MeanPooling(enc.dim)).documents(vectors)  # as the write path gives them
     points = [
         Point(doc_id, 0, v, text, lang, "h", enc.spec.model_id, tenant=tenant, metadata={"n": i}, first_stage=first[i])
         for i, ((doc_id, lang, tenant, text), v) in enumerate(zip(DOCS, vectors, strict=True))
@@ -95,9 +95,12 @@ def test_filters_apply(indexed: tuple[Retriever, dict[str, np.ndarray]]) -> None
     assert {h.document_id for h in hits} == {"mill-ru", "search"}
 
 
-def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder) -> None:
+@pytest.mark.parametrize("encoding", ["mean", "muvera"])
+def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder, encoding: str) -> None:
+    if encoding == "muvera":
+        pytest.importorskip("fastembed", reason="MUVERA needs the extra muvera (a test dependency)")
     retriever = Retriever.from_settings(
-        _settings(tmp_path, "edge", first_stage="on", first_stage_encoding="mean", first_stage_candidates=10), encoder
+        _settings(tmp_path, "edge", first_stage="on", first_stage_encoding=encoding, first_stage_candidates=10), encoder
     )
     stored = _index(retriever)
     hits = retriever.search("renew a passport", k=3, language="en").hits

@@ -34,7 +34,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.codebook import Codebook, Sparse
-from xmsearch.retriever.index.first_stage import Centroids, MeanPooling
+from xmsearch.retriever.index.first_stage import Centroids, MeanPooling, Muvera
 from xmsearch.retriever.index.pooling import pool_tokens
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
 from xmsearch.retriever.index.stores.base import Store
@@ -156,10 +156,10 @@ def encoded(texts: list[str], encode: Callable[[list[str]], list[np.ndarray]], c
     return [v.astype(np.float16).astype(np.float32) for v in vectors]  # as a second run reads them
 
 
-def _points(vectors: Sequence[np.ndarray], mean: MeanPooling) -> Iterator[list[Point]]:
+def _points(vectors: Sequence[np.ndarray], dense: MeanPooling | Muvera) -> Iterator[list[Point]]:
     for start in range(0, len(vectors), 512):
         batch = vectors[start : start + 512]
-        first = mean.documents(batch)
+        first = dense.documents(batch)
         yield [
             Point(f"d{start + i}", 0, v, f"passage {start + i}", "en", "h", "bench@0", first_stage=first[i])
             for i, v in enumerate(batch)
@@ -205,8 +205,8 @@ def _store(folder: Path, backend: str, spec: IndexSpec) -> Store:
     return store
 
 
-def _load(store: Store, vectors: Sequence[np.ndarray]) -> None:
-    for batch in _points(vectors, MeanPooling(DIM)):
+def _load(store: Store, vectors: Sequence[np.ndarray], dense: MeanPooling | Muvera | None = None) -> None:
+    for batch in _points(vectors, dense or MeanPooling(DIM)):
         store.upsert(batch)
 
 
@@ -303,6 +303,31 @@ class WholeSearch:
         return rows
 
 
+def measure_muvera(
+    vectors: Sequence[np.ndarray],
+    queries: Sequence[np.ndarray],
+    exact: list[list[str]],
+    candidates: list[int],
+    backend: Literal["edge", "local"] = "edge",
+) -> list[SearchFigures]:
+    """MUVERA's fixed-dimensional encodings (fastembed's, 10,240 dims) as the HNSW first stage, then
+    the exact rerank, on a store of their own: recall against the exact top-10 measured on the same
+    passages, latency, and the bytes per passage of its vectors."""
+    muvera = Muvera(DIM)
+    with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
+        store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=muvera.dim))
+        _load(store, vectors, muvera)
+        store.optimize()
+        first = muvera.queries(queries)
+        note = f"{muvera.dim:,} dims, {2 * muvera.dim / 1024:.1f} KB per passage as float16"
+        rows = []
+        for c in candidates:
+            found, ms = _query_all(store, queries, first, c)
+            rows.append(SearchFigures(len(vectors), "muvera", c, _recall(found, exact), *_percentiles(ms), note=note))
+        store.close()
+    return rows
+
+
 VARIANTS = (("int8", 1), ("binary", 1), ("none", 2), ("int8", 2))  # (quantization, token pool factor)
 
 
@@ -373,10 +398,11 @@ def run(
     smaller: bool = True,
     log: Callable[[str], None] = lambda line: None,
     encoders: dict[str, Callable[[str], np.ndarray]] | None = None,
+    muvera: bool = False,
 ) -> list[SearchFigures]:
     """The whole benchmark: every size (the first passages of the corpus), the smaller indexes
-    (quantized, pooled) and the whole searches with `encoders` (if any) at the largest, and the
-    extrapolation to 1M."""
+    (quantized, pooled) and the whole searches with `encoders` (if any) at the largest, MUVERA at
+    every size where asked, and the extrapolation to 1M."""
     docs, questions = texts(passages, queries, max(sizes), n_queries)
     encode = MiniLMTokens()
     log(f"encoding {len(docs):,} passages and {len(questions)} queries (cached after the first run)")
@@ -392,6 +418,8 @@ def run(
             vectors[:size], query_vectors, candidates, probes, codebook, log=log, whole=whole
         )
         rows += measured
+        if muvera:
+            rows += measure_muvera(vectors[:size], query_vectors, exact, candidates)
     if smaller:
         rows += measure_variants(vectors[: max(r.size for r in rows)], query_vectors, exact)
     return rows + extrapolate([r for r in rows if not r.method.startswith("exact ")])

@@ -120,6 +120,9 @@ def bench_search_cmd(
     model: Annotated[
         str | None, typer.Option(help="Also time whole searches at the largest size: queries encoded by this model.")
     ] = None,
+    muvera: Annotated[
+        bool, typer.Option(help="Also MUVERA (10,240 dims; ~1 GB at 50k passages) at every size: xmsearch[muvera].")
+    ] = False,
     query_runtimes: Annotated[
         str, typer.Option(help="With --model: the query runtimes to time (comma-separated: torch, onnx, onnx-int8).")
     ] = "torch,onnx-int8",
@@ -147,7 +150,7 @@ def bench_search_cmd(
     with stderr.status("benchmarking search (minutes)", spinner="dots"):
         rows = run(
             ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, smaller,
-            log=lambda line: stderr.log(line), encoders=encoders,
+            log=lambda line: stderr.log(line), encoders=encoders, muvera=muvera,
         )  # fmt: skip
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))
