@@ -2,15 +2,18 @@
 and cached, then run by ONNX Runtime for queries, while documents stay on torch.
 
 A query is one short forward (query_maxlen tokens), where torch's per-call overheads and its fp32 CPU
-kernels weigh most. The exported graph holds the encoder layers, the position embeddings and the layer
-norms; it takes the word embeddings of the tokens (gathered on torch, so the 250k-row table is not
-held twice) and, per layer, the weights of the query's language adapter as inputs, so one file serves
-every language. It is fused with ONNX Runtime's transformer optimizer and, for `onnx-int8`, its linear
-layers are quantized dynamically to int8 with one scale per output channel (the adapters, being
-inputs, stay fp32). The file lives in ~/.cache/xmsearch/onnx, keyed by the weights' fingerprint, the
-variant and the ONNX Runtime version; exporting a real-size model takes about a minute, once.
+kernels weigh most. The exported graph holds the encoder layers (attention exported in its eager form,
+which ONNX Runtime's transformer optimizer fuses), the position embeddings, the layer norms, the
+ColBERT projection and the normalisation: it returns the query's unit vectors. It takes the word
+embeddings of the tokens and, per layer, the weights of the query's language adapter as inputs, both
+read from the checkpoint's own fp32 tensors (memory-mapped: the 250k-row table is not held twice, and
+a bf16 backbone does not round them), so one file serves every language. For `onnx-int8` its linear
+layers and attention projections are quantized dynamically to int8, one scale per output channel
+(the adapters, being inputs, stay fp32). The file lives in ~/.cache/xmsearch/onnx, keyed by the
+weights' fingerprint, the variant and the ONNX Runtime version; exporting a real-size model took
+about 25 s, once.
 
-`onnx` gives torch fp32's vectors (within 1e-4, tested); `onnx-int8` trades a little agreement for
+`onnx` gives torch fp32's vectors (within 1e-5, tested); `onnx-int8` trades a little agreement for
 speed: `xmsearch bench encode --query-runtimes onnx,onnx-int8` measures both against fp32 on the
 model's own queries (README: figures).
 """
@@ -194,12 +197,13 @@ class OnnxQueries:
         self.weights = safe_open(spec.path / WEIGHTS_FILE, framework="pt")
         self.keys = set(self.weights.keys())
         self.lock = threading.Lock()
+        self._adapters = functools.lru_cache(maxsize=ADAPTER_LANGUAGES_KEPT)(self._read_adapters)
 
     def _tensor(self, name: str) -> Any:
         return self.weights.get_slice(name if name in self.keys else f"roberta.{name}")
 
-    @functools.lru_cache(maxsize=ADAPTER_LANGUAGES_KEPT)  # noqa: B019  # one instance per loaded model
-    def _adapters(self, lang_id: int) -> list[np.ndarray]:
+    def _read_adapters(self, lang_id: int) -> list[np.ndarray]:
+        """The language's adapter weights (fp32) in the graph's input order."""
         language = self.languages[lang_id]
         names = [
             f"encoder.layer.{i}.output.adapter_modules.{language}.{part}"
