@@ -195,7 +195,8 @@ def test_usage_error_exit_code_2() -> None:
     assert _run("no-such-command").returncode == 2
 
 
-def test_bench_encode_prints_ratios(tiny_checkpoint: Path) -> None:
+def test_bench_encode_prints_ratios(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the ONNX export of the runtime row goes there
     result = runner.invoke(
         app,
         [
@@ -209,14 +210,17 @@ def test_bench_encode_prints_ratios(tiny_checkpoint: Path) -> None:
             "4",
             "--repeats",
             "1",
+            "--query-runtimes",
+            "onnx-int8",
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
-    fp32, bf16 = json.loads(result.stdout)
+    fp32, bf16, int8 = json.loads(result.stdout)
     assert fp32["precision"] == "float32" and bf16["precision"] == "bfloat16"
     assert fp32["ratio"] > 0 and fp32["docs_per_s"] > 0 and fp32["query_p50_ms"] > 0
     assert bf16["mean_cosine_vs_fp32"] > 0.99
+    assert int8["precision"] == "float32, onnx-int8 queries" and int8["mean_cosine_vs_fp32"] > 0.999
 
 
 @pytest.mark.slow  # a benchmark: starts a server and loads the model twice

@@ -54,11 +54,12 @@ def bench_encode(
     ]
     rows, first = [], None
     for precision, runtime in configurations:
-        label = precision if runtime == "torch" else f"{precision}, {runtime} queries"
         settings = get_settings().model_copy(update={"precision": precision, "query_runtime": runtime})
-        with console.status(f"benchmarking {label}", spinner="dots"):
+        with console.status(f"benchmarking {precision}, {runtime} queries", spinner="dots"):
             encoder = Encoder.from_pretrained(model, settings)
-            figures = dataclasses.replace(bench_encoder(encoder, texts, qs, repeats), precision=label)
+            figures = bench_encoder(encoder, texts, qs, repeats)  # precision: the dtype (auto: as chosen)
+            if runtime != "torch":
+                figures = dataclasses.replace(figures, precision=f"{figures.precision}, {runtime} queries")
             vectors = encoder.encode_documents(texts, "en"), encoder.encode_queries(qs, "en")
             rankings = top10(*vectors)
         if first is None:
