@@ -188,3 +188,13 @@ def test_a_backfill_that_stopped_with_its_process_goes_on_when_a_writer_starts(
         assert after.store.count((Condition(CENTROIDS, no_vector=True),)) == 0
     finally:
         after.close()
+
+
+def test_a_few_nearest_centroids_are_those_of_a_full_partition() -> None:
+    """Rounds of argmax (a query's probes) find the same centroids as argpartition."""
+    from xmsearch.retriever.index.codebook import SMALL_K, _top
+
+    scores = np.random.default_rng(3).standard_normal((32, 2048)).astype(np.float32)
+    for k in (1, 2, 4, SMALL_K, SMALL_K + 3):
+        want = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+        np.testing.assert_array_equal(np.sort(_top(scores, k), axis=1), want)
