@@ -40,6 +40,7 @@ from transformers import XmodModel
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.model.checkpoint import PROJECTION_KEY, WEIGHTS_FILE, CheckpointSpec
 from xmsearch.retriever.model.loading import LoadedModel, adapter_residual, load_backbone
+from xmsearch.retriever.model.precision import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ ADAPTER_LANGUAGES_KEPT = 8  # fp32 copies of the adapter weights kept for the mo
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmsearch" / "onnx"
+    return cache_root() / "onnx"
 
 
 def require_onnxruntime() -> None:

@@ -97,8 +97,13 @@ def choose(figures: dict[str, Any]) -> str:
     return "bf16" if faster and figures["cosine"] >= MIN_COSINE else "fp32"
 
 
+def cache_root() -> Path:
+    """xmsearch's folder of measured and derived files ($XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmsearch"
+
+
 def cache_file() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmsearch" / "precision.json"
+    return cache_root() / "precision.json"
 
 
 def auto_precision(backbone: XmodModel, query_maxlen: int, doc_maxlen: int, cache: Path | None = None) -> str:
