@@ -201,7 +201,22 @@ class SearchSettings(EnvSettings):
         ge=10,
         le=10_000,
         description="Candidates reranked by MaxSim (unset: by collection size from the measured curve of the "
-        "first stage, which keeps recall@10 level as the collection grows: centroids 600 up to 50k passages).",
+        "first stage, which keeps recall@10 level as the collection grows: centroids 800 up to 50k passages through "
+        "the shortlist, 600 without).",
+    )
+    shortlist: int = Field(
+        150,
+        ge=0,
+        le=10_000,
+        description="With a first stage: its candidates are first scored by MaxSim with the query pooled into fewer "
+        "vectors (shortlist_pool_factor), and this many of them reranked exactly; 0 = all candidates reranked exactly.",
+    )
+    shortlist_pool_factor: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="The shortlist's query: about 1/factor of the query's token vectors (sums of Ward "
+        "clusters of them).",
     )
     query_batching: bool = Field(
         True, description="Encode the queries of concurrent searches together (never waits for a timer)."

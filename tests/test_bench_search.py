@@ -20,6 +20,7 @@ from xmsearch.bench.search import (
     measure_variants,
     python_doc_passages,
 )
+from xmsearch.retriever.index.stores.base import Shortlist
 
 
 def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -35,8 +36,19 @@ def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
 def test_every_method_with_every_point_a_candidate_is_exact(backend: str) -> None:
     docs = _docs(60)
     queries = [d[:4] for d in _docs(5, seed=1)]
-    rows, exact, codebook = measure_size(docs, queries, [60], [4], backend=backend, centroids=16)  # type: ignore[arg-type]
-    assert [(r.method, r.candidates) for r in rows] == [("exact", None), ("mean", 60), ("centroids/4", 60)]
+    rows, exact, codebook = measure_size(
+        docs,
+        queries,
+        [60],
+        [4],
+        backend=backend,
+        centroids=16,
+        shortlists=[Shortlist(20, 1), Shortlist(60, 2)],  # type: ignore[arg-type]
+    )
+    # a shortlist of the unpooled query keeps the exact top-20; one as large as the candidates is not measured
+    assert [(r.method, r.candidates) for r in rows] == [
+        ("exact", None), ("mean", 60), ("centroids/4", 60), ("centroids/4, shortlist 20 (query pooled by 1)", 60)
+    ]  # fmt: skip
     assert all(r.recall_at_10 == 1.0 for r in rows)
     assert rows[0].p50_ms is not None and rows[0].p95_ms is not None and rows[0].p95_ms >= rows[0].p50_ms
     assert rows[0].disk_bytes_per_token is not None and rows[0].disk_bytes_per_token > 0
@@ -59,14 +71,16 @@ def test_whole_searches_time_encoding_and_search_per_runtime_and_candidates() ->
 
     whole = WholeSearch({"a": encoder("a"), "b": encoder("b")}, ["one query", "another", "a third one", "four"])
     queries = [d[:4] for d in _docs(3, seed=1)]
-    rows, _, _ = measure_size(docs, queries, [10, 40], [4], centroids=8, whole=whole)
+    rows, _, _ = measure_size(docs, queries, [10, 40], [4], centroids=8, whole=whole, shortlists=[Shortlist(20, 2)])
     timed = [r for r in rows if r.method.startswith("whole search")]
+    through = ", shortlist 20 (query pooled by 2)"
     assert [(r.method, r.candidates) for r in timed] == [
-        ("whole search, a", 10), ("whole search, a", 40), ("whole search, b", 10), ("whole search, b", 40)
+        ("whole search, a", 10), ("whole search, a", 40), (f"whole search, a{through}", 40),
+        ("whole search, b", 10), ("whole search, b", 40), (f"whole search, b{through}", 40),
     ]  # fmt: skip
     assert all(r.size == 40 and r.recall_at_10 is None and r.p50_ms and r.p50_ms > 0 for r in timed)
     assert all("latency only; encode p50" in r.note for r in timed)
-    assert calls.count("a") == calls.count("b") == 3 + 2 * 4  # warm-up, then every text per candidates
+    assert calls.count("a") == calls.count("b") == 3 + 3 * 4  # warm-up, then every text per row
     assert all(
         not r.method.startswith("whole") for r in extrapolate(rows + [dataclasses.replace(r, size=80) for r in rows])
     )

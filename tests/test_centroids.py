@@ -18,7 +18,7 @@ from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.codebook import Codebook, codebook_size, train
 from xmsearch.retriever.index.filters import Condition, parse_filter
-from xmsearch.retriever.index.first_stage import Centroids, MeanPooling
+from xmsearch.retriever.index.first_stage import Centroids, MeanPooling, make_first_stage
 from xmsearch.retriever.index.schema import CENTROIDS, IndexSpec, Page, Point
 from xmsearch.retriever.index.stores.base import BACKFILL_STALE_S
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -63,6 +63,11 @@ def test_candidates_grow_with_the_collection_as_measured() -> None:
     centroids, mean = Centroids(4), MeanPooling(16)
     assert [centroids.candidates(n) for n in (1_000, 10_000, 50_000)] == [600, 600, 600]
     assert centroids.candidates(100_000) == 643 and centroids.candidates(1_000_000) == 810
+    shortlisted = Centroids(4, shortlisted=True)  # the candidates go through a shortlist: more for the same time
+    assert [shortlisted.candidates(n) for n in (10_000, 50_000, 100_000)] == [800, 800, 857]
+    for shortlist, expected in ((150, True), (0, False)):
+        made = make_first_stage(16, Settings(shortlist=shortlist))
+        assert isinstance(made, Centroids) and made.shortlisted is expected
     assert [mean.candidates(n) for n in (10_000, 20_000, 51_000)] == [600, 765, 1061]
     assert mean.candidates(10**12) == 10_000
 

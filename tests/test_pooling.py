@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
-from xmsearch.retriever.index.pooling import pool_tokens
+from xmsearch.retriever.index.pooling import pool_query, pool_tokens
 from xmsearch.settings import Settings
 
 
@@ -40,6 +40,21 @@ def test_pooling_keeps_one_vector_per_factor_tokens_and_bounds_every_score(n: in
     radius = max(float(np.min(np.linalg.norm(pooled - t, axis=1))) for t in doc)
     assert approx <= exact + 1e-5
     assert approx >= exact - len(query) * radius - 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 32), factor=st.integers(1, 8), seed=st.integers(0, 10_000))
+def test_a_pooled_query_scores_at_most_the_exact_maxsim(n: int, factor: int, seed: int) -> None:
+    """The sums of a query's groups: a lower bound of every passage's exact score, deterministic; a
+    query whose tokens repeat (as ColBERT's [MASK] tokens nearly do) pools without loss."""
+    rng = np.random.default_rng(seed)
+    query, doc = _unit(rng.normal(size=(n, 16))), _unit(rng.normal(size=(40, 16)))
+    pooled = pool_query(query, factor)
+    assert len(pooled) == (n if factor == 1 or n <= 2 else math.ceil(n / factor))
+    np.testing.assert_array_equal(pooled, pool_query(query, factor))
+    assert _maxsim(pooled, doc) <= _maxsim(query, doc) + 1e-4
+    repeated = np.repeat(query[:4], 8, axis=0)  # 4 distinct tokens, 8 times each
+    assert np.isclose(_maxsim(pool_query(repeated, 8), doc), _maxsim(repeated, doc), atol=1e-4)
 
 
 def test_factor_one_and_tiny_passages_are_untouched() -> None:

@@ -16,6 +16,7 @@ from tests.conftest import ROOT, as_stored
 from xmsearch.retriever import Encoder, InvalidInputError
 from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import MeanPooling
+from xmsearch.retriever.index.pooling import pool_query
 from xmsearch.retriever.index.schema import IndexSpec, Point
 from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
@@ -111,6 +112,32 @@ def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder
     )[:3]
     assert [h.document_id for h in hits] == [d for _, d in exact]  # all 6 are candidates: same as exact
     np.testing.assert_allclose([h.score for h in hits], [s for s, _ in exact], atol=1e-3)
+    retriever.close()
+
+
+@pytest.mark.parametrize("store", ["local", "edge"])
+def test_the_shortlist_setting_reranks_what_the_pooled_query_keeps(
+    tmp_path: Path, encoder: Encoder, store: str
+) -> None:
+    """Every passage a candidate, the shortlist 3 of them: the hits are the exact ranking of the 3 that
+    the query pooled by 32 (a vector or two, sums of its tokens) ranks first."""
+    settings = _settings(
+        tmp_path, store, first_stage="on", first_stage_encoding="mean", first_stage_candidates=10, shortlist=3,
+        shortlist_pool_factor=32,
+    )  # fmt: skip
+    retriever = Retriever.from_settings(settings, encoder)
+    stored = _index(retriever)
+    q = encoder.encode_queries(["renew a passport"], "en")[0]
+    _, rounded = as_stored(store, "float16")
+    pooled = pool_query(q, 32)
+    assert len(pooled) <= len(q) / 16
+
+    def maxsim(query: np.ndarray, doc: np.ndarray) -> float:
+        return float((rounded(query) @ rounded(doc).T).max(axis=1).sum())
+
+    shortlist = sorted(stored, key=lambda d: -maxsim(pooled, stored[d]))[:3]
+    hits = retriever.search("renew a passport", k=2, language="en").hits
+    assert [h.document_id for h in hits] == sorted(shortlist, key=lambda d: -maxsim(q, stored[d]))[:2]
     retriever.close()
 
 

@@ -15,8 +15,10 @@ import pytest
 from tests.conftest import as_stored
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import parse_filter
+from xmsearch.retriever.index.pooling import pool_query
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point, StoreMismatchError, point_id
 from xmsearch.retriever.index.stores import CollectionNotFoundError, Store
+from xmsearch.retriever.index.stores.base import Shortlist
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
@@ -312,6 +314,40 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
     by_id = {(p.document_id, p.chunk): p.vectors for p in points}
     for h in hits:
         assert abs(h.score - maxsim(stored(q), stored(by_id[(h.document_id, h.chunk)]))) < 1e-3
+    s.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ranks_first(
+    backend: str, tmp_path: Path
+) -> None:
+    """First stage, then the candidates scored by the pooled query, then the best `size` of them
+    reranked exactly: the hits are a numpy MaxSim's exact ranking of the shortlist a numpy MaxSim of
+    the pooled query picks, filters included; a shortlist as large as the candidates is the plain rerank."""
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM)
+    s = make_store(backend, tmp_path, spec)
+    s.open()
+    rng = np.random.default_rng(0)
+    points = [dataclasses.replace(p, first_stage=unit(rng, 1)[0]) for p in corpus(rng)]
+    s.upsert(points)
+    tolerance, stored = as_stored(s.backend, s.spec.datatype)
+    q, first = unit(rng, 32), unit(rng, 1)[0]
+    coarse = pool_query(q, 4)
+    assert len(coarse) == 8
+    for flt in ({}, {"tenant": "acme"}):
+        conditions = parse_filter(flt)
+        kept = [p for p in points if not flt or p.tenant == "acme"]
+        ranked = sorted(kept, key=lambda p: -maxsim(stored(coarse), stored(p.vectors)))
+        gap = maxsim(stored(coarse), stored(ranked[11].vectors)) - maxsim(stored(coarse), stored(ranked[12].vectors))
+        assert gap > 10 * tolerance  # the seed leaves no near-tie at the shortlist's edge
+        want = sorted(ranked[:12], key=lambda p: -maxsim(stored(q), stored(p.vectors)))[:10]
+        hits = s.search([q], Page(10, group=False), conditions, [first], 1000, Shortlist(12, 4))[0]
+        assert [(h.document_id, h.chunk) for h in hits] == [(p.document_id, p.chunk) for p in want]
+        np.testing.assert_allclose(
+            [h.score for h in hits], [maxsim(stored(q), stored(p.vectors)) for p in want], atol=tolerance
+        )
+        plain = s.search([q], Page(10, group=False), conditions, [first], 1000)[0]
+        assert s.search([q], Page(10, group=False), conditions, [first], 1000, Shortlist(1000, 4))[0] == plain
     s.close()
 
 

@@ -1,8 +1,11 @@
-"""Token pooling at index time: a passage's token vectors clustered (Ward's hierarchical clustering)
-into about 1/factor as many groups, each stored as the mean of its tokens, so the index holds
-factor-times fewer vectors (Clavié et al., 2024, "Reducing the Footprint of Multi-Vector Retrieval
-with Minimal Performance Impact via Token Pooling"; README, "First stage" has what it costs here).
-Queries are never pooled. Deterministic: the same vectors give the same pooled vectors.
+"""Token pooling: a matrix of token vectors clustered (Ward's hierarchical clustering) into about
+1/factor as many groups.
+
+At index time each group is stored as the mean of its tokens, so the index holds factor-times fewer
+vectors (Clavié et al., 2024, "Reducing the Footprint of Multi-Vector Retrieval with Minimal
+Performance Impact via Token Pooling"; README, "First stage" has what it costs here). A query is
+never pooled for its exact score; the shortlist stage (`shortlist.py`) scores candidates with a
+query pooled into the sums of its groups. Deterministic: the same vectors give the same groups.
 """
 
 from __future__ import annotations
@@ -12,15 +15,28 @@ import math
 import numpy as np
 
 
+def _groups(vectors: np.ndarray, factor: int) -> list[np.ndarray]:
+    """The token vectors of each of ceil(n / factor) Ward clusters, in order of their labels."""
+    from scipy.cluster.hierarchy import fcluster, linkage  # only where pooling is on
+
+    groups = max(1, math.ceil(len(vectors) / factor))
+    labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=groups, criterion="maxclust")
+    return [vectors[labels == label] for label in np.unique(labels)]
+
+
 def pool_tokens(vectors: np.ndarray, factor: int) -> np.ndarray:
     """ceil(n / factor) vectors from n: the means of Ward clusters (factor 1, or a passage of at most
     two tokens: the vectors unchanged)."""
-    n = len(vectors)
-    if factor <= 1 or n <= 2:
+    if factor <= 1 or len(vectors) <= 2:
         return vectors
-    from scipy.cluster.hierarchy import fcluster, linkage  # only where pooling is on
+    return np.stack([group.mean(axis=0) for group in _groups(vectors, factor)]).astype(np.float32)
 
-    groups = max(1, math.ceil(n / factor))
-    labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=groups, criterion="maxclust")
-    pooled = np.stack([vectors[labels == label].mean(axis=0) for label in np.unique(labels)])
-    return pooled.astype(np.float32)
+
+def pool_query(vectors: np.ndarray, factor: int) -> np.ndarray:
+    """ceil(n / factor) vectors from a query's n: the sums of Ward clusters. Under a dot product its
+    MaxSim with any passage is at most the exact one (each group's best passage token scores the sum
+    of its tokens' scores there, never more than the sum of each token's best), equal where a
+    group's tokens share their best token; factor 1 (or at most two tokens): the vectors unchanged."""
+    if factor <= 1 or len(vectors) <= 2:
+        return vectors
+    return np.stack([group.sum(axis=0) for group in _groups(vectors, factor)]).astype(np.float32)

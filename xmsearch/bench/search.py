@@ -37,7 +37,7 @@ from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.first_stage import Centroids, MeanPooling, Muvera
 from xmsearch.retriever.index.pooling import pool_tokens
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
-from xmsearch.retriever.index.stores.base import Store
+from xmsearch.retriever.index.stores.base import Shortlist, Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 
@@ -176,14 +176,19 @@ def _in_ram(path: Path) -> bool:
 
 
 def _query_all(
-    store: Store, queries: Sequence[np.ndarray], first: Sequence[np.ndarray | Sparse] | None = None, candidates: int = 0
+    store: Store,
+    queries: Sequence[np.ndarray],
+    first: Sequence[np.ndarray | Sparse] | None = None,
+    candidates: int = 0,
+    shortlist: Shortlist | None = None,
 ) -> tuple[list[list[str]], list[float]]:
     """The top-k document ids of each query and each query's latency in ms."""
     ids, ms = [], []
     for i, q in enumerate(queries):
         start = time.perf_counter()
+        first_stage = None if first is None else [first[i]]
         hits = store.search(
-            [q], Page(K, group=False), first_stage=None if first is None else [first[i]], candidates=candidates
+            [q], Page(K, group=False), first_stage=first_stage, candidates=candidates, shortlist=shortlist
         )[0]
         ms.append((time.perf_counter() - start) * 1000)
         ids.append([h.document_id for h in hits])
@@ -220,12 +225,14 @@ def measure_size(
     centroids: int = 0,
     log: Callable[[str], None] = lambda line: None,
     whole: WholeSearch | None = None,
+    shortlists: Sequence[Shortlist] = (),
 ) -> tuple[list[SearchFigures], list[list[str]], Codebook]:
     """One collection of these passages, with both first stages: mean-pooled HNSW vectors, and
     centroids of `codebook` (None: one trained on this collection as the write path trains it when
     a collection reaches the threshold), given to every point by the backfill. Every method measured
-    on it: the rows, the exact top-10 of each query, and the codebook. `whole`: also whole searches
-    (the query encoded by a model, then the centroid first stage and the rerank) on this collection."""
+    on it: the rows, the exact top-10 of each query, and the codebook. The centroids' candidates are
+    also reranked through each of `shortlists`. `whole`: also whole searches (the query encoded by a
+    model, then the centroid first stage, the shortlist and the rerank) on this collection."""
     size, tokens = len(vectors), sum(len(v) for v in vectors)
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
         store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True))
@@ -251,18 +258,17 @@ def measure_size(
         for c in candidates:
             found, ms = _query_all(store, queries, mean, c)
             rows.append(SearchFigures(size, "mean", c, _recall(found, exact), *_percentiles(ms)))
+        note = f"{codebook.size:,} centroids (trained on {codebook.trained_on:,} tokens)"
         for probe in probes:
             sparse = [codebook.query(q, probe) for q in queries]
             for c in candidates:
-                found, ms = _query_all(store, queries, sparse, c)
-                note = (
-                    f"{codebook.size:,} centroids (trained on {codebook.trained_on:,} tokens), {probe} per query token"
-                )
-                rows.append(
-                    SearchFigures(size, f"centroids/{probe}", c, _recall(found, exact), *_percentiles(ms), note=note)
-                )
+                for shortlist in (None, *shortlists):
+                    if shortlist is None or c > shortlist.size:
+                        found, ms = _query_all(store, queries, sparse, c, shortlist)
+                        method = f"centroids/{probe}{_through(shortlist)}"
+                        rows.append(SearchFigures(size, method, c, _recall(found, exact), *_percentiles(ms), note=note))
         if whole is not None:
-            rows += whole.measure(store, codebook, probes[0], candidates)
+            rows += whole.measure(store, codebook, probes[0], candidates, shortlists)
         store.close()
     return rows, exact, codebook
 
@@ -278,19 +284,22 @@ class WholeSearch:
     encoders: dict[str, Callable[[str], np.ndarray]]  # label (query runtime) -> encode one query text
     texts: list[str]
 
-    def measure(self, store: Store, codebook: Codebook, probe: int, candidates: list[int]) -> list[SearchFigures]:
+    def measure(
+        self, store: Store, codebook: Codebook, probe: int, candidates: list[int], shortlists: Sequence[Shortlist]
+    ) -> list[SearchFigures]:
         size = store.count()
         rows = []
         for label, encode in self.encoders.items():
             for text in self.texts[:3]:  # warm-up
                 encode(text)
-            for c in candidates:
+            for c, shortlist in ((c, s) for c in candidates for s in (None, *shortlists) if s is None or c > s.size):
                 encoding, searching, whole = [], [], []
                 for text in self.texts:
                     start = time.perf_counter()
                     q = encode(text)
                     encoded = time.perf_counter()
-                    store.search([q], Page(K, group=False), first_stage=[codebook.query(q, probe)], candidates=c)
+                    first = [codebook.query(q, probe)]
+                    store.search([q], Page(K, group=False), first_stage=first, candidates=c, shortlist=shortlist)
                     end = time.perf_counter()
                     encoding.append((encoded - start) * 1000)
                     searching.append((end - encoded) * 1000)
@@ -299,8 +308,14 @@ class WholeSearch:
                     f"latency only; encode p50 {statistics.median(encoding):.1f} ms + first stage and rerank p50 "
                     f"{statistics.median(searching):.1f} ms ({len(q)} query tokens)"
                 )
-                rows.append(SearchFigures(size, f"whole search, {label}", c, None, *_percentiles(whole), note=note))
+                method = f"whole search, {label}{_through(shortlist)}"
+                rows.append(SearchFigures(size, method, c, None, *_percentiles(whole), note=note))
         return rows
+
+
+def _through(shortlist: Shortlist | None) -> str:
+    """How a row's candidates reach the exact rerank (nothing: all of them)."""
+    return "" if shortlist is None else f", shortlist {shortlist.size} (query pooled by {shortlist.pool_factor})"
 
 
 def measure_muvera(
@@ -399,10 +414,12 @@ def run(
     log: Callable[[str], None] = lambda line: None,
     encoders: dict[str, Callable[[str], np.ndarray]] | None = None,
     muvera: bool = False,
+    shortlists: Sequence[Shortlist] = (),
 ) -> list[SearchFigures]:
-    """The whole benchmark: every size (the first passages of the corpus), the smaller indexes
-    (quantized, pooled) and the whole searches with `encoders` (if any) at the largest, MUVERA at
-    every size where asked, and the extrapolation to 1M."""
+    """The whole benchmark: every size (the first passages of the corpus), the centroids' candidates
+    also through each of `shortlists`, the smaller indexes (quantized, pooled) and the whole searches
+    with `encoders` (if any) at the largest, MUVERA at every size where asked, and the extrapolation
+    to 1M."""
     docs, questions = texts(passages, queries, max(sizes), n_queries)
     encode = MiniLMTokens()
     log(f"encoding {len(docs):,} passages and {len(questions)} queries (cached after the first run)")
@@ -415,7 +432,7 @@ def run(
     for size in measured_sizes:
         whole = WholeSearch(encoders, questions) if encoders and size == measured_sizes[-1] else None
         measured, exact, codebook = measure_size(
-            vectors[:size], query_vectors, candidates, probes, codebook, log=log, whole=whole
+            vectors[:size], query_vectors, candidates, probes, codebook, log=log, whole=whole, shortlists=shortlists
         )
         rows += measured
         if muvera:

@@ -127,6 +127,13 @@ def bench_search_cmd(
     query_runtimes: Annotated[
         str, typer.Option(help="With --model: the query runtimes to time (comma-separated: torch, onnx, onnx-int8).")
     ] = "torch,onnx-int8",
+    shortlists: Annotated[
+        str,
+        typer.Option(
+            help="The centroids' candidates also through these shortlists, SIZE/POOL_FACTOR (comma-separated; "
+            "default: the settings' shortlist; none: '')."
+        ),
+    ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every first stage side by side on real token vectors at each size: recall@10 against exact
@@ -139,19 +146,31 @@ def bench_search_cmd(
     """
     from xmsearch.bench.search import run
     from xmsearch.retriever import Encoder
+    from xmsearch.retriever.index.stores.base import Shortlist
     from xmsearch.settings import get_settings
 
     def ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
 
+    settings = get_settings()
+    if shortlists == "default":
+        shortlists = f"{settings.shortlist}/{settings.shortlist_pool_factor}" if settings.shortlist else ""
+    try:
+        through = [Shortlist(*(int(x) for x in s.split("/"))) for s in shortlists.split(",") if s.strip()]
+        if any(min(s.size, s.pool_factor) < 1 for s in through):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise typer.BadParameter(
+            f"{shortlists!r}: give SIZE/POOL_FACTOR pairs of positive numbers, e.g. 150/4"
+        ) from None
     encoders: dict[str, Callable[[str], np.ndarray]] = {}
     for runtime in (r.strip() for r in query_runtimes.split(",")) if model else ():
-        encoder = Encoder.from_pretrained(model, get_settings().model_copy(update={"query_runtime": runtime}))
+        encoder = Encoder.from_pretrained(model, settings.model_copy(update={"query_runtime": runtime}))
         encoders[f"{str(encoder.model.dtype).removeprefix('torch.')}, {runtime} queries"] = _one_query(encoder)
     with stderr.status("benchmarking search (minutes)", spinner="dots"):
         rows = run(
             ints(sizes), n_queries, ints(candidates), ints(probes), passages, queries, smaller,
-            log=lambda line: stderr.log(line), encoders=encoders, muvera=muvera,
+            log=lambda line: stderr.log(line), encoders=encoders, muvera=muvera, shortlists=through,
         )  # fmt: skip
     if as_json:
         print(json.dumps([r.as_dict() for r in rows]))

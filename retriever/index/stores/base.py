@@ -21,6 +21,7 @@ import numpy as np
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, owned_by
+from xmsearch.retriever.index.pooling import pool_query
 from xmsearch.retriever.index.schema import (
     CENTROIDS,
     FIRST_STAGE,
@@ -110,6 +111,18 @@ class Query:
     filter: Any
     oversampling: float  # a quantized copy: candidates per hit rescored on the originals (0: not quantized)
     score_threshold: float | None = None
+    coarse: np.ndarray | None = None  # the pooled query that picks the shortlist among the candidates
+    shortlist: int = 0  # with `coarse`: the candidates it keeps for the exact rerank
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """The middle stage of a search with a first stage: the candidates scored by MaxSim with the query
+    pooled by `pool_factor` (`pooling.pool_query`: fewer query vectors, a lower bound of the exact
+    score), and the best `size` of them (at least the hits asked for) reranked exactly."""
+
+    size: int
+    pool_factor: int
 
 
 class Store(ABC):
@@ -480,18 +493,19 @@ class Store(ABC):
         conditions: Sequence[Condition] = (),
         first_stage: Sequence[np.ndarray | Sparse] | None = None,
         candidates: int = 0,
+        shortlist: Shortlist | None = None,
     ) -> list[list[Hit]]:
         """The page of each query's exact MaxSim ranking; with first-stage vectors, `candidates`
-        prefetched then reranked. Grouped, the ranking is read deeper (a few times more each round)
-        until the page holds enough documents or the ranking ends; then each document's next best
-        chunks are found by one exact query within it."""
+        prefetched then reranked (through `shortlist`, where it keeps fewer). Grouped, the ranking is
+        read deeper (a few times more each round) until the page holds enough documents or the ranking
+        ends; then each document's next best chunks are found by one exact query within it."""
         flt = self._engine_filter(tuple(conditions))
         first = [None] * len(queries) if first_stage is None else list(first_stage)
         answers: list[list[Hit]] = [[] for _ in queries]
         pending, depth = list(range(len(queries))), page.end * (GROUP_READ if page.group else 1)
         while pending:
             requests = [
-                self._request(self._query(queries[i], depth, flt, page, first[i], max(candidates, depth)))
+                self._request(self._query(queries[i], depth, flt, page, first[i], max(candidates, depth), shortlist))
                 for i in pending
             ]
             again = []
@@ -516,8 +530,13 @@ class Store(ABC):
         page: Page,
         first: np.ndarray | Sparse | None = None,
         candidates: int = 0,
+        shortlist: Shortlist | None = None,
     ) -> Query:
-        return Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
+        query = Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
+        if first is None or shortlist is None or candidates <= max(shortlist.size, k):
+            return query
+        coarse = pool_query(vectors, shortlist.pool_factor)
+        return dataclasses.replace(query, coarse=coarse, shortlist=max(shortlist.size, k))
 
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page

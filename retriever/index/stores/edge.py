@@ -383,6 +383,9 @@ class EdgeStore(Store):
         if query.first_stage is not None:
             nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=first_stage_field(query.first_stage))
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
+            if query.coarse is not None:
+                coarse = q.Query.Nearest(query.coarse.tolist(), using=TOKENS)
+                prefetches = [q.Prefetch(query.shortlist, query=coarse, prefetches=prefetches, filter=query.filter)]
         params = None
         if query.oversampling:
             rescore = q.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)

@@ -344,6 +344,11 @@ class QdrantStore(Store):
             prefetch = models.Prefetch(
                 query=_vector(query.first_stage), using=using, limit=query.candidates, filter=query.filter
             )
+            if query.coarse is not None:
+                prefetch = models.Prefetch(
+                    prefetch=prefetch, query=query.coarse.tolist(), using=TOKENS, limit=query.shortlist,
+                    filter=query.filter,
+                )  # fmt: skip
         params = None
         if query.oversampling:
             rescore = models.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
