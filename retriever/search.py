@@ -57,6 +57,7 @@ class Retriever:
     """
 
     def __init__(self, components: Components, follow: bool | None = None) -> None:
+        components.encoder.ready_queries()
         self._use(components)
         self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
         # on a server other processes move the alias: search the version this model built, by name, and follow
@@ -80,6 +81,7 @@ class Retriever:
         """Search with `components` (another model, the version it built) from now on: `swap` moves
         the store to that version while no search or read is in flight; new ones wait for it.
         Following, reads go to `pinned` (None: the version the alias names at the next read)."""
+        components.encoder.ready_queries()  # before searches wait on the switch
         with self._switch.switching():
             swap()
             self._use(components)

@@ -78,7 +78,7 @@ def test_int8_queries_keep_the_stated_agreement_and_ignore_their_batch(
 def test_the_export_is_made_once_per_model_and_variant(
     cache: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _encoder(tiny_checkpoint, "onnx-int8")
+    _encoder(tiny_checkpoint, "onnx-int8").ready_queries()
     path = onnx_query.exported_path(read_spec(tiny_checkpoint), "onnx-int8")
     assert path.parent == cache and path.is_file()
 
@@ -87,6 +87,33 @@ def test_the_export_is_made_once_per_model_and_variant(
 
     monkeypatch.setattr(onnx_query, "export", refuse)
     assert _encoder(tiny_checkpoint, "onnx-int8").encode_queries(["hotel"], "en")[0].shape[1] == 16
+
+
+def test_only_a_process_that_searches_loads_the_session(
+    cache: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's encoder (documents only) never loads or exports the query graph; a Retriever loads
+    it when it takes the encoder, so that its first search does not wait for it."""
+    from xmsearch.retriever.components import Components
+    from xmsearch.retriever.model import encoder as encoder_module
+    from xmsearch.retriever.search import Retriever
+
+    loaded: list[object] = []
+
+    def counted(*args: object) -> onnx_query.OnnxQueries:
+        loaded.append(args)
+        return onnx_query.OnnxQueries(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encoder_module, "OnnxQueries", counted)
+    settings = Settings(device="cpu", query_runtime="onnx", detect_language=False, data_dir=tmp_path)
+    encoder = Encoder.from_pretrained(tiny_checkpoint, settings)
+    encoder.encode_documents(["a document to index"], "en")
+    assert loaded == []
+    retriever = Retriever(Components.load(settings, encoder))
+    assert len(loaded) == 1
+    encoder.encode_queries(["hotel"], "en")
+    assert len(loaded) == 1
+    retriever.close()
 
 
 def test_missing_onnxruntime_and_a_bad_runtime_are_one_line(

@@ -7,6 +7,7 @@ sorted by length so that padding is small, and results come back in input order.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spe
 from xmsearch.retriever.model.langid import NO_HINTS, Hints, LanguageDetector
 from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device
-from xmsearch.retriever.model.onnx_query import OnnxQueries
+from xmsearch.retriever.model.onnx_query import OnnxQueries, require_onnxruntime
 from xmsearch.retriever.model.priority import SearchPriority
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
 from xmsearch.retriever.settings import EncoderSettings
@@ -81,11 +82,10 @@ class Encoder:
         self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
         self._detector: LanguageDetector | None = None
         self.priority = SearchPriority(settings.search_priority_share, settings.background_batch_size)
-        self.onnx_queries = (
-            None
-            if settings.query_runtime == "torch"
-            else OnnxQueries(spec, loaded, settings.query_runtime, settings.threads)
-        )
+        if settings.query_runtime != "torch":
+            require_onnxruntime()  # a missing package is said at the start, in every process
+        self._onnx_queries: OnnxQueries | None = None  # loaded by the first query, or ready_queries
+        self._loading_queries = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -103,6 +103,23 @@ class Encoder:
     @property
     def dim(self) -> int:
         return self.spec.dim
+
+    def ready_queries(self) -> None:
+        """Load what query forwards need besides the model: the ONNX Runtime session where the query
+        runtime is not torch (exported the first time: about 25 s at the real size). A process that
+        searches calls it when it takes the encoder, so that no search waits for it; one that only
+        encodes documents (a worker) never loads it."""
+        self._query_session()
+
+    def _query_session(self) -> OnnxQueries | None:
+        if self.settings.query_runtime == "torch":
+            return None
+        with self._loading_queries:
+            if self._onnx_queries is None:
+                self._onnx_queries = OnnxQueries(
+                    self.spec, self.model, self.settings.query_runtime, self.settings.threads
+                )
+            return self._onnx_queries
 
     def encode_queries(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
@@ -196,8 +213,9 @@ class Encoder:
 
     @torch.inference_mode()
     def _forward(self, batch: TokenBatch, lang_ids: np.ndarray, kind: str) -> list[np.ndarray]:
-        if kind == "query" and self.onnx_queries is not None:  # projected and normalised in its graph
-            unit = self.onnx_queries(batch.input_ids, batch.attention_mask, lang_ids)
+        onnx = self._query_session() if kind == "query" else None
+        if onnx is not None:  # projected and normalised in its graph
+            unit = onnx(batch.input_ids, batch.attention_mask, lang_ids)
         else:
             device = self.model.device
             hidden = self.model.backbone(

@@ -88,6 +88,7 @@ def bench_encoder(encoder: Encoder, docs: list[str], queries: list[str], repeats
             backbone(input_ids=ids, attention_mask=torch.from_numpy(b.attention_mask).to(device), lang_ids=lang_ids)
 
     encoder.encode_documents(docs[:size], "en")  # warm-up
+    encoder.ready_queries()  # the query runtime's session, loaded as a searching process loads it
     q_batches = [tok.query_batch(tok.query_rows([q])) for q in queries]
     t_enc = _best_of(repeats, lambda: encoder.encode_documents(docs, "en"))
     q_enc = [_best_of(1, functools.partial(encoder.encode_queries, [q], "en")) for q in queries]
