@@ -279,6 +279,7 @@ class Reindex:
             )
         target = self.target
         encoder = encoder_for(target, live.indexer.components if live else None)  # live: the same model is shared
+        encoder.ready_queries()  # the verification searches encode queries: load their runtime before writes pause
         first_stage = make_first_stage(encoder.spec.dim, target)
         spec = index_spec(encoder.spec, target, first_stage)
         store = live.indexer.store if live else index_store(settings)  # the version searched, read without its model

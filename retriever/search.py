@@ -21,10 +21,10 @@ from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index.filters import Condition, owned_by, parse_filter, searched_tenant
-from xmsearch.retriever.index.first_stage import Vector
+from xmsearch.retriever.index.first_stage import Vector, shortlist_of
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores import Store
-from xmsearch.retriever.index.stores.base import CollectionNotFoundError, Shortlist
+from xmsearch.retriever.index.stores.base import CollectionNotFoundError
 from xmsearch.retriever.model.batching import QueryBatcher
 from xmsearch.retriever.model.encoder import Encoder, Languages, Prepared
 from xmsearch.retriever.model.langid import NO_HINTS, Hints
@@ -176,7 +176,7 @@ class Retriever:
             candidates = 0
             if prefetch is not None and self.first_stage is not None:
                 candidates = self.settings.first_stage_candidates or self.first_stage.candidates(self._size())
-            hits = store.search(vectors, page, conditions, prefetch, candidates, self._shortlist())
+            hits = store.search(vectors, page, conditions, prefetch, candidates, shortlist_of(self.settings))
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)
@@ -217,10 +217,6 @@ class Retriever:
         self.first_stage.refresh(store, COUNT_TTL_S)  # e.g. a codebook a writer trained since
         queries = self.first_stage.queries(vectors)
         return None if queries is None else list(queries)
-
-    def _shortlist(self) -> Shortlist | None:
-        size = self.settings.shortlist
-        return Shortlist(size, self.settings.shortlist_pool_factor) if size else None
 
     def _size(self) -> int:
         now = time.monotonic()

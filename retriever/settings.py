@@ -200,16 +200,17 @@ class SearchSettings(EnvSettings):
         None,
         ge=10,
         le=10_000,
-        description="Candidates reranked by MaxSim (unset: by collection size from the measured curve of the "
-        "first stage, which keeps recall@10 level as the collection grows: centroids 800 up to 50k passages through "
-        "the shortlist, 600 without).",
+        description="Candidates the first stage finds for the rerank (unset: by collection size from the measured "
+        "curve of the first stage, which keeps recall@10 level as the collection grows: centroids 800 up to 50k "
+        "passages through the shortlist, 600 without).",
     )
     shortlist: int = Field(
         150,
         ge=0,
         le=10_000,
         description="With a first stage: its candidates are first scored by MaxSim with the query pooled into fewer "
-        "vectors (shortlist_pool_factor), and this many of them reranked exactly; 0 = all candidates reranked exactly.",
+        "vectors (shortlist_pool_factor), and this many of them (for each 10 hits) reranked exactly; 0 = all "
+        "candidates reranked exactly.",
     )
     shortlist_pool_factor: int = Field(
         4,

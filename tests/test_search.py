@@ -117,12 +117,16 @@ def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder
 
 @pytest.mark.parametrize("store", ["local", "edge"])
 def test_the_shortlist_setting_reranks_what_the_pooled_query_keeps(
-    tmp_path: Path, encoder: Encoder, store: str
+    tmp_path: Path, encoder: Encoder, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every passage a candidate, the shortlist 3 of them: the hits are the exact ranking of the 3 that
-    the query pooled by 32 (a vector or two, sums of its tokens) ranks first."""
+    """Every passage a candidate, the shortlist 4 of them for 2 hits: the hits are the exact ranking of
+    the 4 that the query pooled by 32 (a vector or two, sums of its tokens) ranks first."""
+    from xmsearch.retriever.index.stores import base
+
+    pooled_queries: list[np.ndarray] = []
+    monkeypatch.setattr(base, "pool_query", lambda v, f: pooled_queries.append(pool_query(v, f)) or pooled_queries[-1])
     settings = _settings(
-        tmp_path, store, first_stage="on", first_stage_encoding="mean", first_stage_candidates=10, shortlist=3,
+        tmp_path, store, first_stage="on", first_stage_encoding="mean", first_stage_candidates=10, shortlist=4,
         shortlist_pool_factor=32,
     )  # fmt: skip
     retriever = Retriever.from_settings(settings, encoder)
@@ -135,9 +139,13 @@ def test_the_shortlist_setting_reranks_what_the_pooled_query_keeps(
     def maxsim(query: np.ndarray, doc: np.ndarray) -> float:
         return float((rounded(query) @ rounded(doc).T).max(axis=1).sum())
 
-    shortlist = sorted(stored, key=lambda d: -maxsim(pooled, stored[d]))[:3]
-    hits = retriever.search("renew a passport", k=2, language="en").hits
+    shortlist = sorted(stored, key=lambda d: -maxsim(pooled, stored[d]))[:4]
+    hits = retriever.search("renew a passport", k=2, language="en", group=False).hits
+    assert len(pooled_queries) == 1  # the search went through the shortlist
+    np.testing.assert_array_equal(pooled_queries[0], pooled)
     assert [h.document_id for h in hits] == sorted(shortlist, key=lambda d: -maxsim(q, stored[d]))[:2]
+    retriever.search("renew a passport", k=2, language="en")  # grouped: read 8 deep, past half of 4: exact
+    assert len(pooled_queries) == 1
     retriever.close()
 
 

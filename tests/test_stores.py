@@ -334,21 +334,43 @@ def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ran
     q, first = unit(rng, 32), unit(rng, 1)[0]
     coarse = pool_query(q, 4)
     assert len(coarse) == 8
+
+    def shortlisted(kept: list[Point], size: int) -> list[Point]:
+        """The exact ranking of the `size` points the pooled query ranks first."""
+        ranked = sorted(kept, key=lambda p: -maxsim(stored(coarse), stored(p.vectors)))
+        edge = [maxsim(stored(coarse), stored(p.vectors)) for p in ranked[size - 1 : size + 1]]
+        assert edge[0] - edge[1] > 10 * tolerance  # the seed leaves no near-tie at the shortlist's edge
+        return sorted(ranked[:size], key=lambda p: -maxsim(stored(q), stored(p.vectors)))
+
     for flt in ({}, {"tenant": "acme"}):
         conditions = parse_filter(flt)
         kept = [p for p in points if not flt or p.tenant == "acme"]
-        ranked = sorted(kept, key=lambda p: -maxsim(stored(coarse), stored(p.vectors)))
-        gap = maxsim(stored(coarse), stored(ranked[11].vectors)) - maxsim(stored(coarse), stored(ranked[12].vectors))
-        assert gap > 10 * tolerance  # the seed leaves no near-tie at the shortlist's edge
-        want = sorted(ranked[:12], key=lambda p: -maxsim(stored(q), stored(p.vectors)))[:10]
-        hits = s.search([q], Page(10, group=False), conditions, [first], 1000, Shortlist(12, 4))[0]
+        want = shortlisted(kept, 12)[:5]
+        hits = s.search([q], Page(5, group=False), conditions, [first], 1000, Shortlist(12, 4))[0]
         assert [(h.document_id, h.chunk) for h in hits] == [(p.document_id, p.chunk) for p in want]
         np.testing.assert_allclose(
             [h.score for h in hits], [maxsim(stored(q), stored(p.vectors)) for p in want], atol=tolerance
         )
+        # grouped: 2 documents (read 8 chunks deep) of the 16 chunks kept, each at its best chunk's exact score
+        documents: dict[tuple[str | None, str], float] = {}
+        for p in shortlisted(kept, 16):
+            documents.setdefault((p.tenant, p.document_id), maxsim(stored(q), stored(p.vectors)))
+        grouped = s.search([q], Page(2), conditions, [first], 1000, Shortlist(16, 4))[0]
+        assert [h.document for h in grouped] == list(documents)[:2]
+        np.testing.assert_allclose([h.score for h in grouped], list(documents.values())[:2], atol=tolerance)
         plain = s.search([q], Page(10, group=False), conditions, [first], 1000)[0]
         assert s.search([q], Page(10, group=False), conditions, [first], 1000, Shortlist(1000, 4))[0] == plain
     s.close()
+
+
+def test_a_shortlist_keeps_its_size_per_ten_hits_and_steps_aside_for_deep_reads() -> None:
+    shortlist = Shortlist(150, 4)
+    assert shortlist.keeps(10, 10, 800) == 150  # a top-10
+    assert shortlist.keeps(10, 40, 800) == 150  # a grouped page of 10 reads 40 chunks
+    assert shortlist.keeps(10, 160, 800) == 0  # its deeper round: every candidate reranked exactly
+    assert shortlist.keeps(30, 30, 800) == 450  # 150 per 10 hits
+    assert shortlist.keeps(150, 150, 800) == 0  # offset 140: it would keep them all
+    assert shortlist.keeps(10, 10, 150) == 0
 
 
 def test_a_collection_of_an_older_schema_is_refused_with_what_to_do() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.codebook import SAMPLE_PER_CENTROID, Codebook, Sparse, codebook_size, train
-from xmsearch.retriever.index.stores.base import Store
+from xmsearch.retriever.index.stores.base import Shortlist, Store
 from xmsearch.retriever.settings import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,8 @@ class Centroids:
 
     def candidates(self, points: int) -> int:
         """Reranked exactly, 600: recall@10 0.977-0.978 at 10k, 25k and 51k passages with a codebook
-        trained at 10k (0.963 with one trained on all 51k). Through a shortlist, 800: 0.970 at 51k
-        where 600 kept 0.963 in the same run, in 0.8x its time. 7% more per doubling beyond 50k,
+        trained at 10k. Through a shortlist, 800: 0.978-0.980 at the same sizes, in 0.67x the time
+        of 600 reranked exactly at 51k (README, "Search speed"). 7% more per doubling beyond 50k,
         where it was not measured."""
         return grown(points, 800 if self.shortlisted else 600, 50_000, 0.1)
 
@@ -250,6 +250,11 @@ def grown(points: int, base: int, from_points: int, exponent: float) -> int:
     return max(100, min(10_000, round(base * max(1.0, points / from_points) ** exponent)))
 
 
+def shortlist_of(settings: SearchSettings) -> Shortlist | None:
+    """The shortlist the settings ask searches to rerank through (None: every candidate exactly)."""
+    return Shortlist(settings.shortlist, settings.shortlist_pool_factor) if settings.shortlist else None
+
+
 def make_first_stage(token_dim: int, settings: SearchSettings) -> FirstStage | None:
     """The first stage the settings ask for, or None when it is off."""
     if settings.first_stage == "off":
@@ -257,5 +262,7 @@ def make_first_stage(token_dim: int, settings: SearchSettings) -> FirstStage | N
     if settings.first_stage_encoding == "muvera":
         return Muvera(token_dim)
     if settings.first_stage_encoding == "centroids":
-        return Centroids(settings.first_stage_probe, settings.first_stage_centroids, shortlisted=settings.shortlist > 0)
+        return Centroids(
+            settings.first_stage_probe, settings.first_stage_centroids, shortlisted=shortlist_of(settings) is not None
+        )
     return MeanPooling(token_dim)

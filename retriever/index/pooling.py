@@ -4,8 +4,9 @@
 At index time each group is stored as the mean of its tokens, so the index holds factor-times fewer
 vectors (Clavié et al., 2024, "Reducing the Footprint of Multi-Vector Retrieval with Minimal
 Performance Impact via Token Pooling"; README, "First stage" has what it costs here). A query is
-never pooled for its exact score; the shortlist stage (`shortlist.py`) scores candidates with a
-query pooled into the sums of its groups. Deterministic: the same vectors give the same groups.
+never pooled for its exact score; a search's shortlist (`stores/base.py`, `Shortlist`) scores the
+candidates with the query pooled into the sums of its groups. Deterministic: the same vectors give
+the same groups.
 """
 
 from __future__ import annotations

@@ -256,17 +256,19 @@ def measure_size(
         rows = [SearchFigures(size, "exact", None, 1.0, *_percentiles(ms), disk, disk)]
         mean = MeanPooling(DIM).queries(queries)
         for c in candidates:
-            found, ms = _query_all(store, queries, mean, c)
-            rows.append(SearchFigures(size, "mean", c, _recall(found, exact), *_percentiles(ms)))
+            for shortlist in _reranks(shortlists, c):
+                found, ms = _query_all(store, queries, mean, c, shortlist)
+                rows.append(
+                    SearchFigures(size, f"mean{_through(shortlist)}", c, _recall(found, exact), *_percentiles(ms))
+                )
         note = f"{codebook.size:,} centroids (trained on {codebook.trained_on:,} tokens)"
         for probe in probes:
             sparse = [codebook.query(q, probe) for q in queries]
             for c in candidates:
-                for shortlist in (None, *shortlists):
-                    if shortlist is None or c > shortlist.size:
-                        found, ms = _query_all(store, queries, sparse, c, shortlist)
-                        method = f"centroids/{probe}{_through(shortlist)}"
-                        rows.append(SearchFigures(size, method, c, _recall(found, exact), *_percentiles(ms), note=note))
+                for shortlist in _reranks(shortlists, c):
+                    found, ms = _query_all(store, queries, sparse, c, shortlist)
+                    method = f"centroids/{probe}{_through(shortlist)}"
+                    rows.append(SearchFigures(size, method, c, _recall(found, exact), *_percentiles(ms), note=note))
         if whole is not None:
             rows += whole.measure(store, codebook, probes[0], candidates, shortlists)
         store.close()
@@ -292,7 +294,7 @@ class WholeSearch:
         for label, encode in self.encoders.items():
             for text in self.texts[:3]:  # warm-up
                 encode(text)
-            for c, shortlist in ((c, s) for c in candidates for s in (None, *shortlists) if s is None or c > s.size):
+            for c, shortlist in ((n, s) for n in candidates for s in _reranks(shortlists, n)):
                 encoding, searching, whole = [], [], []
                 for text in self.texts:
                     start = time.perf_counter()
@@ -311,6 +313,12 @@ class WholeSearch:
                 method = f"whole search, {label}{_through(shortlist)}"
                 rows.append(SearchFigures(size, method, c, None, *_percentiles(whole), note=note))
         return rows
+
+
+def _reranks(shortlists: Sequence[Shortlist], candidates: int) -> list[Shortlist | None]:
+    """How a top-10 of `candidates` is reranked: every candidate exactly (None), then through each
+    shortlist that keeps fewer of them."""
+    return [None, *(s for s in shortlists if s.keeps(K, K, candidates))]
 
 
 def _through(shortlist: Shortlist | None) -> str:

@@ -146,6 +146,7 @@ def bench_search_cmd(
     """
     from xmsearch.bench.search import run
     from xmsearch.retriever import Encoder
+    from xmsearch.retriever.index.first_stage import shortlist_of
     from xmsearch.retriever.index.stores.base import Shortlist
     from xmsearch.settings import get_settings
 
@@ -154,7 +155,8 @@ def bench_search_cmd(
 
     settings = get_settings()
     if shortlists == "default":
-        shortlists = f"{settings.shortlist}/{settings.shortlist_pool_factor}" if settings.shortlist else ""
+        default = shortlist_of(settings)
+        shortlists = "" if default is None else f"{default.size}/{default.pool_factor}"
     try:
         through = [Shortlist(*(int(x) for x in s.split("/"))) for s in shortlists.split(",") if s.strip()]
         if any(min(s.size, s.pool_factor) < 1 for s in through):

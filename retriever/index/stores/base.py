@@ -7,6 +7,7 @@ that a reindex can build a new version and swap the alias atomically.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -115,14 +116,24 @@ class Query:
     shortlist: int = 0  # with `coarse`: the candidates it keeps for the exact rerank
 
 
+SHORTLIST_HITS = 10  # a shortlist's size was measured for this many hits (README, "Search speed")
+
+
 @dataclass(frozen=True)
 class Shortlist:
     """The middle stage of a search with a first stage: the candidates scored by MaxSim with the query
     pooled by `pool_factor` (`pooling.pool_query`: fewer query vectors, a lower bound of the exact
-    score), and the best `size` of them (at least the hits asked for) reranked exactly."""
+    score), and the best of them reranked exactly: `size` for each SHORTLIST_HITS hits of the page."""
 
     size: int
     pool_factor: int
+
+    def keeps(self, end: int, depth: int, candidates: int) -> int:
+        """How many of `candidates` it keeps for a page ending at hit `end`, read `depth` deep (a
+        grouped page reads more chunks than it shows); 0 where it is skipped: it would keep them all,
+        or under twice the depth read (a deeper read reranks every candidate exactly)."""
+        kept = self.size * math.ceil(end / SHORTLIST_HITS)
+        return kept if 2 * depth <= kept < candidates else 0
 
 
 class Store(ABC):
@@ -533,10 +544,10 @@ class Store(ABC):
         shortlist: Shortlist | None = None,
     ) -> Query:
         query = Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
-        if first is None or shortlist is None or candidates <= max(shortlist.size, k):
+        kept = 0 if first is None or shortlist is None else shortlist.keeps(page.end, k, candidates)
+        if not kept:
             return query
-        coarse = pool_query(vectors, shortlist.pool_factor)
-        return dataclasses.replace(query, coarse=coarse, shortlist=max(shortlist.size, k))
+        return dataclasses.replace(query, coarse=pool_query(vectors, shortlist.pool_factor), shortlist=kept)  # type: ignore[union-attr]
 
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page
