@@ -18,7 +18,7 @@ import numpy as np
 
 def _groups(vectors: np.ndarray, factor: int) -> list[np.ndarray]:
     """The token vectors of each of ceil(n / factor) Ward clusters, in order of their labels."""
-    from scipy.cluster.hierarchy import fcluster, linkage  # only where pooling is on
+    from scipy.cluster.hierarchy import fcluster, linkage  # at the first pooling: a process that never pools skips it
 
     groups = max(1, math.ceil(len(vectors) / factor))
     labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=groups, criterion="maxclust")

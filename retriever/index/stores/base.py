@@ -544,10 +544,9 @@ class Store(ABC):
         shortlist: Shortlist | None = None,
     ) -> Query:
         query = Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
-        kept = 0 if first is None or shortlist is None else shortlist.keeps(page.end, k, candidates)
-        if not kept:
+        if first is None or shortlist is None or not (kept := shortlist.keeps(page.end, k, candidates)):
             return query
-        return dataclasses.replace(query, coarse=pool_query(vectors, shortlist.pool_factor), shortlist=kept)  # type: ignore[union-attr]
+        return dataclasses.replace(query, coarse=pool_query(vectors, shortlist.pool_factor), shortlist=kept)
 
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page
