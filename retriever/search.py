@@ -20,6 +20,7 @@ import numpy as np
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
+from xmsearch.retriever.index import pooling
 from xmsearch.retriever.index.filters import Condition, owned_by, parse_filter, searched_tenant
 from xmsearch.retriever.index.first_stage import Vector, shortlist_of
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
@@ -58,6 +59,8 @@ class Retriever:
 
     def __init__(self, components: Components, follow: bool | None = None) -> None:
         components.encoder.ready_queries()
+        if shortlist_of(components.settings) is not None:
+            pooling.ready()  # the first search's pooled query does not wait for scipy
         self._use(components)
         self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
         # on a server other processes move the alias: search the version this model built, by name, and follow

@@ -16,9 +16,15 @@ import math
 import numpy as np
 
 
+def ready() -> None:
+    """Import what pooling needs (scipy's clustering, about 0.5 s) now rather than at the first
+    pooling, e.g. a process's first search through a shortlist."""
+    import scipy.cluster.hierarchy  # noqa: F401
+
+
 def _groups(vectors: np.ndarray, factor: int) -> list[np.ndarray]:
     """The token vectors of each of ceil(n / factor) Ward clusters, in order of their labels."""
-    from scipy.cluster.hierarchy import fcluster, linkage  # at the first pooling: a process that never pools skips it
+    from scipy.cluster.hierarchy import fcluster, linkage  # at the first pooling (or `ready`): others skip it
 
     groups = max(1, math.ceil(len(vectors) / factor))
     labels = fcluster(linkage(vectors.astype(np.float64), method="ward"), t=groups, criterion="maxclust")
