@@ -230,8 +230,8 @@ def measure_size(
     """One collection of these passages, with both first stages: mean-pooled HNSW vectors, and
     centroids of `codebook` (None: one trained on this collection as the write path trains it when
     a collection reaches the threshold), given to every point by the backfill. Every method measured
-    on it: the rows, the exact top-10 of each query, and the codebook. The centroids' candidates are
-    also reranked through each of `shortlists`. `whole`: also whole searches (the query encoded by a
+    on it: the rows, the exact top-10 of each query, and the codebook. Both first stages' candidates
+    are also reranked through each of `shortlists`. `whole`: also whole searches (the query encoded by a
     model, then the centroid first stage, the shortlist and the rerank) on this collection."""
     size, tokens = len(vectors), sum(len(v) for v in vectors)
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
@@ -424,7 +424,7 @@ def run(
     muvera: bool = False,
     shortlists: Sequence[Shortlist] = (),
 ) -> list[SearchFigures]:
-    """The whole benchmark: every size (the first passages of the corpus), the centroids' candidates
+    """The whole benchmark: every size (the first passages of the corpus), the first stages' candidates
     also through each of `shortlists`, the smaller indexes (quantized, pooled) and the whole searches
     with `encoders` (if any) at the largest, MUVERA at every size where asked, and the extrapolation
     to 1M."""

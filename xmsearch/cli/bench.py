@@ -130,7 +130,7 @@ def bench_search_cmd(
     shortlists: Annotated[
         str,
         typer.Option(
-            help="The centroids' candidates also through these shortlists, SIZE/POOL_FACTOR (comma-separated; "
+            help="The first stages' candidates also through these shortlists, SIZE/POOL_FACTOR (comma-separated; "
             "default: the settings' shortlist; none: '')."
         ),
     ] = "default",
