@@ -58,9 +58,7 @@ class Retriever:
     """
 
     def __init__(self, components: Components, follow: bool | None = None) -> None:
-        components.encoder.ready_queries()
-        if shortlist_of(components.settings) is not None:
-            pooling.ready()  # the first search's pooled query does not wait for scipy
+        _ready(components)
         self._use(components)
         self._switch = SwitchLock()  # searches and reads share it; switching to another model and version holds it
         # on a server other processes move the alias: search the version this model built, by name, and follow
@@ -84,7 +82,7 @@ class Retriever:
         """Search with `components` (another model, the version it built) from now on: `swap` moves
         the store to that version while no search or read is in flight; new ones wait for it.
         Following, reads go to `pinned` (None: the version the alias names at the next read)."""
-        components.encoder.ready_queries()  # before searches wait on the switch
+        _ready(components)  # before searches wait on the switch
         with self._switch.switching():
             swap()
             self._use(components)
@@ -263,6 +261,14 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _ready(components: Components) -> None:
+    """Load what searches with `components` need beyond the model, so that no search waits for it: the
+    query runtime's session, and scipy's clustering where searches pool their query (shortlist)."""
+    components.encoder.ready_queries()
+    if shortlist_of(components.settings) is not None:
+        pooling.ready()
 
 
 def _detects(languages: Languages) -> bool:

@@ -154,11 +154,11 @@ def bench_search_cmd(
         return [int(x) for x in text.split(",") if x.strip()]
 
     settings = get_settings()
-    if shortlists == "default":
-        default = shortlist_of(settings)
-        shortlists = "" if default is None else f"{default.size}/{default.pool_factor}"
     try:
-        through = [Shortlist(*(int(x) for x in s.split("/"))) for s in shortlists.split(",") if s.strip()]
+        if shortlists == "default":
+            through = [s for s in (shortlist_of(settings),) if s is not None]
+        else:
+            through = [Shortlist(*(int(x) for x in s.split("/"))) for s in shortlists.split(",") if s.strip()]
         if any(min(s.size, s.pool_factor) < 1 for s in through):
             raise ValueError
     except (TypeError, ValueError):
