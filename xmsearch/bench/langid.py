@@ -89,8 +89,10 @@ def bench_langid_short(split: str = "heldout", threshold: float = 0.6) -> list[F
         return lambda item: resolver.lookup(detect(item.text).language) or ""
 
     routings: dict[str, Route] = {
-        "plausible (default): script, then py3langid; unsure guesses kept where the script agrees": routed(plausible),
-        f"strict: script, then py3langid; below {threshold} to the fallback": routed(strict),
+        "plausible (default): script, then py3langid and fastText pooled; unsure guesses kept if the script agrees": (
+            routed(plausible)
+        ),
+        f"strict: script, then py3langid and fastText pooled; below {threshold} to the fallback": routed(strict),
         f"before: py3langid alone; below {threshold} to the fallback": routed_before,
         "plausible, Accept-Language naming the text's language (a right prior)": routed(
             plausible, lambda item: Hints(preferred=(item.lang,))
@@ -102,7 +104,8 @@ def bench_langid_short(split: str = "heldout", threshold: float = 0.6) -> list[F
             plausible, lambda item: Hints(prior=_tenant_languages(item, resolver))
         ),
         "detector: py3langid alone, its best guess": guessed(plausible.guess),
-        "detector: script, then py3langid, its best guess": guessed(plausible.detect),
+        "detector: fastText (lid.176, compressed) alone, its best guess": guessed(plausible.fasttext_guess),
+        "detector: script, then py3langid and fastText pooled, the best guess": guessed(plausible.detect),
     }
     items = load(split)
     out = []

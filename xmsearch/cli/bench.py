@@ -377,7 +377,7 @@ def bench_langid_cmd(
             f"{f.ms_per_text:.3f}", ", ".join(f"{lang} {share:.2f}" for lang, share in worst),
         )  # fmt: skip
     console.print(table)
-    table = Table(title="hand-written queries and passages (py3langid + hanzidentifier, best guess), 81 languages")
+    table = Table(title="hand-written queries and passages (the default detection, best guess), 81 languages")
     for col in ("kind", "texts", "accuracy", "threshold", "kept", "accuracy of kept", "most missed"):
         table.add_column(col, justify="right")
     for r in rows:
