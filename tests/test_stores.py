@@ -317,19 +317,23 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
     s.close()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("backend", "quantization"), [*((b, "none") for b in BACKENDS), ("edge", "int8"), ("edge", "binary")]
+)
 def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ranks_first(
-    backend: str, tmp_path: Path
+    backend: str, quantization: str, tmp_path: Path
 ) -> None:
     """First stage, then the candidates scored by the pooled query, then the best `size` of them
     reranked exactly: the hits are a numpy MaxSim's exact ranking of the shortlist a numpy MaxSim of
-    the pooled query picks, filters included; a shortlist as large as the candidates is the plain rerank."""
-    spec = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM)
+    the pooled query picks, filters included; a shortlist as large as the candidates is the plain rerank.
+    A store with a quantized copy scores both stages on the originals: the shortlist is its rescoring."""
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM, quantization=quantization)  # type: ignore[arg-type]
     s = make_store(backend, tmp_path, spec)
     s.open()
     rng = np.random.default_rng(0)
     points = [dataclasses.replace(p, first_stage=unit(rng, 1)[0]) for p in corpus(rng)]
     s.upsert(points)
+    s.optimize()  # Edge: builds the quantized copy
     tolerance, stored = as_stored(s.backend, s.spec.datatype)
     q, first = unit(rng, 32), unit(rng, 1)[0]
     coarse = pool_query(q, 4)

@@ -103,14 +103,16 @@ class Query:
     """One MaxSim query of a search, as each engine turns it into a request: k hits under the engine's
     filter, none scoring under the threshold; with a first-stage vector, `candidates` prefetched by it
     and reranked; rescored exactly (`oversampling` candidates per hit) when the store searches a
-    quantized copy."""
+    quantized copy. Through a shortlist (`coarse`), every stage scores the originals, the exact rerank
+    of the shortlist being the rescoring: scored on a binary copy, the pooled query's shortlists
+    kept 0.72 of the exact top-10 at 51k passages, on the originals 0.97 (README, "Search speed")."""
 
     vectors: np.ndarray
     first_stage: np.ndarray | Sparse | None
     k: int
     candidates: int
     filter: Any
-    oversampling: float  # a quantized copy: candidates per hit rescored on the originals (0: not quantized)
+    oversampling: float  # a quantized copy searched: candidates per hit rescored on the originals (0: originals only)
     score_threshold: float | None = None
     coarse: np.ndarray | None = None  # the pooled query that picks the shortlist among the candidates
     shortlist: int = 0  # with `coarse`: the candidates it keeps for the exact rerank
@@ -546,7 +548,8 @@ class Store(ABC):
         query = Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
         if first is None or shortlist is None or not (kept := shortlist.keeps(page.end, k, candidates)):
             return query
-        return dataclasses.replace(query, coarse=pool_query(vectors, shortlist.pool_factor), shortlist=kept)
+        coarse = pool_query(vectors, shortlist.pool_factor)
+        return dataclasses.replace(query, coarse=coarse, shortlist=kept, oversampling=0.0)
 
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page

@@ -379,17 +379,21 @@ class EdgeStore(Store):
         return translate(conditions, EDGE_FILTERS)
 
     def _request(self, query: Query) -> Any:
+        params = None  # how the token stages read a quantized copy: rescored, or not at all
+        if query.oversampling:
+            rescore = q.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
+            params = q.SearchParams(quantization=rescore)
+        elif self.spec.quantized:
+            params = q.SearchParams(quantization=q.QuantizationSearchParams(ignore=True))
         prefetches = None
         if query.first_stage is not None:
             nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=first_stage_field(query.first_stage))
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
             if query.coarse is not None:
                 coarse = q.Query.Nearest(query.coarse.tolist(), using=TOKENS)
-                prefetches = [q.Prefetch(query.shortlist, query=coarse, prefetches=prefetches, filter=query.filter)]
-        params = None
-        if query.oversampling:
-            rescore = q.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
-            params = q.SearchParams(quantization=rescore)
+                prefetches = [
+                    q.Prefetch(query.shortlist, query=coarse, prefetches=prefetches, params=params, filter=query.filter)
+                ]
         tokens = q.Query.Nearest(query.vectors.tolist(), using=TOKENS)
         return q.QueryRequest(
             limit=query.k,

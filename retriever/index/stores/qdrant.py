@@ -338,6 +338,12 @@ class QdrantStore(Store):
         return to_qdrant_filter(conditions)
 
     def _request(self, query: Query) -> Any:
+        params = None  # how the token stages read a quantized copy: rescored, or not at all
+        if query.oversampling:
+            rescore = models.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
+            params = models.SearchParams(quantization=rescore)
+        elif self.spec.quantized:
+            params = models.SearchParams(quantization=models.QuantizationSearchParams(ignore=True))
         prefetch = None
         if query.first_stage is not None:
             using = first_stage_field(query.first_stage)
@@ -347,12 +353,8 @@ class QdrantStore(Store):
             if query.coarse is not None:
                 prefetch = models.Prefetch(
                     prefetch=prefetch, query=query.coarse.tolist(), using=TOKENS, limit=query.shortlist,
-                    filter=query.filter,
+                    filter=query.filter, params=params,
                 )  # fmt: skip
-        params = None
-        if query.oversampling:
-            rescore = models.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
-            params = models.SearchParams(quantization=rescore)
         return models.QueryRequest(
             query=query.vectors.tolist(), using=TOKENS, limit=query.k, filter=query.filter, params=params,
             prefetch=prefetch, score_threshold=query.score_threshold, with_payload=list(HIT_FIELDS),
