@@ -134,7 +134,7 @@ def test_language_hints_and_accept_language_reach_the_detection(client: TestClie
     assert plain["source"] == "detected" and plain["code"] == "es" and plain["confidence"] < 0.6
     hinted = client.post("/search", json={**ask, "language_hint": "fr"}, headers=as_("admin")).json()["language"]
     assert (hinted["source"], hinted["adapter"]) == ("hint", "fr_XX")
-    browser = {**as_("admin"), "Accept-Language": "de-CH, fr;q=0.8"}  # German: not plausible for "vacunas"
+    browser = {**as_("admin"), "Accept-Language": "hu-HU, fr;q=0.8"}  # Hungarian: not plausible for "vacunas"
     accepted = client.post("/search", json=ask, headers=browser).json()["language"]
     assert (accepted["source"], accepted["adapter"]) == ("hint", "fr_XX")
     allowed = client.post("/search", json={**ask, "allowed_languages": ["fr"]}, headers=browser).json()["language"]
