@@ -551,6 +551,14 @@ class Store(ABC):
         coarse = pool_query(vectors, shortlist.pool_factor)
         return dataclasses.replace(query, coarse=coarse, shortlist=kept, oversampling=0.0)
 
+    def _quantization(self, query: Query) -> dict[str, Any] | None:
+        """How a query's token stages read the quantized copy, as the arguments of the engine's
+        QuantizationSearchParams (None: there is none): rescored with the query's oversampling, or
+        not at all (through a shortlist, the stages score the originals)."""
+        if not self.spec.quantized:
+            return None
+        return {"rescore": True, "oversampling": query.oversampling} if query.oversampling else {"ignore": True}
+
     def _with_other_chunks(
         self, queries: Sequence[np.ndarray], answers: list[list[Hit]], conditions: tuple[Condition, ...], page: Page
     ) -> list[list[Hit]]:

@@ -379,12 +379,8 @@ class EdgeStore(Store):
         return translate(conditions, EDGE_FILTERS)
 
     def _request(self, query: Query) -> Any:
-        params = None  # how the token stages read a quantized copy: rescored, or not at all
-        if query.oversampling:
-            rescore = q.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
-            params = q.SearchParams(quantization=rescore)
-        elif self.spec.quantized:
-            params = q.SearchParams(quantization=q.QuantizationSearchParams(ignore=True))
+        reading = self._quantization(query)
+        params = None if reading is None else q.SearchParams(quantization=q.QuantizationSearchParams(**reading))
         prefetches = None
         if query.first_stage is not None:
             nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=first_stage_field(query.first_stage))

@@ -338,12 +338,10 @@ class QdrantStore(Store):
         return to_qdrant_filter(conditions)
 
     def _request(self, query: Query) -> Any:
-        params = None  # how the token stages read a quantized copy: rescored, or not at all
-        if query.oversampling:
-            rescore = models.QuantizationSearchParams(rescore=True, oversampling=query.oversampling)
-            params = models.SearchParams(quantization=rescore)
-        elif self.spec.quantized:
-            params = models.SearchParams(quantization=models.QuantizationSearchParams(ignore=True))
+        reading = self._quantization(query)
+        params = (
+            None if reading is None else models.SearchParams(quantization=models.QuantizationSearchParams(**reading))
+        )
         prefetch = None
         if query.first_stage is not None:
             using = first_stage_field(query.first_stage)
