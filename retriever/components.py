@@ -88,6 +88,7 @@ def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_st
         quantization=settings.quantization,
         first_stage_dim=first_stage.dim if first_stage else 0,
         centroids=first_stage is not None and first_stage.name == "centroids",
+        pooled=first_stage is not None,  # what a shortlist scores: only searches with a first stage have one
         metadata_indexes=dict(settings.metadata_indexes),
         built_with={
             "model": _model_name(settings.model),

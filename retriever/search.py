@@ -176,7 +176,9 @@ class Retriever:
             prefetch = self._first_stage_vectors(vectors, store)
             candidates = 0
             if prefetch is not None and self.first_stage is not None:
-                candidates = self.settings.first_stage_candidates or self.first_stage.candidates(self._size())
+                candidates = self.settings.first_stage_candidates or self.first_stage.candidates(
+                    self._size(), store.spec.pooled
+                )
             hits = store.search(vectors, page, conditions, prefetch, candidates, shortlist_of(self.settings))
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}

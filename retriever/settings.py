@@ -201,23 +201,25 @@ class SearchSettings(EnvSettings):
         ge=10,
         le=10_000,
         description="Candidates the first stage finds for the rerank (unset: by collection size from the measured "
-        "curve of the first stage, which keeps recall@10 level as the collection grows: centroids 800 up to 50k "
-        "passages through the shortlist, 600 without).",
+        "curve of the first stage, which keeps recall@10 level as the collection grows: centroids 1,200 up to 50k "
+        "passages through the shortlist of pooled passages, 800 through that of the pooled query (a collection built "
+        "before pooled passages), 600 without a shortlist).",
     )
     shortlist: int = Field(
         150,
         ge=0,
         le=10_000,
-        description="With a first stage: its candidates are first scored by MaxSim with the query pooled into fewer "
-        "vectors (shortlist_pool_factor), and this many of them (for each 10 hits) reranked exactly; 0 = all "
-        "candidates reranked exactly.",
+        description="With a first stage: its candidates are first scored by MaxSim of the query against each passage "
+        "pooled into 1/8 as many vectors at write time (in a collection built before those: of the query pooled by "
+        "shortlist_pool_factor against the tokens), and this many of them (for each 10 hits) reranked exactly; 0 = "
+        "all candidates reranked exactly.",
     )
     shortlist_pool_factor: int = Field(
         4,
         ge=1,
         le=32,
-        description="The shortlist's query: about 1/factor of the query's token vectors (sums of Ward "
-        "clusters of them).",
+        description="The shortlist's query in a collection without pooled passages (built before them): about "
+        "1/factor of the query's token vectors (sums of Ward clusters of them).",
     )
     query_batching: bool = Field(
         True, description="Encode the queries of concurrent searches together (never waits for a timer)."

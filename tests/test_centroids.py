@@ -65,6 +65,9 @@ def test_candidates_grow_with_the_collection_as_measured() -> None:
     assert centroids.candidates(100_000) == 643 and centroids.candidates(1_000_000) == 810
     shortlisted = Centroids(4, shortlisted=True)  # the candidates go through a shortlist: more for the same time
     assert [shortlisted.candidates(n) for n in (10_000, 50_000, 100_000)] == [800, 800, 857]
+    # a shortlist of pooled passages scores each candidate for less: more of them for the same time
+    assert [shortlisted.candidates(n, pooled=True) for n in (10_000, 50_000, 100_000)] == [1200, 1200, 1286]
+    assert centroids.candidates(50_000, pooled=True) == 600  # every candidate reranked exactly
     for shortlist, expected in ((150, True), (0, False)):
         made = make_first_stage(16, Settings(shortlist=shortlist))
         assert isinstance(made, Centroids) and made.shortlisted is expected

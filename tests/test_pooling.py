@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from xmsearch.ingest.documents import Document
 from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
-from xmsearch.retriever.index.pooling import pool_query, pool_tokens
+from xmsearch.retriever.index.pooling import pool_passage, pool_query, pool_tokens
 from xmsearch.settings import Settings
 
 
@@ -40,6 +40,18 @@ def test_pooling_keeps_one_vector_per_factor_tokens_and_bounds_every_score(n: in
     radius = max(float(np.min(np.linalg.norm(pooled - t, axis=1))) for t in doc)
     assert approx <= exact + 1e-5
     assert approx >= exact - len(query) * radius - 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), factor=st.integers(1, 8), seed=st.integers(0, 10_000))
+def test_a_pooled_passage_is_its_cluster_means_at_unit_length(n: int, factor: int, seed: int) -> None:
+    """What a shortlist scores: the same clusters as `pool_tokens`, each mean scaled to unit length
+    (a query token scores its direction), deterministic."""
+    doc = _unit(np.random.default_rng(seed).normal(size=(n, 16)))
+    pooled = pool_passage(doc, factor)
+    np.testing.assert_allclose(pooled, _unit(pool_tokens(doc, factor)), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(pooled, pool_passage(doc, factor))
 
 
 @settings(max_examples=40, deadline=None)

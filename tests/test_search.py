@@ -16,8 +16,8 @@ from tests.conftest import ROOT, as_stored
 from xmsearch.retriever import Encoder, InvalidInputError
 from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import MeanPooling
-from xmsearch.retriever.index.pooling import pool_query
-from xmsearch.retriever.index.schema import IndexSpec, Point
+from xmsearch.retriever.index.pooling import pool_passage
+from xmsearch.retriever.index.schema import POOLED, POOLED_FACTOR, IndexSpec, Point
 from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.model.langid import Hints
@@ -116,36 +116,36 @@ def test_first_stage_prefetch_then_exact_rerank(tmp_path: Path, encoder: Encoder
 
 
 @pytest.mark.parametrize("store", ["local", "edge"])
-def test_the_shortlist_setting_reranks_what_the_pooled_query_keeps(
+def test_the_shortlist_setting_reranks_what_the_whole_query_keeps_of_the_pooled_passages(
     tmp_path: Path, encoder: Encoder, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every passage a candidate, the shortlist 4 of them for 2 hits: the hits are the exact ranking of
-    the 4 that the query pooled by 32 (a vector or two, sums of its tokens) ranks first."""
+    """A collection with a first stage holds each passage pooled by POOLED_FACTOR. Every passage a
+    candidate, the shortlist 4 of them for 2 hits: the hits are the exact ranking of the 4 whose pooled
+    passages the whole query ranks first."""
     from xmsearch.retriever.index.stores import base
 
-    pooled_queries: list[np.ndarray] = []
-    monkeypatch.setattr(base, "pool_query", lambda v, f: pooled_queries.append(pool_query(v, f)) or pooled_queries[-1])
+    queries: list[base.Query] = []
+    plain_query = base.Store._query
+    monkeypatch.setattr(base.Store, "_query", lambda *a, **kw: queries.append(plain_query(*a, **kw)) or queries[-1])
     settings = _settings(
-        tmp_path, store, first_stage="on", first_stage_encoding="mean", first_stage_candidates=10, shortlist=4,
-        shortlist_pool_factor=32,
-    )  # fmt: skip
+        tmp_path, store, first_stage="on", first_stage_encoding="mean", first_stage_candidates=10, shortlist=4
+    )
     retriever = Retriever.from_settings(settings, encoder)
     stored = _index(retriever)
+    assert retriever.store.spec.pooled
     q = encoder.encode_queries(["renew a passport"], "en")[0]
     _, rounded = as_stored(store, "float16")
-    pooled = pool_query(q, 32)
-    assert len(pooled) <= len(q) / 16
 
     def maxsim(query: np.ndarray, doc: np.ndarray) -> float:
         return float((rounded(query) @ rounded(doc).T).max(axis=1).sum())
 
-    shortlist = sorted(stored, key=lambda d: -maxsim(pooled, stored[d]))[:4]
+    shortlist = sorted(stored, key=lambda d: -maxsim(q, pool_passage(stored[d], POOLED_FACTOR)))[:4]
     hits = retriever.search("renew a passport", k=2, language="en", group=False).hits
-    assert len(pooled_queries) == 1  # the search went through the shortlist
-    np.testing.assert_array_equal(pooled_queries[0], pooled)
+    assert [(x.coarse_field, x.shortlist) for x in queries] == [(POOLED, 4)]  # through the shortlist
+    np.testing.assert_array_equal(queries[0].coarse, q)  # the whole query
     assert [h.document_id for h in hits] == sorted(shortlist, key=lambda d: -maxsim(q, stored[d]))[:2]
     retriever.search("renew a passport", k=2, language="en")  # grouped: read 8 deep, past half of 4: exact
-    assert len(pooled_queries) == 1
+    assert queries[-1].coarse is None
     retriever.close()
 
 

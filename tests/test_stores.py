@@ -4,6 +4,7 @@ scores and order equal to a brute-force numpy MaxSim (1e-3 in float16 storage, 1
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +16,8 @@ import pytest
 from tests.conftest import as_stored
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import parse_filter
-from xmsearch.retriever.index.pooling import pool_query
-from xmsearch.retriever.index.schema import IndexSpec, Page, Point, StoreMismatchError, point_id
+from xmsearch.retriever.index.pooling import pool_passage, pool_query
+from xmsearch.retriever.index.schema import POOLED, POOLED_FACTOR, IndexSpec, Page, Point, StoreMismatchError, point_id
 from xmsearch.retriever.index.stores import CollectionNotFoundError, Store
 from xmsearch.retriever.index.stores.base import Shortlist
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -318,16 +319,22 @@ def test_edge_quantized_copy_is_rescored(tmp_path: Path, quantization: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("backend", "quantization"), [*((b, "none") for b in BACKENDS), ("edge", "int8"), ("edge", "binary")]
+    ("backend", "quantization", "pooled"),
+    [
+        *((b, "none", pooled) for b in BACKENDS for pooled in (False, True)),
+        *(("edge", quantization, pooled) for quantization in ("int8", "binary") for pooled in (False, True)),
+    ],
 )
-def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ranks_first(
-    backend: str, quantization: str, tmp_path: Path
+def test_a_shortlist_is_the_exact_ranking_of_the_candidates_its_coarse_query_ranks_first(
+    backend: str, quantization: str, pooled: bool, tmp_path: Path
 ) -> None:
-    """First stage, then the candidates scored by the pooled query, then the best `size` of them
-    reranked exactly: the hits are a numpy MaxSim's exact ranking of the shortlist a numpy MaxSim of
-    the pooled query picks, filters included; a shortlist as large as the candidates is the plain rerank.
-    A store with a quantized copy scores both stages on the originals: the shortlist is its rescoring."""
-    spec = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM, quantization=quantization)  # type: ignore[arg-type]
+    """First stage, then the candidates scored coarsely, then the best `size` of them reranked
+    exactly: the hits are a numpy MaxSim's exact ranking of the shortlist a numpy MaxSim picks, filters
+    included; a shortlist as large as the candidates is the plain rerank. Coarsely: the whole query
+    against the passages pooled at write time where the collection holds them, else (a collection
+    built before them) the query pooled by 4 against the tokens. A store with a quantized copy scores
+    both stages on the originals: the shortlist is its rescoring."""
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM, quantization=quantization, pooled=pooled)  # type: ignore[arg-type]
     s = make_store(backend, tmp_path, spec)
     s.open()
     rng = np.random.default_rng(0)
@@ -336,13 +343,24 @@ def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ran
     s.optimize()  # Edge: builds the quantized copy
     tolerance, stored = as_stored(s.backend, s.spec.datatype)
     q, first = unit(rng, 32), unit(rng, 1)[0]
-    coarse = pool_query(q, 4)
-    assert len(coarse) == 8
+    if pooled:
+        assert len(pool_passage(points[0].vectors, POOLED_FACTOR)) == math.ceil(len(points[0].vectors) / POOLED_FACTOR)
+
+        def coarse(p: Point) -> float:
+            return maxsim(stored(q), stored(pool_passage(p.vectors, POOLED_FACTOR)))
+    else:
+        assert len(pool_query(q, 4)) == 8
+
+        def coarse(p: Point) -> float:
+            return maxsim(stored(pool_query(q, 4)), stored(p.vectors))
+
+    by_pooled_query = sorted(points, key=lambda p: -maxsim(stored(pool_query(q, 4)), stored(p.vectors)))[:12]
+    assert (sorted(points, key=lambda p: -coarse(p))[:12] != by_pooled_query) is pooled  # the two pick apart
 
     def shortlisted(kept: list[Point], size: int) -> list[Point]:
-        """The exact ranking of the `size` points the pooled query ranks first."""
-        ranked = sorted(kept, key=lambda p: -maxsim(stored(coarse), stored(p.vectors)))
-        edge = [maxsim(stored(coarse), stored(p.vectors)) for p in ranked[size - 1 : size + 1]]
+        """The exact ranking of the `size` points the coarse query ranks first."""
+        ranked = sorted(kept, key=lambda p: -coarse(p))
+        edge = [coarse(p) for p in ranked[size - 1 : size + 1]]
         assert edge[0] - edge[1] > 10 * tolerance  # the seed leaves no near-tie at the shortlist's edge
         return sorted(ranked[:size], key=lambda p: -maxsim(stored(q), stored(p.vectors)))
 
@@ -365,6 +383,33 @@ def test_a_shortlist_is_the_exact_ranking_of_the_candidates_the_pooled_query_ran
         plain = s.search([q], Page(10, group=False), conditions, [first], 1000)[0]
         assert s.search([q], Page(10, group=False), conditions, [first], 1000, Shortlist(1000, 4))[0] == plain
     s.close()
+
+
+@pytest.mark.parametrize("backend", ["local-folder", "edge"])
+def test_a_collection_built_before_pooled_passages_is_written_and_searched_without_them(
+    backend: str, tmp_path: Path
+) -> None:
+    """A version built without pooled passages (as every version before them), opened by settings
+    that want them: the store takes what the version recorded, writes no pooled passages into it (its
+    engine has no such field), and its shortlist pools the query instead."""
+    old = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM)
+    s = make_store(backend, tmp_path, old)
+    s.open()
+    s.close()
+    s = make_store(backend, tmp_path, dataclasses.replace(old, pooled=True))
+    s.open()
+    assert not s.spec.pooled
+    rng = np.random.default_rng(0)
+    points = [dataclasses.replace(p, first_stage=unit(rng, 1)[0]) for p in corpus(rng)]
+    s.upsert(points)
+    q, first = unit(rng, 32), unit(rng, 1)[0]
+    query = s._query(q, 10, None, Page(10, group=False), first, 100, Shortlist(20, 4))
+    assert query.coarse_field != POOLED and query.coarse is not None and len(query.coarse) == 8
+    assert len(s.search([q], Page(10, group=False), (), [first], 100, Shortlist(20, 4))[0]) == 10
+    s.close()
+    before = {k: v for k, v in old.record().items() if k != "pooled"}  # recorded before pooled passages
+    assert not IndexSpec.from_record(before).pooled
+    assert not dataclasses.replace(old, pooled=True).check(before, "docs").pooled
 
 
 def test_a_shortlist_keeps_its_size_per_ten_hits_and_steps_aside_for_deep_reads() -> None:

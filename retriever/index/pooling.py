@@ -1,11 +1,13 @@
 """Token pooling: a matrix of token vectors clustered (Ward's hierarchical clustering) into about
 1/factor as many groups.
 
-At index time each group is stored as the mean of its tokens, so the index holds factor-times fewer
+At index time each group can be stored as the mean of its tokens, so the index holds factor-times fewer
 vectors (Clavié et al., 2024, "Reducing the Footprint of Multi-Vector Retrieval with Minimal
 Performance Impact via Token Pooling"; README, "First stage" has what it costs here). A query is
-never pooled for its exact score; a search's shortlist (`stores/base.py`, `Shortlist`) scores the
-candidates with the query pooled into the sums of its groups. Deterministic: the same vectors give
+never pooled for its exact score. A search's shortlist (`stores/base.py`, `Shortlist`) scores the
+candidates by the whole query against their passages pooled at index time into unit means
+(`pool_passage`), or, in a collection built without them, by the query pooled into the sums of its
+groups against the tokens. Deterministic: the same vectors give
 the same groups.
 """
 
@@ -47,3 +49,12 @@ def pool_query(vectors: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1 or len(vectors) <= 2:
         return vectors
     return np.stack([group.sum(axis=0) for group in _groups(vectors, factor)]).astype(np.float32)
+
+
+def pool_passage(vectors: np.ndarray, factor: int) -> np.ndarray:
+    """A passage's pooled copy for the shortlist: the means of `pool_tokens`, scaled to unit length
+    (as the token vectors are, so that each scores a query token by its direction alone: measured on
+    51k real passages pooled by 8, 1,000 candidates, 150 kept: unit means kept 0.968 of the exact
+    top-10, the raw means 0.930)."""
+    pooled = pool_tokens(vectors, factor)
+    return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)

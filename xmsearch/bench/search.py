@@ -235,7 +235,9 @@ def measure_size(
     model, then the centroid first stage, the shortlist and the rerank) on this collection."""
     size, tokens = len(vectors), sum(len(v) for v in vectors)
     with tempfile.TemporaryDirectory(prefix="xmsearch-bench-") as tmp:
-        store = _store(Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True))
+        store = _store(
+            Path(tmp), backend, IndexSpec(model_id="bench@0", dim=DIM, first_stage_dim=DIM, centroids=True, pooled=True)
+        )
         started = time.perf_counter()
         _load(store, vectors)
         log(f"{size:,} passages ({tokens:,} tokens) loaded in {time.perf_counter() - started:.0f} s")
@@ -323,7 +325,10 @@ def _reranks(shortlists: Sequence[Shortlist], candidates: int) -> list[Shortlist
 
 def _through(shortlist: Shortlist | None) -> str:
     """How a row's candidates reach the exact rerank (nothing: all of them)."""
-    return "" if shortlist is None else f", shortlist {shortlist.size} (query pooled by {shortlist.pool_factor})"
+    if shortlist is None:
+        return ""
+    scoring = "pooled passages" if shortlist.passages else f"query pooled by {shortlist.pool_factor}"
+    return f", shortlist {shortlist.size} ({scoring})"
 
 
 def measure_muvera(

@@ -130,8 +130,9 @@ def bench_search_cmd(
     shortlists: Annotated[
         str,
         typer.Option(
-            help="The first stages' candidates also through these shortlists, SIZE/POOL_FACTOR (comma-separated; "
-            "default: the settings' shortlist; none: '')."
+            help="The first stages' candidates also through these shortlists (comma-separated): SIZE/passages "
+            "(the whole query scores the pooled passages) or SIZE/POOL_FACTOR (the query pooled by POOL_FACTOR "
+            "scores the tokens); default: the settings' shortlist; none: ''."
         ),
     ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -153,17 +154,23 @@ def bench_search_cmd(
     def ints(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
 
+    def shortlist(text: str) -> Shortlist:
+        size, _, scoring = text.strip().partition("/")
+        if scoring == "passages":
+            return Shortlist(int(size), settings.shortlist_pool_factor)
+        return Shortlist(int(size), int(scoring), passages=False)
+
     settings = get_settings()
     try:
         if shortlists == "default":
             through = [s for s in (shortlist_of(settings),) if s is not None]
         else:
-            through = [Shortlist(*(int(x) for x in s.split("/"))) for s in shortlists.split(",") if s.strip()]
+            through = [shortlist(s) for s in shortlists.split(",") if s.strip()]
         if any(min(s.size, s.pool_factor) < 1 for s in through):
             raise ValueError
     except (TypeError, ValueError):
         raise typer.BadParameter(
-            f"{shortlists!r}: give SIZE/POOL_FACTOR pairs of positive numbers, e.g. 150/4"
+            f"{shortlists!r}: give SIZE/passages or SIZE/POOL_FACTOR, positive numbers, e.g. 150/passages,150/4"
         ) from None
     encoders: dict[str, Callable[[str], np.ndarray]] = {}
     for runtime in (r.strip() for r in query_runtimes.split(",")) if model else ():

@@ -22,12 +22,14 @@ import numpy as np
 from xmsearch.retriever.errors import InvalidInputError, PermanentError, TransientError
 from xmsearch.retriever.index.codebook import Codebook, Sparse
 from xmsearch.retriever.index.filters import Condition, owned_by
-from xmsearch.retriever.index.pooling import pool_query
+from xmsearch.retriever.index.pooling import pool_passage, pool_query
 from xmsearch.retriever.index.schema import (
     CENTROIDS,
     FIRST_STAGE,
     HASH_FIELDS,
     HIT_FIELDS,
+    POOLED,
+    POOLED_FACTOR,
     SOURCE,
     TOKENS,
     Hit,
@@ -35,6 +37,7 @@ from xmsearch.retriever.index.schema import (
     Page,
     Point,
     by_document,
+    first_stage_field,
     point_id,
 )
 
@@ -114,8 +117,9 @@ class Query:
     filter: Any
     oversampling: float  # a quantized copy searched: candidates per hit rescored on the originals (0: originals only)
     score_threshold: float | None = None
-    coarse: np.ndarray | None = None  # the pooled query that picks the shortlist among the candidates
+    coarse: np.ndarray | None = None  # the query that picks the shortlist among the candidates
     shortlist: int = 0  # with `coarse`: the candidates it keeps for the exact rerank
+    coarse_field: str = TOKENS  # what `coarse` scores: the tokens, or the pooled passages (POOLED)
 
 
 SHORTLIST_HITS = 10  # a shortlist's size was measured for this many hits (README, "Search speed")
@@ -123,12 +127,18 @@ SHORTLIST_HITS = 10  # a shortlist's size was measured for this many hits (READM
 
 @dataclass(frozen=True)
 class Shortlist:
-    """The middle stage of a search with a first stage: the candidates scored by MaxSim with the query
-    pooled by `pool_factor` (`pooling.pool_query`: fewer query vectors, a lower bound of the exact
-    score), and the best of them reranked exactly: `size` for each SHORTLIST_HITS hits of the page."""
+    """The middle stage of a search with a first stage: the candidates scored by MaxSim, and the best
+    of them reranked exactly: `size` for each SHORTLIST_HITS hits of the page. Scored by the whole
+    query against the passages pooled at index time (schema POOLED) where the collection holds them
+    and `passages` allows; else by the query pooled by `pool_factor` (`pooling.pool_query`: fewer
+    query vectors, a lower bound of the exact score) against the tokens. At 51k real passages the
+    pooled passages kept 0.979 of the exact top-10 with 1,200 candidates in 0.83x the time the pooled
+    query took to keep 0.978 of 800 (README, "Search speed"): each candidate scored costs Qdrant a
+    fixed part that grows with its vectors (about 3 us for 12, 9 us for 92)."""
 
     size: int
     pool_factor: int
+    passages: bool = True
 
     def keeps(self, end: int, depth: int, candidates: int) -> int:
         """How many of `candidates` it keeps for a page ending at hit `end`, read `depth` deep (a
@@ -548,8 +558,20 @@ class Store(ABC):
         query = Query(vectors, first, k, candidates, flt, self.spec.oversampling, page.score_threshold)
         if first is None or shortlist is None or not (kept := shortlist.keeps(page.end, k, candidates)):
             return query
+        if shortlist.passages and self.spec.pooled:
+            return dataclasses.replace(query, coarse=vectors, coarse_field=POOLED, shortlist=kept, oversampling=0.0)
         coarse = pool_query(vectors, shortlist.pool_factor)
         return dataclasses.replace(query, coarse=coarse, shortlist=kept, oversampling=0.0)
+
+    def _vectors(self, point: Point) -> dict[str, np.ndarray | Sparse]:
+        """The vector fields a point is written with: its tokens, its first-stage vector where the
+        collection holds that field, and its pooled passage where the collection holds those."""
+        vectors: dict[str, np.ndarray | Sparse] = {TOKENS: point.vectors}
+        if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
+            vectors[field] = point.first_stage
+        if self.spec.pooled:
+            vectors[POOLED] = pool_passage(point.vectors, POOLED_FACTOR)
+        return vectors
 
     def _quantization(self, query: Query) -> dict[str, Any] | None:
         """How a query's token stages read the quantized copy, as the arguments of the engine's

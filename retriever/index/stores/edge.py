@@ -35,6 +35,7 @@ from xmsearch.retriever.index.schema import (
     CENTROIDS,
     FIRST_STAGE,
     HIT_FIELDS,
+    POOLED,
     TOKENS,
     IndexSpec,
     Point,
@@ -86,18 +87,22 @@ def _config(spec: IndexSpec) -> Any:
         quantization = q.ScalarQuantizationConfig(q.ScalarType.Int8, quantile=0.99, always_ram=True)
     elif spec.quantization == "binary":
         quantization = q.BinaryQuantizationConfig(always_ram=True)
-    vectors = {
-        TOKENS: q.EdgeVectorParams(
+
+    def multivector(quantization: Any = None, memory: Any = None) -> Any:
+        return q.EdgeVectorParams(
             size=spec.dim,
             distance=q.Distance.Dot,  # unit vectors: dot = cosine, MaxSim as the reference scores
             multivector_config=q.MultiVectorConfig(q.MultiVectorComparator.MaxSim),
             datatype=_DATATYPES[spec.datatype],
             quantization_config=quantization,
             hnsw_config=q.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
-            # quantized: the copy searched stays in RAM, the originals (read to rescore) on disk
-            memory=q.Memory.Cold if spec.quantized else None,
+            memory=memory,
         )
-    }
+
+    # quantized: the copy searched stays in RAM, the originals (read to rescore) on disk
+    vectors = {TOKENS: multivector(quantization, q.Memory.Cold if spec.quantized else None)}
+    if spec.pooled:
+        vectors[POOLED] = multivector()  # scored in full by every shortlist: in RAM
     if spec.first_stage_dim:
         vectors[FIRST_STAGE] = q.EdgeVectorParams(
             size=spec.first_stage_dim,
@@ -109,7 +114,7 @@ def _config(spec: IndexSpec) -> Any:
 
 
 def _edge_vector(vector: np.ndarray | Sparse) -> Any:
-    """A first-stage vector as Edge takes it (lists convert faster than arrays)."""
+    """A vector (dense, multi or sparse) as Edge takes it (lists convert faster than arrays)."""
     if isinstance(vector, Sparse):
         return q.SparseVector(vector.indices.tolist(), vector.values.tolist())
     return vector.tolist()
@@ -251,7 +256,7 @@ class EdgeStore(Store):
             os.close(dir_fd)
 
     def _check(self, version: str) -> None:
-        self.spec.check(self._recorded(version), self.alias)
+        self.spec = self.spec.check(self._recorded(version), self.alias)
 
     def _config(self) -> Any:
         return _config(self.spec)
@@ -276,8 +281,7 @@ class EdgeStore(Store):
     def swap(self, version: str, spec: IndexSpec | None = None) -> None:
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.folder}")
-        spec = spec or self.spec
-        spec.check(self._recorded(version), self.alias)
+        spec = (spec or self.spec).check(self._recorded(version), self.alias)
         reopen = self._shard is not None
         if reopen:  # not optimised first: that holds the GIL (this process's searches would wait); it is kept as is
             self.shard.close()
@@ -294,9 +298,7 @@ class EdgeStore(Store):
             self._dirty = True
 
     def _edge_point(self, point: Point) -> Any:
-        vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}  # lists convert faster than arrays
-        if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
-            vectors[field] = _edge_vector(point.first_stage)
+        vectors = {name: _edge_vector(vector) for name, vector in self._vectors(point).items()}
         return q.Point(point_id(self.alias, point.document_id, point.chunk, point.tenant), vectors, point.payload())
 
     def _delete(self, conditions: Sequence[Condition]) -> None:
@@ -386,7 +388,7 @@ class EdgeStore(Store):
             nearest = q.Query.Nearest(_edge_vector(query.first_stage), using=first_stage_field(query.first_stage))
             prefetches = [q.Prefetch(limit=query.candidates, query=nearest, filter=query.filter)]
             if query.coarse is not None:
-                coarse = q.Query.Nearest(query.coarse.tolist(), using=TOKENS)
+                coarse = q.Query.Nearest(query.coarse.tolist(), using=query.coarse_field)
                 prefetches = [
                     q.Prefetch(query.shortlist, query=coarse, prefetches=prefetches, params=params, filter=query.filter)
                 ]

@@ -22,6 +22,7 @@ from xmsearch.retriever.index.schema import (
     FIRST_STAGE,
     HIT_FIELDS,
     METADATA_KEY,
+    POOLED,
     TOKENS,
     IndexSpec,
     Point,
@@ -222,7 +223,7 @@ class QdrantStore(Store):
             self.swap(self.create_version())
         else:
             info = self._call(self.client.get_collection, target)
-            self.spec.check((info.config.metadata or {}).get(METADATA_KEY), self.alias)
+            self.spec = self.spec.check((info.config.metadata or {}).get(METADATA_KEY), self.alias)
         self._opened = True
 
     def versions(self) -> list[str]:
@@ -253,28 +254,25 @@ class QdrantStore(Store):
         if version not in self.versions():
             raise CollectionNotFoundError(f"version {version!r} does not exist in {self.where}")
         view = QdrantStore(self.client, self.alias, spec, self.backend, self.retries, False, version, self.layout)
-        spec.check(view._recorded(version), version)
+        view.spec = spec.check(view._recorded(version), version)
         view._opened = True  # the version is its collection: every call names it
         return view
 
     def swap(self, version: str, spec: IndexSpec | None = None) -> None:
-        if spec is not None:
-            spec.check(self._recorded(version), version)
+        as_built = (spec or self.spec).check(self._recorded(version), version)
         operations: list[models.AliasOperations] = [
             models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=version, alias_name=self.alias))
         ]
         if self._target() is not None:
             operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
         self._call(self.client.update_collection_aliases, change_aliases_operations=operations)
-        self.spec = spec or self.spec
+        self.spec = as_built
 
     def _write(self, points: Sequence[Point]) -> None:
         batch: list[models.PointStruct] = []
         size = 0
         for point in points:
-            vectors: dict[str, Any] = {TOKENS: point.vectors.tolist()}
-            if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
-                vectors[field] = _vector(point.first_stage)
+            vectors = {name: _vector(vector) for name, vector in self._vectors(point).items()}
             batch.append(
                 models.PointStruct(
                     id=point_id(self.alias, point.document_id, point.chunk, point.tenant),
@@ -350,7 +348,7 @@ class QdrantStore(Store):
             )
             if query.coarse is not None:
                 prefetch = models.Prefetch(
-                    prefetch=prefetch, query=query.coarse.tolist(), using=TOKENS, limit=query.shortlist,
+                    prefetch=prefetch, query=query.coarse.tolist(), using=query.coarse_field, limit=query.shortlist,
                     filter=query.filter, params=params,
                 )  # fmt: skip
         return models.QueryRequest(
@@ -372,23 +370,27 @@ class QdrantStore(Store):
 
 def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
     """The vector fields of a collection built for `spec`."""
-    config = {
-        TOKENS: models.VectorParams(
+
+    def multivector(on_disk: bool) -> models.VectorParams:
+        return models.VectorParams(
             size=spec.dim,
             distance=models.Distance.DOT,  # the vectors are unit length: dot = cosine, MaxSim as the reference
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
             hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
             datatype=models.Datatype(spec.datatype),
-            on_disk=spec.quantized,
+            on_disk=on_disk,
         )
-    }
+
+    config = {TOKENS: multivector(spec.quantized)}
+    if spec.pooled:
+        config[POOLED] = multivector(False)  # scored in full by every shortlist: in RAM
     if spec.first_stage_dim:
         config[FIRST_STAGE] = models.VectorParams(size=spec.first_stage_dim, distance=models.Distance.DOT)
     return config
 
 
-def _vector(vector: np.ndarray | Sparse) -> list[float] | models.SparseVector:
-    """A first-stage vector as qdrant-client takes it."""
+def _vector(vector: np.ndarray | Sparse) -> Any:
+    """A vector (dense, multi or sparse) as qdrant-client takes it."""
     if isinstance(vector, Sparse):
         return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
     return vector.tolist()  # type: ignore[no-any-return]
