@@ -267,7 +267,8 @@ class Retriever:
 
 def _ready(components: Components) -> None:
     """Load what searches with `components` need beyond the model, so that no search waits for it: the
-    query runtime's session, and scipy's clustering where searches pool their query (shortlist)."""
+    query runtime's session, and scipy's clustering where searches may pool their query (a shortlist
+    over a collection built before pooled passages)."""
     components.encoder.ready_queries()
     if shortlist_of(components.settings) is not None:
         pooling.ready()

@@ -387,7 +387,12 @@ def test_documents_are_listed_and_counted_per_tenant(client: TestClient) -> None
     assert error(client.get("/documents?cursor=nope", headers=as_("admin")))[:2] == (422, "invalid_input")
     status = client.get("/status", headers=as_("admin")).json()
     assert (status["points"], status["documents"], status["backend"]) == (5, 5, "edge")
-    assert status["spec"]["schema"] == 2 and status["version"] in status["versions"] and status["size_bytes"] > 0
+    assert (
+        status["spec"]["schema"] == 3
+        and status["spec"]["pooled"]
+        and status["version"] in status["versions"]
+        and status["size_bytes"] > 0
+    )
     assert client.get("/status", headers=as_("acme")).json()["documents"] == 3
 
 

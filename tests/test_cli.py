@@ -116,7 +116,8 @@ def test_search_shows_each_document_once_and_pages(tiny_checkpoint: Path, tmp_pa
     shown = run("status")
     assert "documents     4\n" in shown and re.search(r"\npoints +\d+ chunks\n", shown) and "size on disk" in shown
     described = json.loads(run("status", "--json"))
-    assert (described["documents"], described["spec"]["schema"], described["backend"]) == (4, 2, "edge")
+    assert (described["documents"], described["spec"]["schema"], described["backend"]) == (4, 3, "edge")
+    assert described["spec"]["pooled"] and "shortlist of pooled passages" in shown
     above = json.loads(run("search", "mill", "--lang", "en", "--min-score", str((best + runner_up) / 2), "--json"))
     assert [h["document_id"] for h in above["hits"]] == [first["hits"][0]["document_id"]]
     [version] = json.loads(run("collections", "list", "--json"))["versions"]

@@ -4,6 +4,7 @@ scores and order equal to a brute-force numpy MaxSim (1e-3 in float16 storage, 1
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -393,8 +394,12 @@ def test_a_collection_built_before_pooled_passages_is_written_and_searched_witho
     that want them: the store takes what the version recorded, writes no pooled passages into it (its
     engine has no such field), and its shortlist pools the query instead."""
     old = IndexSpec(model_id="tiny@abc", dim=DIM, first_stage_dim=DIM)
+    before = {k: v for k, v in old.record().items() if k != "pooled"}  # as recorded before pooled passages
+    assert before["schema"] == 2 and dataclasses.replace(old, pooled=True).record()["schema"] == 3
     s = make_store(backend, tmp_path, old)
     s.open()
+    if isinstance(s, EdgeStore):
+        (s.folder / f"{s.current_version()}.json").write_text(json.dumps(before))
     s.close()
     s = make_store(backend, tmp_path, dataclasses.replace(old, pooled=True))
     s.open()
@@ -407,7 +412,6 @@ def test_a_collection_built_before_pooled_passages_is_written_and_searched_witho
     assert query.coarse_field != POOLED and query.coarse is not None and len(query.coarse) == 8
     assert len(s.search([q], Page(10, group=False), (), [first], 100, Shortlist(20, 4))[0]) == 10
     s.close()
-    before = {k: v for k, v in old.record().items() if k != "pooled"}  # recorded before pooled passages
     assert not IndexSpec.from_record(before).pooled
     assert not dataclasses.replace(old, pooled=True).check(before, "docs").pooled
 
@@ -426,6 +430,8 @@ def test_a_collection_of_an_older_schema_is_refused_with_what_to_do() -> None:
     spec = IndexSpec(model_id="tiny@abc", dim=DIM)
     with pytest.raises(StoreMismatchError, match=r"has schema 1.*index again into a new collection"):
         spec.check({**spec.record(), "schema": 1}, "docs")
+    with pytest.raises(StoreMismatchError, match=r"has schema 4, this version reads schemas 2-3"):
+        spec.check({**spec.record(), "schema": 4}, "docs")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

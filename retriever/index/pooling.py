@@ -20,7 +20,8 @@ import numpy as np
 
 def ready() -> None:
     """Import what pooling needs (scipy's clustering, about 0.5 s) now rather than at the first
-    pooling, e.g. a process's first search through a shortlist."""
+    pooling, e.g. a process's first search through the pooled query's shortlist (a process's first
+    write of pooled passages imports it then)."""
     import scipy.cluster.hierarchy  # noqa: F401
 
 

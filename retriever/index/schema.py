@@ -23,7 +23,8 @@ FIRST_STAGE = "first_stage"  # one vector per passage for the optional HNSW pref
 CENTROIDS = "centroids"  # the sparse vector over a passage's token centroids (the centroid first stage)
 POOLED = "pooled"  # the passage's token vectors pooled by POOLED_FACTOR, what a search's shortlist scores
 POOLED_FACTOR = 8  # README, "Search speed": 0.979 of the exact top-10 at 51k in 0.83x the pooled query's time
-SCHEMA_VERSION = 2  # 2: point ids include the tenant
+SCHEMA_VERSION = 3  # 3: pooled passages (an older xmsearch refuses it, rather than write points without them)
+READ_SCHEMAS = (2, 3)  # 2: point ids include the tenant (a version of 2 is read and written as built)
 METADATA_KEY = "xmsearch"  # the collection metadata entry that records the spec
 
 # Payload fields and the index each one gets (filters use these; `text` and `metadata` are stored).
@@ -84,7 +85,7 @@ class IndexSpec:
     def record(self) -> dict[str, Any]:
         """What a new version records about how it is built (the first four are checked on open)."""
         return {
-            "schema": SCHEMA_VERSION,
+            "schema": self.schema,
             "model_id": self.model_id,
             "dim": self.dim,
             "first_stage_dim": self.first_stage_dim,
@@ -118,6 +119,11 @@ class IndexSpec:
     def holds(self, field: str) -> bool:
         """Whether points of this spec have the first-stage vector field `field`."""
         return (field == CENTROIDS and self.centroids) or (field == FIRST_STAGE and self.first_stage_dim > 0)
+
+    @property
+    def schema(self) -> int:
+        """The point layout's version: 3 where points hold pooled passages, else 2 (the same points)."""
+        return SCHEMA_VERSION if self.pooled else 2
 
     def as_built(self, recorded: dict[str, Any] | None) -> IndexSpec:
         """This spec with what a version recorded of the fields its points may lack: whether they hold
@@ -162,11 +168,11 @@ class IndexSpec:
                 f"{'one' if self.centroids else 'none'}: set XMSEARCH_FIRST_STAGE and XMSEARCH_FIRST_STAGE_ENCODING "
                 "as when it was built, or reindex"
             )
-        if recorded.get("schema") != SCHEMA_VERSION:
+        if recorded.get("schema") not in READ_SCHEMAS:
             raise StoreMismatchError(
-                f"collection {collection!r} has schema {recorded.get('schema')}, this version writes schema "
-                f"{SCHEMA_VERSION} (point ids include the tenant since schema 2): index again into a new collection "
-                "(XMSEARCH_COLLECTION) or data folder (XMSEARCH_DATA_DIR)"
+                f"collection {collection!r} has schema {recorded.get('schema')}, this version reads schemas "
+                f"{READ_SCHEMAS[0]}-{SCHEMA_VERSION} (point ids include the tenant since schema 2): index again into "
+                "a new collection (XMSEARCH_COLLECTION) or data folder (XMSEARCH_DATA_DIR)"
             )
         return self.as_built(recorded)
 

@@ -211,6 +211,7 @@ class SpecOut(BaseModel):
     schema_: int = Field(alias="schema", description="The point layout's version.")
     first_stage_dim: int = Field(description="Size of the dense first-stage vector (0: none).")
     centroids: bool = Field(False, description="A sparse vector over token centroids (the centroid first stage).")
+    pooled: bool = Field(False, description="Each passage pooled by 8, what a search's shortlist scores (schema 3).")
     datatype: str = Field(description="How vectors are stored (float16, float32).")
     quantization: str = Field(description="The quantized copy searched first (none, int8, binary).")
 

@@ -93,6 +93,8 @@ def status(
             if codebook is None
             else f"codebook of {codebook['size']:,} ({'complete' if codebook['complete'] else 'being backfilled'})"
         )
+    if spec.pooled:
+        first_stage += "; shortlist of pooled passages"
     rows = {
         "collection": f"{described.collection} ({described.backend}, {described.location})",
         "version": f"{described.version} of {', '.join(described.versions)}",
