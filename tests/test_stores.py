@@ -13,12 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import models
 
 from tests.conftest import as_stored
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.filters import parse_filter
 from xmsearch.retriever.index.pooling import pool_passage, pool_query
-from xmsearch.retriever.index.schema import POOLED, POOLED_FACTOR, IndexSpec, Page, Point, StoreMismatchError, point_id
+from xmsearch.retriever.index.schema import (
+    FIRST_STAGE,
+    POOLED,
+    POOLED_FACTOR,
+    TOKENS,
+    IndexSpec,
+    Page,
+    Point,
+    StoreMismatchError,
+    point_id,
+)
 from xmsearch.retriever.index.stores import CollectionNotFoundError, Store
 from xmsearch.retriever.index.stores.base import Shortlist
 from xmsearch.retriever.index.stores.edge import EdgeStore
@@ -414,6 +425,19 @@ def test_a_collection_built_before_pooled_passages_is_written_and_searched_witho
     s.close()
     assert not IndexSpec.from_record(before).pooled
     assert not dataclasses.replace(old, pooled=True).check(before, "docs").pooled
+
+
+def test_a_server_collection_quantizes_the_tokens_alone() -> None:
+    """As on Edge: the tokens' quantized copy in RAM, their originals on disk; the pooled passages
+    (scored in full by every shortlist) and the first stage neither quantized nor on disk."""
+    from xmsearch.retriever.index.stores.qdrant import _vectors_config
+
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM, quantization="binary", first_stage_dim=DIM, pooled=True)
+    config = _vectors_config(spec)
+    assert isinstance(config[TOKENS].quantization_config, models.BinaryQuantization) and config[TOKENS].on_disk
+    assert config[POOLED].quantization_config is None and not config[POOLED].on_disk
+    assert config[FIRST_STAGE].quantization_config is None
+    assert _vectors_config(dataclasses.replace(spec, quantization="none"))[TOKENS].quantization_config is None
 
 
 def test_a_shortlist_keeps_its_size_per_ten_hits_and_steps_aside_for_deep_reads() -> None:

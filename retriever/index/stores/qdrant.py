@@ -237,7 +237,6 @@ class QdrantStore(Store):
             name,
             vectors_config=_vectors_config(spec),
             sparse_vectors_config={CENTROIDS: models.SparseVectorParams()} if spec.centroids else None,
-            quantization_config=_quantization(spec),
             metadata={METADATA_KEY: spec.record()},
             **self.layout,
         )
@@ -371,7 +370,9 @@ class QdrantStore(Store):
 def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
     """The vector fields of a collection built for `spec`."""
 
-    def multivector(on_disk: bool) -> models.VectorParams:
+    def multivector(
+        on_disk: bool = False, quantization: models.QuantizationConfig | None = None
+    ) -> models.VectorParams:
         return models.VectorParams(
             size=spec.dim,
             distance=models.Distance.DOT,  # the vectors are unit length: dot = cosine, MaxSim as the reference
@@ -379,11 +380,13 @@ def _vectors_config(spec: IndexSpec) -> dict[str, models.VectorParams]:
             hnsw_config=models.HnswConfigDiff(m=0),  # exact scan: HNSW on token vectors costs much, gains nothing
             datatype=models.Datatype(spec.datatype),
             on_disk=on_disk,
+            quantization_config=quantization,
         )
 
-    config = {TOKENS: multivector(spec.quantized)}
+    # the quantized copy is the tokens' alone (as on Edge): quantized, the originals on disk
+    config = {TOKENS: multivector(spec.quantized, _quantization(spec))}
     if spec.pooled:
-        config[POOLED] = multivector(False)  # scored in full by every shortlist: in RAM
+        config[POOLED] = multivector()  # scored in full by every shortlist: in RAM
     if spec.first_stage_dim:
         config[FIRST_STAGE] = models.VectorParams(size=spec.first_stage_dim, distance=models.Distance.DOT)
     return config
