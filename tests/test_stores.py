@@ -367,7 +367,8 @@ def test_a_shortlist_is_the_exact_ranking_of_the_candidates_its_coarse_query_ran
             return maxsim(stored(pool_query(q, 4)), stored(p.vectors))
 
     by_pooled_query = sorted(points, key=lambda p: -maxsim(stored(pool_query(q, 4)), stored(p.vectors)))[:12]
-    assert (sorted(points, key=lambda p: -coarse(p))[:12] != by_pooled_query) is pooled  # the two pick apart
+    # the seed tells the two coarse scorings apart: pooled passages pick another shortlist
+    assert (sorted(points, key=lambda p: -coarse(p))[:12] != by_pooled_query) is pooled
 
     def shortlisted(kept: list[Point], size: int) -> list[Point]:
         """The exact ranking of the `size` points the coarse query ranks first."""
