@@ -441,6 +441,30 @@ def test_a_server_collection_quantizes_the_tokens_alone() -> None:
     assert _vectors_config(dataclasses.replace(spec, quantization="none"))[TOKENS].quantization_config is None
 
 
+def test_threads_sharing_a_local_mode_client_keep_every_write() -> None:
+    """qdrant-client's local mode is not safe for concurrent writes (its issue 1193: a collection's
+    arrays end at different lengths and every later read fails); the store serializes the calls on a
+    local-mode client. The same writes through stores that take no lock broke 5 collections of 5."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(location=":memory:")
+    spec = IndexSpec(model_id="tiny@abc", dim=DIM)
+    stores = [QdrantStore(client, "docs", spec, "local", 0, False) for _ in range(8)]
+    for store in stores:
+        store.open()
+
+    def write(n: int) -> None:
+        rng = np.random.default_rng(n)
+        for batch in range(20):
+            points = [Point(f"t{n}-{batch}-{i}", 0, unit(rng, 4), "x", "en", "h", "tiny@abc") for i in range(10)]
+            stores[n].upsert(points)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    assert stores[0].count() == 1600
+    assert len(stores[0].search([unit(np.random.default_rng(9), 4)], Page(10))[0]) == 10
+
+
 def test_a_shortlist_keeps_its_size_per_ten_hits_and_steps_aside_for_deep_reads() -> None:
     shortlist = Shortlist(150, 4)
     assert shortlist.keeps(10, 10, 800) == 150  # a top-10

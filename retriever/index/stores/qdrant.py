@@ -3,9 +3,11 @@ memory or a folder), which runs the same client code path in pure Python for tes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +74,18 @@ def _unreachable(exc: BaseException) -> bool:
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
     )
+
+
+_LOCAL_LOCKS: weakref.WeakKeyDictionary[QdrantClient, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCAL_LOCKS_MADE = threading.Lock()
+
+
+def _local_lock(client: QdrantClient) -> threading.RLock:
+    """The lock every call on a local-mode client holds: local mode keeps a collection in parallel
+    Python lists and numpy arrays that concurrent writes leave at different lengths, for good
+    (qdrant-client issue 1193; seen here as a worker's write beside a reindex in one process)."""
+    with _LOCAL_LOCKS_MADE:
+        return _LOCAL_LOCKS.setdefault(client, threading.RLock())
 
 
 QDRANT_FILTERS = FilterVocabulary(
@@ -150,7 +164,8 @@ class QdrantStore(Store):
             reraise=True,
         )
         try:
-            return retrying(fn, *args, **kwargs)
+            with _local_lock(self.client) if self.backend == "local" else contextlib.nullcontext():
+                return retrying(fn, *args, **kwargs)
         except Exception as exc:
             if _unreachable(exc):
                 attempts = self.retries + 1
