@@ -25,6 +25,7 @@ import numpy as np
 
 from xmsearch.retriever.errors import PermanentError
 from xmsearch.retriever.index.codebook import SAMPLE_PER_CENTROID, Codebook, Sparse, codebook_size, train
+from xmsearch.retriever.index.pooling import unit_rows
 from xmsearch.retriever.index.stores.base import Shortlist, Store
 from xmsearch.retriever.settings import SearchSettings
 
@@ -83,12 +84,6 @@ class _Stateless:
 
     def wait(self, timeout: float | None = None) -> None:
         pass
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Each row (last axis) scaled to length 1, as float32."""
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 class MeanPooling(_Stateless):
