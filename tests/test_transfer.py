@@ -19,7 +19,7 @@ from xmsearch.ingest.pipeline import Indexer
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.index import transfer
 from xmsearch.retriever.index.schema import IndexSpec, Page, Point
-from xmsearch.retriever.index.stores import Store, make_store, open_as_built, settings_at
+from xmsearch.retriever.index.stores import Store, base, make_store, open_as_built, settings_at
 from xmsearch.retriever.index.transfer import CopyVerificationError, copy_collection
 from xmsearch.settings import Settings
 
@@ -70,6 +70,8 @@ def _same_points(a: Store, b: Store) -> None:
         assert np.allclose(point.vectors, other.vectors, atol=1e-3)  # float16 on Edge, float32 in local mode
         assert point.first_stage is not None and other.first_stage is not None  # centroids, identical
         assert np.array_equal(point.first_stage.indices, other.first_stage.indices)  # type: ignore[union-attr]
+        assert point.pooled is not None and other.pooled is not None  # pooled passages, carried as stored
+        assert point.pooled.shape == other.pooled.shape and np.allclose(point.pooled, other.pooled, atol=1e-3)
 
 
 def test_a_copy_to_another_store_and_back_keeps_every_point_and_ranks_the_same(
@@ -77,12 +79,15 @@ def test_a_copy_to_another_store_and_back_keeps_every_point_and_ranks_the_same(
 ) -> None:
     there = settings_at(source_settings, f"local:{tmp_path / 'there'}")
     source = open_as_built(source_settings)
+    assert source.spec.pooled
     try:
-        report = copy_collection(source, lambda spec: make_store(there, spec), tmp_path / "state.json")
+        with pytest.MonkeyPatch.context() as patch:  # a copy writes the pooled passages it read
+            patch.setattr(base, "pool_passage", lambda *_: pytest.fail("a copy pooled a passage again"))
+            report = copy_collection(source, lambda spec: make_store(there, spec), tmp_path / "state.json")
     finally:
         source.close()
     assert (report.points, report.documents, report.version, report.replaced) == (40, 40, "docs-v1", None)
-    assert report.searches_compared == 40 and report.codebook is not None  # exact and first-stage, 20 each
+    assert report.searches_compared == 60 and report.codebook is not None  # exact, first-stage, shortlisted: 20 each
     assert not (tmp_path / "state.json").exists()
     source, copy = open_as_built(source_settings), open_as_built(there)
     try:
@@ -225,7 +230,7 @@ def test_a_copy_to_a_server_over_rest_and_back(source_settings: Settings, qdrant
     there = runner.invoke(app, ["collections", "copy", "--to", qdrant_server, "--json"], env=env)
     assert there.exit_code == 0, there.output
     report = json.loads(there.stdout)
-    assert report["points"] == 40 and report["searches_compared"] == 40 and report["codebook"]
+    assert report["points"] == 40 and report["searches_compared"] == 60 and report["codebook"]
     back = {**env, "XMSEARCH_DATA_DIR": str(tmp_path / "back")}
     again = runner.invoke(app, ["collections", "copy", "--from", qdrant_server, "--json"], env=back)
     assert again.exit_code == 0, again.output

@@ -215,11 +215,13 @@ class Point:
     metadata: dict[str, Any] = field(default_factory=dict)
     first_stage: np.ndarray | Sparse | None = None  # dense (mean, MUVERA) or over centroids
     source: Source | None = None  # chunk 0: the document as ingested (to rebuild it, e.g. for a reindex)
+    pooled: np.ndarray | None = None  # its pooled passage as stored (a copy carries it); None: pooled at write
 
     @classmethod
     def from_record(cls, payload: dict[str, Any], vector: Any) -> Point:
         """A stored point back from its payload and its vectors (a dict by name, with the first-stage
-        vector where it was read, or the token matrix; None when they were not read: an empty matrix)."""
+        vector and the pooled passage where they were read, or the token matrix; None when they were
+        not read: an empty matrix)."""
         named = vector if isinstance(vector, dict) else {TOKENS: vector}
         tokens = named.get(TOKENS)
         return cls(
@@ -234,6 +236,7 @@ class Point:
             metadata=payload.get("metadata") or {},
             first_stage=_first_stage(named),
             source=Source.from_payload(payload.get(SOURCE)),
+            pooled=None if named.get(POOLED) is None else np.asarray(named[POOLED], dtype=np.float32),
         )
 
     def payload(self) -> dict[str, Any]:

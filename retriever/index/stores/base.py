@@ -447,9 +447,11 @@ class Store(ABC):
                 return
 
     def points(self, cursor: Cursor = None, limit: int = SCROLL_PAGE) -> tuple[list[Point], Cursor]:
-        """A page of whole points as stored, in storage order: payload, token vectors and the first-stage
-        vector the spec holds (what a copy to another store writes), and the cursor of the next page."""
+        """A page of whole points as stored, in storage order: payload, token vectors, the first-stage
+        vector the spec holds and the pooled passage where it holds those (what a copy to another store
+        writes, without pooling each passage again), and the cursor of the next page."""
         fields = (TOKENS, *(f for f in (FIRST_STAGE, CENTROIDS) if self.spec.holds(f)))
+        fields += (POOLED,) if self.spec.pooled else ()
         records, after = self._page((), None, fields, limit, cursor)
         return [Point.from_record(payload, vector) for payload, vector in records], after
 
@@ -565,12 +567,13 @@ class Store(ABC):
 
     def _vectors(self, point: Point) -> dict[str, np.ndarray | Sparse]:
         """The vector fields a point is written with: its tokens, its first-stage vector where the
-        collection holds that field, and its pooled passage where the collection holds those."""
+        collection holds that field, and its pooled passage where the collection holds those (the one
+        it carries from a copy's source, or pooled here)."""
         vectors: dict[str, np.ndarray | Sparse] = {TOKENS: point.vectors}
         if point.first_stage is not None and self.spec.holds(field := first_stage_field(point.first_stage)):
             vectors[field] = point.first_stage
         if self.spec.pooled:
-            vectors[POOLED] = pool_passage(point.vectors, POOLED_FACTOR)
+            vectors[POOLED] = pool_passage(point.vectors, POOLED_FACTOR) if point.pooled is None else point.pooled
         return vectors
 
     def _quantization(self, query: Query) -> dict[str, Any] | None:
