@@ -462,14 +462,15 @@ def _verify(building: Store, chunks: Counter[Key], expected: dict[Key, int]) -> 
 
 
 def _sample_searches(components: Components, building: Store, expected: dict[Key, int]) -> None:
-    """A few documents' opening words, searched in the new version with the new model, find hits."""
+    """A few documents' opening words, searched in the new version with the new model as every search
+    is made (through its first stage and shortlist where the collection has them), find hits."""
     for tenant, document_id in list(expected)[:SAMPLE_SEARCHES]:
         [point] = building.fetch(document_id, tenant, vectors=False)[:1]
         words = " ".join(point.text.split()[:8])
         given = point.source.language if point.source else None  # as ingested ("und" is stored for undetected)
         prepared = components.encoder.prepare([words], given, "query")
         vectors = components.encoder.encode(prepared)
-        hits = building.search(vectors, Page(1), [owned_by(tenant)])[0]
+        hits = components.search(building, vectors, Page(1), [owned_by(tenant)], building.count)[0]
         if not hits:
             raise VerificationError(f"a search for document {document_id!r} found nothing in the new version")
 

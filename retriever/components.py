@@ -5,13 +5,17 @@ it (made, not yet opened)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 from xmsearch.retriever.errors import TransientError
-from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage
-from xmsearch.retriever.index.schema import IndexSpec
+from xmsearch.retriever.index.filters import Condition
+from xmsearch.retriever.index.first_stage import FirstStage, make_first_stage, shortlist_of
+from xmsearch.retriever.index.schema import Hit, IndexSpec, Page
 from xmsearch.retriever.index.stores import Store, make_store, searched_record
 from xmsearch.retriever.model.checkpoint import CheckpointSpec, locate, read_spec
 from xmsearch.retriever.settings import RetrieverSettings
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from xmsearch.retriever.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
+CODEBOOK_TTL_S = 30.0  # how long a search trusts the codebook it read (a writer may train one meanwhile)
 
 
 # What a version records of how it was built -> the setting it comes from (readers and writers follow it)
@@ -113,6 +118,27 @@ class Components:
     encoder: Encoder
     store: Store
     first_stage: FirstStage | None
+
+    def search(
+        self,
+        store: Store,
+        vectors: list[np.ndarray],
+        page: Page,
+        conditions: Sequence[Condition],
+        size: Callable[[], int],
+    ) -> list[list[Hit]]:
+        """Encoded queries searched in `store` as the settings make every search: through the first
+        stage and its shortlist where the settings and the collection's `size` call for them (the
+        candidates by that size), else exact MaxSim."""
+        first, mode = self.first_stage, self.settings.first_stage
+        prefetch, candidates = None, 0
+        if first is not None and (mode == "on" or (mode == "auto" and size() >= self.settings.first_stage_min_points)):
+            first.refresh(store, CODEBOOK_TTL_S)  # e.g. a codebook a writer trained since
+            queries = first.queries(vectors)
+            if queries is not None:
+                prefetch = list(queries)
+                candidates = self.settings.first_stage_candidates or first.candidates(size(), store.spec.pooled)
+        return store.search(vectors, page, conditions, prefetch, candidates, shortlist_of(self.settings))
 
     @classmethod
     def load(cls, settings: RetrieverSettings, encoder: Encoder | None = None) -> Components:

@@ -15,14 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
-import numpy as np
-
 from xmsearch.retriever.components import Components
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.follow import Follow, follows, load_version
 from xmsearch.retriever.index import pooling
 from xmsearch.retriever.index.filters import Condition, owned_by, parse_filter, searched_tenant
-from xmsearch.retriever.index.first_stage import Vector, shortlist_of
+from xmsearch.retriever.index.first_stage import shortlist_of
 from xmsearch.retriever.index.schema import Hit, Page, Paging, Point
 from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.index.stores.base import CollectionNotFoundError
@@ -74,7 +72,6 @@ class Retriever:
         self.encoder = components.encoder
         self.store = components.store
         self.settings = components.settings
-        self.first_stage = components.first_stage
         self._count: tuple[float, int] | None = None
         self._tenant_languages: dict[str, tuple[float, list[str]]] = {}  # tenant -> (read at, its documents' languages)
 
@@ -172,14 +169,7 @@ class Retriever:
         with self.encoder.priority.search():  # indexing in this process waits (within its share)
             vectors = self.encoder.encode(prepared) if self.batcher is None else self.batcher.encode(prepared.split())
             encoded = time.perf_counter()
-            store = self._reader()
-            prefetch = self._first_stage_vectors(vectors, store)
-            candidates = 0
-            if prefetch is not None and self.first_stage is not None:
-                candidates = self.settings.first_stage_candidates or self.first_stage.candidates(
-                    self._size(), store.spec.pooled
-                )
-            hits = store.search(vectors, page, conditions, prefetch, candidates, shortlist_of(self.settings))
+            hits = self.components.search(self._reader(), vectors, page, conditions, self._size)
         done = time.perf_counter()
         timings = {"encode": (encoded - start) * 1000 / len(queries), "search": (done - encoded) * 1000 / len(queries)}
         results = zip(queries, prepared.languages, hits, strict=True)
@@ -211,15 +201,6 @@ class Retriever:
         for i, n in enumerate(prepared.lengths):
             if n > limit:
                 raise InvalidInputError(f"query {i} is {n} tokens long; the model reads at most {limit} (query_maxlen)")
-
-    def _first_stage_vectors(self, vectors: list[np.ndarray], store: Store) -> list[Vector] | None:
-        if self.first_stage is None or self.settings.first_stage == "off":
-            return None
-        if self.settings.first_stage == "auto" and self._size() < self.settings.first_stage_min_points:
-            return None
-        self.first_stage.refresh(store, COUNT_TTL_S)  # e.g. a codebook a writer trained since
-        queries = self.first_stage.queries(vectors)
-        return None if queries is None else list(queries)
 
     def _size(self) -> int:
         now = time.monotonic()

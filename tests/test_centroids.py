@@ -134,7 +134,8 @@ def test_with_every_point_a_candidate_the_centroid_first_stage_is_exact_maxsim(
     store = indexer.store
     queries = ["river bridge", "passport travel summer", "query token"]
     vectors = [encoder.encode_queries([q], "en")[0] for q in queries]
-    assert retriever._first_stage_vectors(vectors, store) is not None  # the search goes through the centroids
+    first = retriever.components.first_stage
+    assert first is not None and first.queries(vectors) is not None  # the search goes through the centroids
     tolerance, _ = as_stored(store.backend, store.spec.datatype)
     for text, q in zip(queries, vectors, strict=True):
         for flt in (None, {"tenant": "acme"}, {"metadata.n": {"lt": 10}}):

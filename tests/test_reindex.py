@@ -17,6 +17,7 @@ from xmsearch.ingest.reindex_state import ReindexState
 from xmsearch.retriever.components import Components, index_store
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.index.schema import StoreMismatchError
+from xmsearch.retriever.index.stores import Store
 from xmsearch.retriever.model.encoder import Encoder
 from xmsearch.retriever.model.tiny import make_tiny
 from xmsearch.retriever.search import Retriever
@@ -257,3 +258,24 @@ def test_a_model_of_another_dimension_is_a_new_version(tiny_checkpoint: Path, tm
         assert [v["built_with"]["dim"] for v in retriever.collections()] == [16, 8]
     finally:
         retriever.close()
+
+
+def test_the_sample_searches_before_the_swap_go_through_the_first_stage(
+    tiny_checkpoint: Path, other_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(
+        tiny_checkpoint, tmp_path, first_stage="on", first_stage_encoding="centroids", first_stage_min_points=2,
+        first_stage_centroids=4, first_stage_probe=2,
+    )  # fmt: skip
+    _ingest(settings)
+    searched: list[tuple[bool, int]] = []
+    search = Store.search
+
+    def spy(store: Store, *args: object, **kwargs: object) -> object:
+        searched.append((args[3] is not None, int(args[4])))  # type: ignore[call-overload]
+        return search(store, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "search", spy)
+    done = reindex(settings, {"model": str(other_model)})
+    assert done.version == "xmsearch-v2"
+    assert searched and all(prefetched and candidates > 0 for prefetched, candidates in searched)

@@ -18,7 +18,13 @@ from xmsearch.retriever.index.filters import owned_by
 from xmsearch.retriever.index.first_stage import MeanPooling
 from xmsearch.retriever.index.pooling import pool_passage
 from xmsearch.retriever.index.schema import POOLED, POOLED_FACTOR, IndexSpec, Point
-from xmsearch.retriever.index.stores import CollectionNotFoundError, StoreLockedError, StoreUnavailableError, make_store
+from xmsearch.retriever.index.stores import (
+    CollectionNotFoundError,
+    Store,
+    StoreLockedError,
+    StoreUnavailableError,
+    make_store,
+)
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.model.langid import Hints
 from xmsearch.retriever.search import Retriever
@@ -47,7 +53,9 @@ def _index(retriever: Retriever) -> dict[str, np.ndarray]:
     enc = retriever.encoder
     texts = [d[3] for d in DOCS]
     vectors = enc.encode_documents(texts, [d[1] for d in DOCS])
-    first = (retriever.first_stage or MeanPooling(enc.dim)).documents(vectors)  # as the write path gives them
+    first = (retriever.components.first_stage or MeanPooling(enc.dim)).documents(
+        vectors
+    )  # as the write path gives them
     points = [
         Point(doc_id, 0, v, text, lang, "h", enc.spec.model_id, tenant=tenant, metadata={"n": i}, first_stage=first[i])
         for i, ((doc_id, lang, tenant, text), v) in enumerate(zip(DOCS, vectors, strict=True))
@@ -149,17 +157,22 @@ def test_the_shortlist_setting_reranks_what_the_whole_query_keeps_of_the_pooled_
     retriever.close()
 
 
-def test_first_stage_auto_stays_off_below_the_threshold(tmp_path: Path, encoder: Encoder) -> None:
-    retriever = Retriever.from_settings(
-        _settings(tmp_path, "local", first_stage="auto", first_stage_encoding="mean", first_stage_min_points=100),
-        encoder,
-    )
-    _index(retriever)
-    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)], retriever.store) is None
-    retriever.settings = retriever.settings.model_copy(update={"first_stage_min_points": 5})
-    retriever._count = None
-    assert retriever._first_stage_vectors([np.ones((32, encoder.dim), np.float32)], retriever.store) is not None
-    retriever.close()
+def test_first_stage_auto_stays_off_below_the_threshold(
+    tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefetched: list[bool] = []
+    search = Store.search
+    monkeypatch.setattr(Store, "search", lambda store, *a: prefetched.append(a[3] is not None) or search(store, *a))
+    for threshold in (100, 5):  # 6 documents
+        settings = _settings(
+            tmp_path, "local", first_stage="auto", first_stage_encoding="mean", first_stage_min_points=threshold
+        )
+        retriever = Retriever.from_settings(settings, encoder)
+        if threshold == 100:
+            _index(retriever)
+        assert retriever.search("renew a passport", k=2, language="en").hits
+        retriever.close()
+    assert prefetched == [False, True]
 
 
 @pytest.mark.parametrize(
