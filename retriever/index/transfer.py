@@ -6,11 +6,11 @@ into a Qdrant Edge folder, archived; a restore copies it back into any store.
 A copy builds a new version of the target and points the target's alias at it only once it is
 verified: the same number of points and documents, and sample searches (exact, and through the
 centroid first stage and its shortlist where there is one) ranking the same passages with the same
-scores. Pooled passages are copied as stored, not pooled again. It is
-resumable: after each page it records where the source's scroll got to, so a copy that was stopped
-goes on from there when run again (points have deterministic ids: a page written twice is written
-once). Writes to the source during a copy are not followed: the verification finds them, and the
-version is dropped, so that the next run starts afresh.
+scores. Pooled passages are copied as stored, not pooled again. It is resumable: after each page it
+records where the source's scroll got to, so a copy that was stopped goes on from there when run
+again (points have deterministic ids: a page written twice is written once). Writes to the source
+during a copy are not followed: the verification finds them, and the version is dropped, so that
+the next run starts afresh.
 """
 
 from __future__ import annotations
