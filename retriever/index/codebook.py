@@ -44,11 +44,13 @@ def codebook_size(tokens: int) -> int:
     return int(min(16_384, max(256, fitting)))
 
 
-def _nearest(rows: np.ndarray, centroids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The similarities and ids of each row's k nearest centroids (unordered), in chunks of rows."""
+def _nearest(rows: np.ndarray, columns: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The similarities and ids of each row's k nearest centroids (unordered), in chunks of rows.
+    `columns`: the centroids transposed, contiguous (dim x size): a query's 32 rows took 2.5 ms against
+    them on one thread, 3.2 ms against the transposed view of the centroids."""
     sims, ids = [], []
     for start in range(0, rows.shape[0], ASSIGN_ROWS):
-        scores = rows[start : start + ASSIGN_ROWS] @ centroids.T
+        scores = rows[start : start + ASSIGN_ROWS] @ columns
         top = _top(scores, k)
         sims.append(np.take_along_axis(scores, top, axis=1))
         ids.append(top)
@@ -83,6 +85,11 @@ class Codebook:
     def size(self) -> int:
         return int(self.centroids.shape[0])
 
+    @functools.cached_property
+    def columns(self) -> np.ndarray:
+        """The centroids transposed, contiguous: what tokens are compared with (`_nearest`)."""
+        return np.ascontiguousarray(self.centroids.T)
+
     @property
     def id(self) -> str:
         """A fingerprint of the centroids: the version records it, and points written with it."""
@@ -106,7 +113,7 @@ class Codebook:
 
     def document(self, vectors: np.ndarray) -> Sparse:
         """A passage's sparse vector: the centroid of each token, weight 1."""
-        _, ids = _nearest(np.asarray(vectors, np.float32), self.centroids, 1)
+        _, ids = _nearest(np.asarray(vectors, np.float32), self.columns, 1)
         unique = np.unique(ids)
         return Sparse(unique.astype(np.int64), np.ones(len(unique), np.float32))
 
@@ -117,7 +124,7 @@ class Codebook:
         on two threads), whereas the BLAS threads left spinning after it were measured to double the
         next query's encoding (ONNX Runtime, 23 -> 45 ms) on a 2-core CPU."""
         with _blas_controller().limit(limits=1, user_api="blas"):
-            sims, ids = _nearest(np.asarray(vectors, np.float32), self.centroids, min(probe, self.size))
+            sims, ids = _nearest(np.asarray(vectors, np.float32), self.columns, min(probe, self.size))
         unique, where = np.unique(ids.ravel(), return_inverse=True)
         weights = np.zeros(len(unique), np.float32)
         np.add.at(weights, where, np.maximum(sims.ravel(), 0.0))
@@ -142,7 +149,7 @@ def train(vectors: np.ndarray, size: int, seed: int = 0, iterations: int = KMEAN
     sample = vectors[np.sort(rng.choice(len(vectors), n, replace=False))]
     centroids = sample[rng.choice(n, size, replace=False)].copy()
     for _ in range(iterations):
-        labels = _nearest(sample, centroids, 1)[1][:, 0]
+        labels = _nearest(sample, np.ascontiguousarray(centroids.T), 1)[1][:, 0]
         counts = np.bincount(labels, minlength=size)
         used = counts > 0
         sums = np.zeros_like(centroids)
