@@ -463,7 +463,8 @@ def _verify(building: Store, chunks: Counter[Key], expected: dict[Key, int]) -> 
 
 def _sample_searches(components: Components, building: Store, expected: dict[Key, int]) -> None:
     """A few documents' opening words, searched in the new version with the new model as every search
-    is made (through its first stage and shortlist where the collection has them), find hits."""
+    is made (through its first stage and shortlist where the collection has them), find hits: a
+    first stage that finds nothing for them fails the verification, as an exact search would not."""
     for tenant, document_id in list(expected)[:SAMPLE_SEARCHES]:
         [point] = building.fetch(document_id, tenant, vectors=False)[:1]
         words = " ".join(point.text.split()[:8])

@@ -108,7 +108,8 @@ def index_spec(checkpoint: CheckpointSpec, settings: RetrieverSettings, first_st
 
 @dataclass(frozen=True)
 class Components:
-    """The encoder, store and first stage of one process, for one set of settings.
+    """The encoder, store and first stage of one process, for one set of settings, and how a search
+    reads a store with them (`search`).
 
     >>> parts = Components.load(settings)  # doctest: +SKIP
     >>> Retriever(parts), Indexer(parts)  # doctest: +SKIP
@@ -132,12 +133,13 @@ class Components:
         candidates by that size), else exact MaxSim."""
         first, mode = self.first_stage, self.settings.first_stage
         prefetch, candidates = None, 0
-        if first is not None and (mode == "on" or (mode == "auto" and size() >= self.settings.first_stage_min_points)):
+        points = size() if first is not None and mode != "off" else 0
+        if first is not None and (mode == "on" or (mode == "auto" and points >= self.settings.first_stage_min_points)):
             first.refresh(store, CODEBOOK_TTL_S)  # e.g. a codebook a writer trained since
             queries = first.queries(vectors)
             if queries is not None:
                 prefetch = list(queries)
-                candidates = self.settings.first_stage_candidates or first.candidates(size(), store.spec.pooled)
+                candidates = self.settings.first_stage_candidates or first.candidates(points, store.spec.pooled)
         return store.search(vectors, page, conditions, prefetch, candidates, shortlist_of(self.settings))
 
     @classmethod

@@ -268,14 +268,14 @@ def test_the_sample_searches_before_the_swap_go_through_the_first_stage(
         first_stage_centroids=4, first_stage_probe=2,
     )  # fmt: skip
     _ingest(settings)
-    searched: list[tuple[bool, int]] = []
+    searched: list[tuple[bool, int, bool]] = []
     search = Store.search
 
     def spy(store: Store, *args: object, **kwargs: object) -> object:
-        searched.append((args[3] is not None, int(args[4])))  # type: ignore[call-overload]
+        searched.append((args[3] is not None, int(args[4]), args[5] is not None))  # type: ignore[call-overload]
         return search(store, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Store, "search", spy)
     done = reindex(settings, {"model": str(other_model)})
     assert done.version == "xmsearch-v2"
-    assert searched and all(prefetched and candidates > 0 for prefetched, candidates in searched)
+    assert searched and all(first and candidates > 0 and shortlist for first, candidates, shortlist in searched)

@@ -53,9 +53,8 @@ def _index(retriever: Retriever) -> dict[str, np.ndarray]:
     enc = retriever.encoder
     texts = [d[3] for d in DOCS]
     vectors = enc.encode_documents(texts, [d[1] for d in DOCS])
-    first = (retriever.components.first_stage or MeanPooling(enc.dim)).documents(
-        vectors
-    )  # as the write path gives them
+    first_stage = retriever.components.first_stage or MeanPooling(enc.dim)
+    first = first_stage.documents(vectors)  # as the write path gives them
     points = [
         Point(doc_id, 0, v, text, lang, "h", enc.spec.model_id, tenant=tenant, metadata={"n": i}, first_stage=first[i])
         for i, ((doc_id, lang, tenant, text), v) in enumerate(zip(DOCS, vectors, strict=True))

@@ -4,13 +4,13 @@ token vectors, first-stage vector and payload, and the codebook with them. A sna
 into a Qdrant Edge folder, archived; a restore copies it back into any store.
 
 A copy builds a new version of the target and points the target's alias at it only once it is
-verified: the same number of points and documents, and sample searches (exact, and through the
-centroid first stage and its shortlist where there is one) ranking the same passages with the same
-scores. Pooled passages are copied as stored, not pooled again. It is resumable: after each page it
-records where the source's scroll got to, so a copy that was stopped goes on from there when run
-again (points have deterministic ids: a page written twice is written once). Writes to the source
-during a copy are not followed: the verification finds them, and the version is dropped, so that
-the next run starts afresh.
+verified: the same number of points and documents, sample searches (exact, and through the centroid
+first stage where there is one) ranking the same passages with the same scores, and the sampled
+points' pooled passages equal. Pooled passages are copied as stored, not pooled again. It is
+resumable: after each page it records where the source's scroll got to, so a copy that was stopped
+goes on from there when run again (points have deterministic ids: a page written twice is written
+once). Writes to the source during a copy are not followed: the verification finds them, and the
+version is dropped, so that the next run starts afresh.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from xmsearch.retriever.errors import InvalidInputError, PermanentError
 from xmsearch.retriever.index.codebook import Codebook
 from xmsearch.retriever.index.filters import Condition
-from xmsearch.retriever.index.schema import IndexSpec, Page
-from xmsearch.retriever.index.stores.base import SCROLL_PAGE, CollectionNotFoundError, Cursor, Shortlist, Store
+from xmsearch.retriever.index.schema import IndexSpec, Page, Point
+from xmsearch.retriever.index.stores.base import SCROLL_PAGE, CollectionNotFoundError, Cursor, Store
 
 SAMPLE_POINTS = 200  # the points whose documents the exact searches compared rank
 SAMPLE_QUERIES = 20  # searches compared between the source and the copy, in each way verify searches
@@ -40,7 +40,6 @@ QUERY_TOKENS = 32  # a sample query: the first token vectors of a stored passage
 SCORE_TOLERANCE = 1e-3  # relative: float16 storage (Edge rounds the query too) and two engines
 FIRST_STAGE_PROBE = 4
 FIRST_STAGE_CANDIDATES = 100
-VERIFY_SHORTLIST = Shortlist(50, 4)  # half the candidates reranked: the copy's pooled passages choose which
 Progress = Callable[[int, int], None]  # points copied so far, points in all
 
 
@@ -171,8 +170,8 @@ def verify(source: Store, copy: Store, codebook: Codebook | None) -> int:
     """Check that `copy` holds what `source` holds: the same points and documents, and sample searches
     finding the same passages with the same scores: exact among the documents of a sample of points,
     and through the centroid first stage over everything when their codebook (the source's) is
-    complete, then also through a shortlist of pooled passages where the source holds those. How many
-    searches were compared; CopyVerificationError otherwise."""
+    complete; and the sampled points' pooled passages the same where the source holds those. How
+    many searches were compared; CopyVerificationError otherwise."""
     counts = (source.count(), source.count_documents()), (copy.count(), copy.count_documents())
     if counts[0] != counts[1]:
         raise CopyVerificationError(
@@ -188,14 +187,35 @@ def verify(source: Store, copy: Store, codebook: Codebook | None) -> int:
     compared = _compare(source.search(queries, page, scope), copy.search(queries, page, scope), "exact")
     if codebook is not None and codebook.complete:
         first = [codebook.query(q, FIRST_STAGE_PROBE) for q in queries]
-        stages = {"first-stage": None, **({"shortlisted": VERIFY_SHORTLIST} if source.spec.pooled else {})}
-        for kind, shortlist in stages.items():
-            ranked = [
-                s.search(queries, page, first_stage=first, candidates=FIRST_STAGE_CANDIDATES, shortlist=shortlist)
-                for s in (source, copy)
-            ]
-            compared += _compare(ranked[0], ranked[1], kind)
+        ranked = [s.search(queries, page, first_stage=first, candidates=FIRST_STAGE_CANDIDATES) for s in (source, copy)]
+        compared += _compare(ranked[0], ranked[1], "first-stage")
+    if source.spec.pooled:
+        _same_pooled(samples, copy, scope)
     return compared
+
+
+def _same_pooled(samples: list[Point], copy: Store, scope: tuple[Condition, ...]) -> None:
+    """The sampled points' pooled passages (what a shortlist scores) are in the copy as in the source."""
+    copied: dict[tuple[str | None, str, int], Point] = {}
+    cursor: Cursor = None
+    while True:
+        page, cursor = copy.points(cursor, SCROLL_PAGE, scope)
+        copied.update({(p.tenant, p.document_id, p.chunk): p for p in page})
+        if cursor is None:
+            break
+    for point in samples:
+        there = copied.get((point.tenant, point.document_id, point.chunk))
+        pooled = None if there is None else there.pooled
+        if (
+            point.pooled is None
+            or pooled is None
+            or pooled.shape != point.pooled.shape
+            or not np.allclose(pooled, point.pooled, atol=SCORE_TOLERANCE)
+        ):
+            raise CopyVerificationError(
+                f"document {point.document_id!r} chunk {point.chunk}: its pooled passage in the copy is not the "
+                "source's"
+            )
 
 
 def _compare(expected: list[list[Any]], found: list[list[Any]], kind: str) -> int:

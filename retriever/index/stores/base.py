@@ -446,13 +446,16 @@ class Store(ABC):
             if cursor is None:
                 return
 
-    def points(self, cursor: Cursor = None, limit: int = SCROLL_PAGE) -> tuple[list[Point], Cursor]:
-        """A page of whole points as stored, in storage order: payload, token vectors, the first-stage
-        vector the spec holds and the pooled passage where it holds those (what a copy to another store
-        writes, without pooling each passage again), and the cursor of the next page."""
+    def points(
+        self, cursor: Cursor = None, limit: int = SCROLL_PAGE, conditions: Sequence[Condition] = ()
+    ) -> tuple[list[Point], Cursor]:
+        """A page of whole points as stored (those matching the conditions), in storage order: payload,
+        token vectors, the first-stage vector the spec holds and the pooled passage where it holds those
+        (what a copy to another store writes, without pooling each passage again), and the cursor of
+        the next page."""
         fields = (TOKENS, *(f for f in (FIRST_STAGE, CENTROIDS) if self.spec.holds(f)))
         fields += (POOLED,) if self.spec.pooled else ()
-        records, after = self._page((), None, fields, limit, cursor)
+        records, after = self._page(tuple(conditions), None, fields, limit, cursor)
         return [Point.from_record(payload, vector) for payload, vector in records], after
 
     def token_vectors(self) -> Iterator[np.ndarray]:
