@@ -327,6 +327,7 @@ class Reindex:
             while writes.pending() > PAUSE_AT:  # the writes made meanwhile, while writes go on
                 self._update(caught_up=self.state.caught_up + copy.resync(drain()))
                 self._check_stop()
+            copy.indexer.wait()  # as after the copy: a codebook the catch-up started is whole before the swap
             copy.building.optimize()  # the long part of closing it, before writes pause (Edge)
             with writes.paused():  # writes wait from here
                 self._update(caught_up=self.state.caught_up + copy.resync(drain()), step="verifying")
