@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from xmsearch.retriever.index.codebook import Codebook, codebook_size, train
 from xmsearch.retriever.index.filters import Condition, parse_filter
 from xmsearch.retriever.index.first_stage import Centroids, MeanPooling, make_first_stage
 from xmsearch.retriever.index.schema import CENTROIDS, IndexSpec, Page, Point
-from xmsearch.retriever.index.stores.base import BACKFILL_STALE_S
+from xmsearch.retriever.index.stores.base import BACKFILL_STALE_S, Store
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.retriever.index.stores.qdrant import QdrantStore
 from xmsearch.retriever.search import Retriever
@@ -128,23 +129,30 @@ def test_crossing_the_threshold_trains_the_codebook_and_backfills_every_point(
 
 
 def test_with_every_point_a_candidate_the_centroid_first_stage_is_exact_maxsim(
-    indexed: tuple[Indexer, Retriever], encoder: Encoder
+    indexed: tuple[Indexer, Retriever], encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     indexer, retriever = indexed
     store = indexer.store
     queries = ["river bridge", "passport travel summer", "query token"]
     vectors = [encoder.encode_queries([q], "en")[0] for q in queries]
-    first = retriever.components.first_stage
-    assert first is not None and first.queries(vectors) is not None  # the search goes through the centroids
+    prefetched: list[bool] = []
+    search = Store.search
+
+    def spy(self: Store, *args: Any) -> Any:
+        prefetched.append(args[3] is not None)
+        return search(self, *args)
+
+    monkeypatch.setattr(Store, "search", spy)
     tolerance, _ = as_stored(store.backend, store.spec.datatype)
     for text, q in zip(queries, vectors, strict=True):
         for flt in (None, {"tenant": "acme"}, {"metadata.n": {"lt": 10}}):
             via = retriever.search(text, k=10, language="en", filter=flt, group=False).hits
-            exact = store.search([q], Page(10, group=False), parse_filter(flt))[0]
+            exact = search(store, [q], Page(10, group=False), parse_filter(flt))[0]
             assert [(h.tenant, h.document_id) for h in via] == [(h.tenant, h.document_id) for h in exact]
             np.testing.assert_allclose([h.score for h in via], [h.score for h in exact], atol=tolerance)
             if flt and "tenant" in flt:
                 assert {h.tenant for h in via} == {"acme"}
+    assert prefetched == [True] * 9  # every search went through the centroids
 
 
 @pytest.mark.parametrize("backend", ["edge", "local"])
