@@ -196,13 +196,7 @@ def verify(source: Store, copy: Store, codebook: Codebook | None) -> int:
 
 def _same_pooled(samples: list[Point], copy: Store, scope: tuple[Condition, ...]) -> None:
     """The sampled points' pooled passages (what a shortlist scores) are in the copy as in the source."""
-    copied: dict[tuple[str | None, str, int], Point] = {}
-    cursor: Cursor = None
-    while True:
-        page, cursor = copy.points(cursor, SCROLL_PAGE, scope)
-        copied.update({(p.tenant, p.document_id, p.chunk): p for p in page})
-        if cursor is None:
-            break
+    copied = {(p.tenant, p.document_id, p.chunk): p for p in copy.whole_points(scope)}
     for point in samples:
         there = copied.get((point.tenant, point.document_id, point.chunk))
         pooled = None if there is None else there.pooled

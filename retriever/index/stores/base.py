@@ -446,17 +446,23 @@ class Store(ABC):
             if cursor is None:
                 return
 
-    def points(
-        self, cursor: Cursor = None, limit: int = SCROLL_PAGE, conditions: Sequence[Condition] = ()
-    ) -> tuple[list[Point], Cursor]:
-        """A page of whole points as stored (those matching the conditions), in storage order: payload,
-        token vectors, the first-stage vector the spec holds and the pooled passage where it holds those
-        (what a copy to another store writes, without pooling each passage again), and the cursor of
-        the next page."""
-        fields = (TOKENS, *(f for f in (FIRST_STAGE, CENTROIDS) if self.spec.holds(f)))
-        fields += (POOLED,) if self.spec.pooled else ()
-        records, after = self._page(tuple(conditions), None, fields, limit, cursor)
+    def points(self, cursor: Cursor = None, limit: int = SCROLL_PAGE) -> tuple[list[Point], Cursor]:
+        """A page of whole points as stored, in storage order: payload, token vectors, the first-stage
+        vector the spec holds and the pooled passage where it holds those (what a copy to another store
+        writes, without pooling each passage again), and the cursor of the next page."""
+        records, after = self._page((), None, self._stored_vectors(), limit, cursor)
         return [Point.from_record(payload, vector) for payload, vector in records], after
+
+    def whole_points(self, conditions: Sequence[Condition]) -> Iterator[Point]:
+        """Every point matching the conditions, whole as `points` reads it, page by page as the caller
+        iterates."""
+        records = self._records(tuple(conditions), None, self._stored_vectors())
+        return (Point.from_record(payload, vector) for payload, vector in records)
+
+    def _stored_vectors(self) -> tuple[str, ...]:
+        """Every vector field a point of this spec is stored with."""
+        fields = (TOKENS, *(f for f in (FIRST_STAGE, CENTROIDS) if self.spec.holds(f)))
+        return fields + ((POOLED,) if self.spec.pooled else ())
 
     def token_vectors(self) -> Iterator[np.ndarray]:
         """Every point's token vectors, in storage order, read page by page as the caller iterates."""
