@@ -89,11 +89,13 @@ class EncoderSettings(EnvSettings):
         description="auto = fp16 on CUDA (as the reference encodes documents); on a CPU fp32 or bf16, whichever "
         "measured faster on this CPU for this model (once, cached in ~/.cache/xmsearch/precision.json).",
     )
-    query_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="What runs query forwards on a CPU: torch (as documents), onnx = ONNX Runtime in fp32 (torch "
-        "fp32's vectors), onnx-int8 = ONNX Runtime with int8 linear layers (fastest; measured agreement in the "
-        "README). The model is exported once (extra `onnx`), cached in ~/.cache/xmsearch/onnx.",
+    query_runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="What runs query forwards: auto = on a CPU, ONNX Runtime in fp32 where it measured faster than "
+        "torch for this model here (timed once, kept in ~/.cache/xmsearch/query_runtime.json), else torch; torch (as "
+        "documents); onnx = ONNX Runtime in fp32 (torch fp32's vectors); onnx-int8 = ONNX Runtime with int8 linear "
+        "layers (fastest; measured agreement in the README). The model is exported for ONNX Runtime once, cached in "
+        "~/.cache/xmsearch/onnx.",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
     search_priority_share: float = Field(

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # The suite checks exact scores, so it encodes in fp32 unless a test asks for a precision; `auto`'s
 # measurement (fp32 or bf16, whichever is faster on this CPU) is tested on its own (test_model.py).
 os.environ.setdefault("XMSEARCH_PRECISION", "fp32")
+# and it runs queries on torch, as documents: `query_runtime=auto` (ONNX Runtime in fp32 where it measured
+# faster, within 1e-5 of torch's vectors) is tested on its own (test_onnx_query.py).
+os.environ.setdefault("XMSEARCH_QUERY_RUNTIME", "torch")
 # Workers started in parallel would all ask for the default metrics port: the tests that scrape one
 # give it a free port of its own.
 os.environ.setdefault("XMSEARCH_WORKER_METRICS_PORT", "0")

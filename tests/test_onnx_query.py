@@ -1,9 +1,10 @@
 """Queries on ONNX Runtime: fp32 gives the reference's vectors, int8 keeps the stated agreement, the
-export is made once, and mistakes are one line."""
+export is made once, `auto` takes the runtime it measured faster (once), and mistakes are one line."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.test_golden import _load, vectors_match
 from xmsearch.bench.encode import agreement, ranking_agreement, top10
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.errors import InvalidInputError
-from xmsearch.retriever.model import onnx_query
+from xmsearch.retriever.model import onnx_query, query_runtime
 from xmsearch.retriever.model.checkpoint import read_spec
 from xmsearch.settings import Settings
 
@@ -121,10 +122,63 @@ def test_missing_onnxruntime_and_a_bad_runtime_are_one_line(
 ) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name))
-    with pytest.raises(InvalidInputError, match=r"needs the package onnxruntime: pip install 'xmsearch\[onnx\]'"):
+    with pytest.raises(InvalidInputError, match=r"needs the package onnxruntime: pip install onnxruntime"):
         _encoder(tiny_checkpoint, "onnx")
     with pytest.raises(ValueError, match="query_runtime"):
         Settings(query_runtime="tensorrt")
+
+
+@pytest.mark.parametrize("faster", ["onnx", "torch"])
+def test_auto_takes_the_runtime_measured_faster_once_then_reads_its_choice(
+    cache: Path, encoder: Encoder, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, faster: str
+) -> None:
+    """Both runtimes time the same query; the faster one runs queries, and a later load only reads the
+    choice (no second measurement, and no session where torch was chosen). Either way the vectors are
+    torch fp32's within 1e-5."""
+    kept = cache.parent / "query_runtime.json"
+    kept.unlink(missing_ok=True)
+    timings: list[str] = []
+    real_timed = query_runtime.timed
+
+    def timed(run: object) -> tuple[float, object]:
+        timings.append("torch" if not timings else "onnx")
+        _, out = real_timed(run)  # type: ignore[arg-type]
+        return (0.01 if timings[-1] == faster else 0.02), out
+
+    monkeypatch.setattr(query_runtime, "timed", timed)
+    auto = _encoder(tiny_checkpoint, "auto")
+    auto.ready_queries()
+    assert timings == ["torch", "onnx"]
+    [record] = json.loads(kept.read_text()).values()
+    assert record == {"torch": 0.02 if faster == "onnx" else 0.01, "onnx": 0.01 if faster == "onnx" else 0.02,
+                      "chosen": faster}  # fmt: skip
+    assert (auto._onnx_queries is not None) == (faster == "onnx")
+    want = encoder.encode_queries(QUERIES, LANGS)
+    for a, b in zip(want, auto.encode_queries(QUERIES, LANGS), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+    def no_session(*args: object) -> None:
+        raise AssertionError("a session was loaded")
+
+    again = _encoder(tiny_checkpoint, "auto")
+    if faster == "torch":
+        monkeypatch.setattr(onnx_query.OnnxQueries, "__init__", no_session)
+    again.ready_queries()
+    assert timings == ["torch", "onnx"]  # read, not measured again
+    assert (again._onnx_queries is not None) == (faster == "onnx")
+
+
+def test_auto_runs_queries_on_torch_without_onnxruntime(
+    cache: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name))
+    with caplog.at_level("INFO", logger="xmsearch.retriever.model.encoder"):
+        auto = _encoder(tiny_checkpoint, "auto")
+        assert auto.encode_queries(["hotel"], "en")[0].shape[1] == 16
+    assert auto._onnx_queries is None
+    assert "query runtime auto: torch (the package onnxruntime is not installed" in caplog.text
+    assert query_runtime.unavailable(torch.device("cuda")) == "queries run on cuda"
 
 
 def test_positions_are_transformers_own() -> None:

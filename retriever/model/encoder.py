@@ -6,6 +6,7 @@ sorted by length so that padding is small, and results come back in input order.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from xmsearch.retriever.model.languages import LanguageResolver, Resolution
 from xmsearch.retriever.model.loading import LoadedModel, load_model, pick_device
 from xmsearch.retriever.model.onnx_query import OnnxQueries, require_onnxruntime
 from xmsearch.retriever.model.priority import SearchPriority
+from xmsearch.retriever.model.query_runtime import auto_query_runtime, cache_key, unavailable
 from xmsearch.retriever.model.tokenization import ColbertTokenizer, TokenBatch
 from xmsearch.retriever.settings import EncoderSettings
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Languages = str | Sequence[str | None] | None
 Kind = Literal["query", "document"]
+PROBE_QUERY = "how do late interaction retrievers score a passage"  # what query_runtime=auto times
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,10 @@ class Encoder:
         self.languages = LanguageResolver(spec.languages, settings.unknown_language, settings.fallback_language)
         self._detector: LanguageDetector | None = None
         self.priority = SearchPriority(settings.search_priority_share, settings.background_batch_size)
-        if settings.query_runtime != "torch":
+        if settings.query_runtime not in ("torch", "auto"):
             require_onnxruntime()  # a missing package is said at the start, in every process
         self._onnx_queries: OnnxQueries | None = None  # loaded by the first query, or ready_queries
+        self._queries_ready = False
         self._loading_queries = threading.Lock()
 
     @classmethod
@@ -105,21 +109,41 @@ class Encoder:
         return self.spec.dim
 
     def ready_queries(self) -> None:
-        """Load what query forwards need besides the model: the ONNX Runtime session where the query
-        runtime is not torch (exported the first time: about 25 s at the real size). A process that
-        searches calls it when it takes the encoder, so that no search waits for it; one that only
-        encodes documents (a worker) never loads it."""
+        """Load what query forwards need besides the model: the ONNX Runtime session where queries run
+        on it (exported the first time: about 25 s at the real size; with `auto`, both runtimes timed
+        once per CPU and model: query_runtime.py). A process that searches calls it when it takes the
+        encoder, so that no search waits for it; one that only encodes documents (a worker) never
+        loads it."""
         self._query_session()
 
     def _query_session(self) -> OnnxQueries | None:
+        """The session queries run on (None: torch), decided and loaded once."""
         if self.settings.query_runtime == "torch":
             return None
         with self._loading_queries:
-            if self._onnx_queries is None:
-                self._onnx_queries = OnnxQueries(
-                    self.spec, self.model, self.settings.query_runtime, self.settings.threads
-                )
+            if not self._queries_ready:
+                self._onnx_queries, self._queries_ready = self._load_query_session(), True
             return self._onnx_queries
+
+    def _load_query_session(self) -> OnnxQueries | None:
+        runtime, threads = self.settings.query_runtime, self.settings.threads
+        if runtime == "onnx" or runtime == "onnx-int8":
+            return OnnxQueries(self.spec, self.model, runtime, threads)
+        if (why := unavailable(self.model.device)) is not None:
+            log.info("query runtime auto: torch (%s)", why)
+            return None
+        session = functools.cache(lambda: OnnxQueries(self.spec, self.model, "onnx", threads))
+        batch = self.tokenizer.query_batch(self.tokenizer.queries([PROBE_QUERY]).rows)
+        lang_ids = np.zeros(1, dtype=np.int64)
+        key = cache_key(
+            self.model.backbone.config, self.spec.query_maxlen, self.model.dtype, threads or torch.get_num_threads()
+        )
+        chosen = auto_query_runtime(
+            key,
+            lambda: self._torch_vectors(batch, lang_ids),
+            lambda: session()(batch.input_ids, batch.attention_mask, lang_ids),
+        )
+        return session() if chosen == "onnx" else None
 
     def encode_queries(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
@@ -211,22 +235,28 @@ class Encoder:
                 out[i] = v
         return out
 
-    @torch.inference_mode()
     def _forward(self, batch: TokenBatch, lang_ids: np.ndarray, kind: str) -> list[np.ndarray]:
         onnx = self._query_session() if kind == "query" else None
-        if onnx is not None:  # projected and normalised in its graph
-            unit = onnx(batch.input_ids, batch.attention_mask, lang_ids)
-        else:
-            device = self.model.device
-            hidden = self.model.backbone(
-                input_ids=torch.from_numpy(batch.input_ids).to(device),
-                attention_mask=torch.from_numpy(batch.attention_mask).to(device),
-                lang_ids=torch.from_numpy(lang_ids).to(device),
-            ).last_hidden_state
-            keep = torch.from_numpy(batch.keep).to(device)
-            vectors = (hidden.float() @ self.model.projection.T) * keep.unsqueeze(-1)
-            unit = torch.nn.functional.normalize(vectors, p=2, dim=2).cpu().numpy()
+        # ONNX Runtime's graph projects and normalises too
+        unit = (
+            self._torch_vectors(batch, lang_ids)
+            if onnx is None
+            else onnx(batch.input_ids, batch.attention_mask, lang_ids)
+        )
         return [v[k] for v, k in zip(unit, batch.keep, strict=True)]
+
+    @torch.inference_mode()
+    def _torch_vectors(self, batch: TokenBatch, lang_ids: np.ndarray) -> np.ndarray:
+        """The batch's unit vectors [batch, tokens, dim] from the torch backbone (dropped rows zero)."""
+        device = self.model.device
+        hidden = self.model.backbone(
+            input_ids=torch.from_numpy(batch.input_ids).to(device),
+            attention_mask=torch.from_numpy(batch.attention_mask).to(device),
+            lang_ids=torch.from_numpy(lang_ids).to(device),
+        ).last_hidden_state
+        keep = torch.from_numpy(batch.keep).to(device)
+        vectors = (hidden.float() @ self.model.projection.T) * keep.unsqueeze(-1)
+        return torch.nn.functional.normalize(vectors, p=2, dim=2).cpu().numpy()
 
 
 def _check_texts(texts: Sequence[str], what: str, max_chars: int | None) -> list[str]:

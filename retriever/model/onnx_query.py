@@ -41,7 +41,7 @@ from transformers import XmodModel
 from xmsearch.retriever.errors import InvalidInputError
 from xmsearch.retriever.model.checkpoint import PROJECTION_KEY, WEIGHTS_FILE, CheckpointSpec
 from xmsearch.retriever.model.loading import LoadedModel, adapter_residual, load_backbone
-from xmsearch.retriever.model.precision import cache_root
+from xmsearch.retriever.model.measured import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,15 @@ def cache_dir() -> Path:
 EXPORT_REVISION = 2  # how the file is made; a new revision exports again (2: int8 weights in 7 bits)
 
 
+def missing_package() -> str | None:
+    """The package ONNX Runtime queries need that is not installed (None: both are)."""
+    return next((module for module in ("onnxruntime", "onnx") if importlib.util.find_spec(module) is None), None)
+
+
 def require_onnxruntime() -> None:
     """One line naming the extra where ONNX Runtime is missing."""
-    for module in ("onnxruntime", "onnx"):
-        if importlib.util.find_spec(module) is None:
-            raise InvalidInputError(
-                f"XMSEARCH_QUERY_RUNTIME=onnx needs the package {module}: pip install 'xmsearch[onnx]'"
-            )
+    if (module := missing_package()) is not None:
+        raise InvalidInputError(f"XMSEARCH_QUERY_RUNTIME=onnx needs the package {module}: pip install {module}")
 
 
 def exported_path(spec: CheckpointSpec, variant: Variant) -> Path:

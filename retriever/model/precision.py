@@ -11,36 +11,20 @@ shape), so later loads only read it.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import XmodModel
 
+from xmsearch.retriever.model.measured import cache_root, cpu_name, remembered, timed
+
 log = logging.getLogger(__name__)
 
 MIN_COSINE = 0.999  # bf16 vectors must stay this close to fp32's (measured 0.9998 on real-size models)
 MIN_SPEEDUP = 1.1  # and be this much faster, on queries and on documents
-REPEATS = 5
 DOCUMENT_BATCH = 4
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cache_key(backbone: XmodModel, query_maxlen: int, doc_maxlen: int) -> str:
@@ -49,17 +33,6 @@ def cache_key(backbone: XmodModel, query_maxlen: int, doc_maxlen: int) -> str:
     return (
         f"{cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{shape}|{query_maxlen}|{doc_maxlen}"
     )
-
-
-def _timed(run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
-    """The median seconds of REPEATS runs (after one warm-up) and the last output."""
-    out = run()
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def measure(backbone: XmodModel, query_maxlen: int, doc_maxlen: int, seed: int = 0) -> dict[str, Any]:
@@ -82,7 +55,7 @@ def measure(backbone: XmodModel, query_maxlen: int, doc_maxlen: int, seed: int =
                         input_ids=ids, attention_mask=torch.ones_like(ids), lang_ids=lang_ids
                     ).last_hidden_state
 
-                figures[label][name], outputs[label] = _timed(forward)
+                figures[label][name], outputs[label] = timed(forward)
             cosines.append(
                 torch.nn.functional.cosine_similarity(outputs["fp32"].float(), outputs["bf16"].float(), dim=-1).mean()
             )
@@ -97,11 +70,6 @@ def choose(figures: dict[str, Any]) -> str:
     return "bf16" if faster and figures["cosine"] >= MIN_COSINE else "fp32"
 
 
-def cache_root() -> Path:
-    """xmsearch's folder of measured and derived files ($XDG_CACHE_HOME, else ~/.cache)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmsearch"
-
-
 def cache_file() -> Path:
     return cache_root() / "precision.json"
 
@@ -109,25 +77,15 @@ def cache_file() -> Path:
 def auto_precision(backbone: XmodModel, query_maxlen: int, doc_maxlen: int, cache: Path | None = None) -> str:
     """fp32 or bf16 for this CPU and model shape: read from the cache, or measured once and cached."""
     cache = cache or cache_file()
-    key = cache_key(backbone, query_maxlen, doc_maxlen)
-    try:
-        known: dict[str, Any] = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if isinstance(known.get(key), dict) and known[key].get("chosen") in ("fp32", "bf16"):
-        return str(known[key]["chosen"])
-    figures = measure(backbone, query_maxlen, doc_maxlen)
-    figures["chosen"] = choose(figures)
-    log.info(
-        "precision auto: %s (query %.1f ms fp32, %.1f ms bf16; documents %.0f ms fp32, %.0f ms bf16; cosine %.5f)",
-        figures["chosen"], 1000 * figures["fp32"]["query"], 1000 * figures["bf16"]["query"],
-        1000 * figures["fp32"]["documents"], 1000 * figures["bf16"]["documents"], figures["cosine"],
-    )  # fmt: skip
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**known, key: figures}, indent=1))
-        os.replace(tmp, cache)
-    except OSError as exc:  # a read-only home: measured again next time
-        log.warning("could not cache the precision measurement in %s: %s", cache, exc)
-    return str(figures["chosen"])
+
+    def measured() -> dict[str, Any]:
+        figures = measure(backbone, query_maxlen, doc_maxlen)
+        figures["chosen"] = choose(figures)
+        log.info(
+            "precision auto: %s (query %.1f ms fp32, %.1f ms bf16; documents %.0f ms fp32, %.0f ms bf16; cosine %.5f)",
+            figures["chosen"], 1000 * figures["fp32"]["query"], 1000 * figures["bf16"]["query"],
+            1000 * figures["fp32"]["documents"], 1000 * figures["bf16"]["documents"], figures["cosine"],
+        )  # fmt: skip
+        return figures
+
+    return remembered(cache, cache_key(backbone, query_maxlen, doc_maxlen), ("fp32", "bf16"), measured)

@@ -125,7 +125,8 @@ def bench_search_cmd(
         bool, typer.Option(help="Also MUVERA (10,240 dims; ~1 GB at 50k passages) at every size: xmsearch[muvera].")
     ] = False,
     query_runtimes: Annotated[
-        str, typer.Option(help="With --model: the query runtimes to time (comma-separated: torch, onnx, onnx-int8).")
+        str,
+        typer.Option(help="With --model: the query runtimes to time (comma-separated: auto, torch, onnx, onnx-int8)."),
     ] = "torch,onnx-int8",
     shortlists: Annotated[
         str,
