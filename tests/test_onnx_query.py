@@ -168,7 +168,7 @@ def test_auto_takes_the_runtime_measured_faster_once_then_reads_its_choice(
     assert (again._onnx_queries is not None) == (faster == "onnx")
 
 
-def test_auto_runs_queries_on_torch_without_onnxruntime(
+def test_auto_runs_queries_on_torch_without_onnxruntime_or_where_it_fails(
     cache: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     real = importlib.util.find_spec
@@ -178,6 +178,19 @@ def test_auto_runs_queries_on_torch_without_onnxruntime(
         assert auto.encode_queries(["hotel"], "en")[0].shape[1] == 16
     assert auto._onnx_queries is None
     assert "query runtime auto: torch (the package onnxruntime is not installed" in caplog.text
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+
+    def broken(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(onnx_query, "export", broken)
+    monkeypatch.setattr(onnx_query, "exported_path", lambda *args: cache / "never-made.onnx")
+    (cache.parent / "query_runtime.json").unlink(missing_ok=True)  # measured again, not read
+    with caplog.at_level("INFO", logger="xmsearch.retriever.model.encoder"):
+        failed = _encoder(tiny_checkpoint, "auto")
+        assert failed.encode_queries(["hotel"], "en")[0].shape[1] == 16
+    assert failed._onnx_queries is None
+    assert "query runtime auto: torch (ONNX Runtime failed: OSError: No space left on device)" in caplog.text
     assert query_runtime.unavailable(torch.device("cuda")) == "queries run on cuda"
 
 

@@ -138,12 +138,16 @@ class Encoder:
         key = cache_key(
             self.model.backbone.config, self.spec.query_maxlen, self.model.dtype, threads or torch.get_num_threads()
         )
-        chosen = auto_query_runtime(
-            key,
-            lambda: self._torch_vectors(batch, lang_ids),
-            lambda: session()(batch.input_ids, batch.attention_mask, lang_ids),
-        )
-        return session() if chosen == "onnx" else None
+        try:
+            chosen = auto_query_runtime(
+                key,
+                lambda: self._torch_vectors(batch, lang_ids),
+                lambda: session()(batch.input_ids, batch.attention_mask, lang_ids),
+            )
+            return session() if chosen == "onnx" else None
+        except Exception as exc:  # a speed-up that failed here (an export, a session): torch always runs
+            log.warning("query runtime auto: torch (ONNX Runtime failed: %s: %s)", type(exc).__name__, exc)
+            return None
 
     def encode_queries(self, texts: Sequence[str], languages: Languages = None) -> list[np.ndarray]:
         """One (query_maxlen, dim) float32 array per query: all rows kept (mask augmentation)."""
