@@ -123,6 +123,8 @@ class Encoder:
         with self._loading_queries:
             if not self._queries_ready:
                 self._onnx_queries, self._queries_ready = self._load_query_session(), True
+                on = "torch" if self._onnx_queries is None else f"ONNX Runtime ({self._onnx_queries.variant})"
+                log.info("queries of %s run on %s", self.spec.model_id, on)
             return self._onnx_queries
 
     def _load_query_session(self) -> OnnxQueries | None:
