@@ -109,7 +109,10 @@ class EncoderSettings(EnvSettings):
         4, ge=1, le=4096, description="Texts per document pass while searches run in the same process."
     )
     threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads for this process; unset keeps torch's default."
+        None,
+        ge=1,
+        description="torch intra-op threads for this process (and ONNX Runtime's where queries run on "
+        "it); unset keeps torch's default.",
     )
     marker_convention: Literal["legacy", "current"] = Field(
         "legacy", description="legacy = colbert-ai <= 0.2.20 (what ColBERT-XM was trained with)."

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from xmsearch.retriever.model import onnx_query, query_runtime
 from xmsearch.retriever.model.checkpoint import read_spec
 from xmsearch.settings import Settings
 
-pytest.importorskip("onnxruntime", reason="the extra `onnx` (a test dependency) is not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime (a dependency of xmsearch) is not installed")
 
 QUERIES = ["wie alt ist der Eiffelturm", "capital of france", "le chat noir", "hotel", "база данных"]
 LANGS = ["de", "en", "fr", "en", "ru"]
@@ -132,40 +132,58 @@ def test_missing_onnxruntime_and_a_bad_runtime_are_one_line(
 def test_auto_takes_the_runtime_measured_faster_once_then_reads_its_choice(
     cache: Path, encoder: Encoder, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, faster: str
 ) -> None:
-    """Both runtimes time the same query; the faster one runs queries, and a later load only reads the
-    choice (no second measurement, and no session where torch was chosen). Either way the vectors are
-    torch fp32's within 1e-5."""
+    """Both runtimes encode the same query (the onnx run on the ONNX Runtime session, the torch run
+    not); the one measured 1.1x faster runs queries, and a later load only reads the choice (no second
+    measurement, and no session where torch was chosen). Either way the vectors are torch fp32's
+    within 1e-5."""
     kept = cache.parent / "query_runtime.json"
     kept.unlink(missing_ok=True)
-    timings: list[str] = []
-    real_timed = query_runtime.timed
+    sessions: list[object] = []
+    runs: list[tuple[str, int]] = []
+    real_call, real_init = onnx_query.OnnxQueries.__call__, onnx_query.OnnxQueries.__init__
 
-    def timed(run: object) -> tuple[float, object]:
-        timings.append("torch" if not timings else "onnx")
-        _, out = real_timed(run)  # type: ignore[arg-type]
-        return (0.01 if timings[-1] == faster else 0.02), out
+    def counted_call(self: onnx_query.OnnxQueries, *args: object) -> np.ndarray:
+        sessions.append(self)
+        return real_call(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(query_runtime, "timed", timed)
+    def counted_init(self: onnx_query.OnnxQueries, *args: object) -> None:
+        runs.append(("session made", len(sessions)))
+        real_init(self, *args)  # type: ignore[arg-type]
+
+    def in_turns(measured: dict[str, Callable[[], object]]) -> dict[str, float]:
+        for name, run in measured.items():
+            before = len(sessions)
+            out = run()
+            assert isinstance(out, np.ndarray) and out.shape[0] == 1
+            runs.append((name, len(sessions) - before))  # how many ONNX Runtime runs it made
+        return {"torch": 0.02, "onnx": 0.01} if faster == "onnx" else {"torch": 0.01, "onnx": 0.0095}
+
+    monkeypatch.setattr(onnx_query.OnnxQueries, "__call__", counted_call)
+    monkeypatch.setattr(onnx_query.OnnxQueries, "__init__", counted_init)
+    monkeypatch.setattr(query_runtime, "in_turns", in_turns)
     auto = _encoder(tiny_checkpoint, "auto")
-    auto.ready_queries()
-    assert timings == ["torch", "onnx"]
+    assert auto.query_runtime == faster
+    assert runs == [("torch", 0), ("session made", 0), ("onnx", 1)]
     [record] = json.loads(kept.read_text()).values()
-    assert record == {"torch": 0.02 if faster == "onnx" else 0.01, "onnx": 0.01 if faster == "onnx" else 0.02,
-                      "chosen": faster}  # fmt: skip
+    assert record["chosen"] == faster
     assert (auto._onnx_queries is not None) == (faster == "onnx")
     want = encoder.encode_queries(QUERIES, LANGS)
     for a, b in zip(want, auto.encode_queries(QUERIES, LANGS), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
-    def no_session(*args: object) -> None:
-        raise AssertionError("a session was loaded")
-
     again = _encoder(tiny_checkpoint, "auto")
-    if faster == "torch":
-        monkeypatch.setattr(onnx_query.OnnxQueries, "__init__", no_session)
-    again.ready_queries()
-    assert timings == ["torch", "onnx"]  # read, not measured again
-    assert (again._onnx_queries is not None) == (faster == "onnx")
+    assert again.query_runtime == faster
+    made = [run for run in runs if run[0] == "session made"]
+    assert len(made) == (2 if faster == "onnx" else 1)  # read, not measured again: a session only for onnx
+    assert len(runs) == 3 + len(made) - 1
+
+
+def test_measured_in_turns_and_onnx_only_where_clearly_faster() -> None:
+    order: list[str] = []
+    seconds = query_runtime.in_turns({"torch": lambda: order.append("torch"), "onnx": lambda: order.append("onnx")})
+    assert order == ["torch", "onnx"] * 6 and set(seconds) == {"torch", "onnx"}  # a warm-up round, then 5
+    assert query_runtime.choose({"torch": 0.099, "onnx": 0.059}) == "onnx"
+    assert query_runtime.choose({"torch": 0.0494, "onnx": 0.0459}) == "torch"  # 1.08x: not worth a session
 
 
 def test_auto_runs_queries_on_torch_without_onnxruntime_or_where_it_fails(
@@ -191,6 +209,7 @@ def test_auto_runs_queries_on_torch_without_onnxruntime_or_where_it_fails(
         assert failed.encode_queries(["hotel"], "en")[0].shape[1] == 16
     assert failed._onnx_queries is None
     assert "query runtime auto: torch (ONNX Runtime failed: OSError: No space left on device)" in caplog.text
+    assert not (cache.parent / "query_runtime.json").exists()  # not kept: tried again at the next load
     assert query_runtime.unavailable(torch.device("cuda")) == "queries run on cuda"
 
 

@@ -116,10 +116,17 @@ class Encoder:
         loads it."""
         self._query_session()
 
+    @property
+    def query_runtime(self) -> str:
+        """What queries run on (torch, onnx or onnx-int8): with `auto`, as measured here (decided now
+        if no query has decided it)."""
+        session = self._query_session()
+        return "torch" if session is None else session.variant
+
     def _query_session(self) -> OnnxQueries | None:
         """The session queries run on (None: torch), decided and loaded once."""
-        if self.settings.query_runtime == "torch":
-            return None
+        if self._queries_ready or self.settings.query_runtime == "torch":
+            return self._onnx_queries
         with self._loading_queries:
             if not self._queries_ready:
                 self._onnx_queries, self._queries_ready = self._load_query_session(), True
@@ -128,7 +135,9 @@ class Encoder:
             return self._onnx_queries
 
     def _load_query_session(self) -> OnnxQueries | None:
-        runtime, threads = self.settings.query_runtime, self.settings.threads
+        """The session the settings' query runtime needs; with `auto`, the fp32 one where it measured
+        faster than torch here (query_runtime.py), else none."""
+        runtime, threads = self.settings.query_runtime, self.settings.threads or torch.get_num_threads()
         if runtime == "onnx" or runtime == "onnx-int8":
             return OnnxQueries(self.spec, self.model, runtime, threads)
         if (why := unavailable(self.model.device)) is not None:
@@ -137,17 +146,20 @@ class Encoder:
         session = functools.cache(lambda: OnnxQueries(self.spec, self.model, "onnx", threads))
         batch = self.tokenizer.query_batch(self.tokenizer.queries([PROBE_QUERY]).rows)
         lang_ids = np.zeros(1, dtype=np.int64)
-        key = cache_key(
-            self.model.backbone.config, self.spec.query_maxlen, self.model.dtype, threads or torch.get_num_threads()
-        )
+
+        def on_onnx() -> np.ndarray:
+            ready = session()  # made (exported the first time) outside the timing: the warm-up round
+            with self.priority.search():  # indexing in this process waits, as for a search
+                return ready(batch.input_ids, batch.attention_mask, lang_ids)
+
+        def on_torch() -> np.ndarray:
+            with self.priority.search():
+                return self._torch_vectors(batch, lang_ids)
+
         try:
-            chosen = auto_query_runtime(
-                key,
-                lambda: self._torch_vectors(batch, lang_ids),
-                lambda: session()(batch.input_ids, batch.attention_mask, lang_ids),
-            )
-            return session() if chosen == "onnx" else None
-        except Exception as exc:  # a speed-up that failed here (an export, a session): torch always runs
+            key = cache_key(self.model.backbone.config, self.spec.query_maxlen, self.model.dtype, threads)
+            return session() if auto_query_runtime(key, on_torch, on_onnx) == "onnx" else None
+        except Exception as exc:  # a speed-up that failed here (an import, an export, a session): torch runs
             log.warning("query runtime auto: torch (ONNX Runtime failed: %s: %s)", type(exc).__name__, exc)
             return None
 

@@ -1,5 +1,6 @@
-"""Queries on ONNX Runtime (`query_runtime=onnx` or `onnx-int8`): the backbone exported once per model
-and cached, then run by ONNX Runtime for queries, while documents stay on torch.
+"""Queries on ONNX Runtime (`query_runtime=onnx` or `onnx-int8`, and `auto` where `onnx` measured faster
+than torch: query_runtime.py): the backbone exported once per model and cached, then run by ONNX
+Runtime for queries, while documents stay on torch.
 
 A query is one short forward (query_maxlen tokens), where torch's per-call overheads and its fp32 CPU
 kernels weigh most. The exported graph holds the encoder layers (attention exported in its eager form,
@@ -63,7 +64,7 @@ def missing_package() -> str | None:
 
 
 def require_onnxruntime() -> None:
-    """One line naming the extra where ONNX Runtime is missing."""
+    """One line naming the package where ONNX Runtime or onnx is missing."""
     if (module := missing_package()) is not None:
         raise InvalidInputError(f"XMSEARCH_QUERY_RUNTIME=onnx needs the package {module}: pip install {module}")
 

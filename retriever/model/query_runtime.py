@@ -2,18 +2,22 @@
 
 A query is one short forward (query_maxlen tokens), where torch's per-call overheads weigh most. On a
 CPU with ONNX Runtime installed, the loaded torch backbone (fp32 or bf16, as `precision` chose) and the
-query graph in fp32 (`onnx`: torch fp32's vectors within 1e-5) each encode a query, and `onnx` is taken
-where it is the faster: on an AMD EPYC with AVX2 only, 59 ms against torch fp32's 99 ms (README). Its
-vectors are at least as exact as torch's, so no agreement is traded. `onnx-int8` is never taken by
-auto: it moves rankings (recall@10 of 0.88-0.90 against fp32's top-10 on the real-size random model).
-On a CUDA device, or without ONNX Runtime, queries stay on torch. The choice is kept in
-~/.cache/xmsearch/query_runtime.json, keyed by CPU model, the torch and ONNX Runtime versions, threads,
-the model's shape and its dtype, so later loads only read it.
+query graph in fp32 (`onnx`: torch fp32's vectors within 1e-5) encode the same query in turns, and
+`onnx` is taken where it is MIN_SPEEDUP faster (it costs a session, 341 MB at the real size, and a
+one-off export): on an AMD EPYC with AVX2 only, 59 ms against torch fp32's 99 ms (README). Its vectors
+are at least as exact as torch's, so no agreement is traded. `onnx-int8` is never taken by auto: it
+moves rankings (recall@10 of 0.88-0.90 against fp32's top-10 on the real-size random model). On a
+CUDA device, or without ONNX Runtime, queries stay on torch. The choice is kept in
+~/.cache/xmsearch/query_runtime.json, keyed by CPU model, the torch and ONNX Runtime versions, how the
+graph is made, threads, the model's shape and its dtype, so later loads only read it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,12 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from xmsearch.retriever.model.measured import cache_root, cpu_name, remembered, timed
-from xmsearch.retriever.model.onnx_query import missing_package
+from xmsearch.retriever.model.measured import REPEATS, cache_root, cpu_name, remembered
+from xmsearch.retriever.model.onnx_query import EXPORT_REVISION, missing_package
 
 log = logging.getLogger(__name__)
+
+MIN_SPEEDUP = 1.1  # onnx must be this much faster than torch to be worth its session
 
 
 def unavailable(device: torch.device) -> str | None:
@@ -37,18 +43,29 @@ def unavailable(device: torch.device) -> str | None:
 
 
 def cache_key(config: PretrainedConfig, query_maxlen: int, dtype: torch.dtype, threads: int) -> str:
-    import onnxruntime
-
     shape = f"{config.hidden_size}x{config.num_hidden_layers}x{config.intermediate_size}"
     return (
-        f"{cpu_name()}|torch {torch.__version__}|onnxruntime {onnxruntime.__version__}|{threads} threads|{shape}"
-        f"|{query_maxlen}|{str(dtype).removeprefix('torch.')}"
+        f"{cpu_name()}|torch {torch.__version__}|onnxruntime {importlib.metadata.version('onnxruntime')}"
+        f"|r{EXPORT_REVISION}|{threads} threads|{shape}|{query_maxlen}|{str(dtype).removeprefix('torch.')}"
     )
 
 
+def in_turns(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """The median seconds of each run, timed in turns (REPEATS rounds, after one warm-up round), so
+    that a machine warming up or busy for a while weighs on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(REPEATS + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
 def choose(figures: dict[str, Any]) -> str:
-    """onnx where its query measured faster than torch's; else torch."""
-    return "onnx" if figures["onnx"] < figures["torch"] else "torch"
+    """onnx where its query measured MIN_SPEEDUP faster than torch's; else torch."""
+    return "onnx" if MIN_SPEEDUP * figures["onnx"] <= figures["torch"] else "torch"
 
 
 def cache_file() -> Path:
@@ -61,7 +78,7 @@ def auto_query_runtime(
     """onnx or torch for this CPU and model: read from the cache, or each runtime's query timed once."""
 
     def measured() -> dict[str, Any]:
-        figures: dict[str, Any] = {"torch": timed(on_torch)[0], "onnx": timed(on_onnx)[0]}
+        figures: dict[str, Any] = in_turns({"torch": on_torch, "onnx": on_onnx})
         figures["chosen"] = choose(figures)
         log.info(
             "query runtime auto: %s (a query: %.1f ms on torch, %.1f ms on ONNX Runtime)",
