@@ -29,7 +29,7 @@ from xmsearch.retriever import Encoder
 from xmsearch.retriever.index.schema import IndexSpec
 from xmsearch.retriever.index.stores.edge import EdgeStore
 from xmsearch.settings import Settings
-from xmsearch.workers.app import DELETE_TASK, INDEX_TASK
+from xmsearch.workers.app import DELETE_TASK, INDEX_TASK, QUEUE, RESTORE_SWEEP_S, make_app
 from xmsearch.workers.dispatch import TaskQueue
 from xmsearch.workers.jobs import JobStore
 
@@ -667,3 +667,28 @@ def test_job_counts_are_added_once_per_operation_however_often_the_call_is_sent(
     jobs.add("j", "task-1", tasks_done=1, written=4)  # a task run again after its worker was lost
     job = jobs.get("j")
     assert job is not None and (job["tasks_sent"], job["accepted"], job["tasks_done"], job["written"]) == (2, 8, 1, 4)
+
+
+def test_a_sweep_lock_left_by_a_killed_worker_holds_redelivery_for_one_sweep_only(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed while it sweeps for abandoned messages leaves the sweep's Redis lock behind:
+    the other workers' sweeps skip while it is held. It expires after RESTORE_SWEEP_S (kombu's default
+    kept it 300 s), and the next sweep restores a message past the visibility timeout, once."""
+    settings = Settings(broker_url=redis_server.url, data_dir=tmp_path, visibility_timeout=8)
+    client = redis.Redis.from_url(redis_server.url)
+    with make_app(settings).connection_for_write() as connection:
+        channel = connection.default_channel
+        channel.queue_declare(QUEUE)
+        payload = {"body": "{}", "headers": {}, "properties": {"delivery_info": {}}}
+        client.hset(channel.unacked_key, "lost-tag", json.dumps([payload, "", QUEUE]))
+        client.zadd(channel.unacked_index_key, {"lost-tag": time.time() - 60})  # past the visibility timeout
+        held = client.lock(channel.unacked_mutex_key, timeout=channel.unacked_mutex_expire)
+        assert held.acquire(blocking=False)  # taken by the worker that is then killed: never released
+        channel.qos.restore_visible(interval=1)
+        assert client.hexists(channel.unacked_key, "lost-tag")  # skipped: the lock is held
+        time.sleep(RESTORE_SWEEP_S + 0.5)
+        channel.qos.restore_visible(interval=1)
+        channel.qos.restore_visible(interval=1)
+        assert not client.hexists(channel.unacked_key, "lost-tag")
+        assert client.llen(QUEUE) == 1  # restored to the queue, once

@@ -59,6 +59,11 @@ def make_app(settings: WorkerSettings) -> XmsearchCelery:
             # which added up to 100 s to a killed worker's redelivery): every RESTORE_SWEEP_S instead
             "unacked_restore_interval": RESTORE_SWEEP_S,
             "unacked_restore_throttle": 1,
+            # a sweep holds a Redis lock for milliseconds, but one held by a worker killed mid-sweep
+            # stayed for kombu's default 300 s, stopping every worker's sweeps meanwhile (a killed
+            # batch came back after 180+ s instead of ~10: tests/test_faults.py); restores are
+            # transactions, so two sweeps overlapping after a short expiry restore a message once
+            "unacked_mutex_expire": RESTORE_SWEEP_S,
         },
         worker_hijack_root_logger=False,
     )
