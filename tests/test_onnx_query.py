@@ -17,7 +17,7 @@ from tests.test_golden import _load, vectors_match
 from xmsearch.bench.encode import agreement, ranking_agreement, top10
 from xmsearch.retriever import Encoder
 from xmsearch.retriever.errors import InvalidInputError
-from xmsearch.retriever.model import onnx_query, query_runtime
+from xmsearch.retriever.model import measured, onnx_query, query_runtime
 from xmsearch.retriever.model.checkpoint import read_spec
 from xmsearch.settings import Settings
 
@@ -180,7 +180,7 @@ def test_auto_takes_the_runtime_measured_faster_once_then_reads_its_choice(
 
 def test_measured_in_turns_and_onnx_only_where_clearly_faster() -> None:
     order: list[str] = []
-    seconds = query_runtime.in_turns({"torch": lambda: order.append("torch"), "onnx": lambda: order.append("onnx")})
+    seconds = measured.in_turns({"torch": lambda: order.append("torch"), "onnx": lambda: order.append("onnx")})
     assert order == ["torch", "onnx"] * 6 and set(seconds) == {"torch", "onnx"}  # a warm-up round, then 5
     assert query_runtime.choose({"torch": 0.099, "onnx": 0.059}) == "onnx"
     assert query_runtime.choose({"torch": 0.0494, "onnx": 0.0459}) == "torch"  # 1.08x: not worth a session

@@ -255,12 +255,10 @@ class Encoder:
 
     def _forward(self, batch: TokenBatch, lang_ids: np.ndarray, kind: str) -> list[np.ndarray]:
         onnx = self._query_session() if kind == "query" else None
-        # ONNX Runtime's graph projects and normalises too
-        unit = (
-            self._torch_vectors(batch, lang_ids)
-            if onnx is None
-            else onnx(batch.input_ids, batch.attention_mask, lang_ids)
-        )
+        if onnx is None:
+            unit = self._torch_vectors(batch, lang_ids)
+        else:  # projected and normalised in its graph
+            unit = onnx(batch.input_ids, batch.attention_mask, lang_ids)
         return [v[k] for v, k in zip(unit, batch.keep, strict=True)]
 
     @torch.inference_mode()

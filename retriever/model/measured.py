@@ -31,6 +31,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def model_shape(config: Any) -> str:
+    """A transformer's shape as measurement keys name it: hidden size x layers x intermediate size."""
+    return f"{config.hidden_size}x{config.num_hidden_layers}x{config.intermediate_size}"
+
+
 def cache_root() -> Path:
     """xmsearch's folder of measured and derived files ($XDG_CACHE_HOME, else ~/.cache)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xmsearch"
@@ -45,6 +50,19 @@ def timed(run: Callable[[], T]) -> tuple[float, T]:
         out = run()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
+
+
+def in_turns(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """The median seconds of each run, timed in turns (REPEATS rounds, after one warm-up round), so
+    that a machine warming up or busy for a while weighs on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(REPEATS + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def remembered(cache: Path, key: str, choices: Collection[str], measure: Callable[[], dict[str, Any]]) -> str:

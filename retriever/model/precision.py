@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import XmodModel
 
-from xmsearch.retriever.model.measured import cache_root, cpu_name, remembered, timed
+from xmsearch.retriever.model.measured import cache_root, cpu_name, model_shape, remembered, timed
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,7 @@ DOCUMENT_BATCH = 4
 
 
 def cache_key(backbone: XmodModel, query_maxlen: int, doc_maxlen: int) -> str:
-    config = backbone.config
-    shape = f"{config.hidden_size}x{config.num_hidden_layers}x{config.intermediate_size}"
+    shape = model_shape(backbone.config)
     return (
         f"{cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{shape}|{query_maxlen}|{doc_maxlen}"
     )

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from xmsearch.retriever.model.measured import REPEATS, cache_root, cpu_name, remembered
+from xmsearch.retriever.model.measured import cache_root, cpu_name, in_turns, model_shape, remembered
 from xmsearch.retriever.model.onnx_query import EXPORT_REVISION, missing_package
 
 log = logging.getLogger(__name__)
@@ -43,24 +41,11 @@ def unavailable(device: torch.device) -> str | None:
 
 
 def cache_key(config: PretrainedConfig, query_maxlen: int, dtype: torch.dtype, threads: int) -> str:
-    shape = f"{config.hidden_size}x{config.num_hidden_layers}x{config.intermediate_size}"
     return (
         f"{cpu_name()}|torch {torch.__version__}|onnxruntime {importlib.metadata.version('onnxruntime')}"
-        f"|r{EXPORT_REVISION}|{threads} threads|{shape}|{query_maxlen}|{str(dtype).removeprefix('torch.')}"
+        f"|r{EXPORT_REVISION}|{threads} threads|{model_shape(config)}|{query_maxlen}"
+        f"|{str(dtype).removeprefix('torch.')}"
     )
-
-
-def in_turns(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """The median seconds of each run, timed in turns (REPEATS rounds, after one warm-up round), so
-    that a machine warming up or busy for a while weighs on all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(REPEATS + 1):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def choose(figures: dict[str, Any]) -> str:
